@@ -1,0 +1,169 @@
+"""The `qcompile` command: a thin shell over qcompile.compile()."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from qcompile.errors import QCompileError
+
+logger = logging.getLogger("qcompile")
+
+
+class _DefaultToCompile(click.Group):
+    """`qcompile MODEL ...` means `qcompile compile MODEL ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["compile", *args]
+        return super().parse_args(ctx, args)
+
+
+class _Bar:
+    """One progress line per stage on stderr: redrawn on a terminal, every 25% otherwise."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self.last: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if self.tty:
+            filled = pct // 4
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r  {stage:<10} [{'#' * filled}{'.' * (25 - filled)}] {done}/{total}{end}")
+            sys.stderr.flush()
+        elif pct // 25 != self.last.get(stage, -1):
+            self.last[stage] = pct // 25
+            sys.stderr.write(f"  {stage}: {done}/{total}\n")
+
+
+def _fail(exc: QCompileError) -> None:
+    click.echo(f"qcompile: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(cls=_DefaultToCompile, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qcompile")
+def main():
+    """Quantize an ONNX model for TensorRT: `qcompile MODEL --precision w4a8 --calib calib.npz`.
+
+    Commands: compile (the default), check (TensorRT pre-flight rules), build (engine from a
+    quantized model).
+    """
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--precision", "-p", default=None, help="Preset: w8a8, fp8, w4a16, w4a8, w8a16, wfp4a8, w6a16 [default: w8a8].")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe file (TOML or JSON); command-line options override it.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Quantized model path [default: MODEL with .q.onnx].")
+@click.option("--calib", default=None, help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.")
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None, help="Group size of block-quantized weights [default: 128].")
+@click.option("--calib-method", type=click.Choice(["amax", "percentile"]), default=None, help="Activation range [default: amax].")
+@click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
+@click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report JSON path [default: OUTPUT with .report.json].")
+@click.option("--no-verify", is_flag=True, help="Skip running both models with onnxruntime (no accuracy in the report).")
+@click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
+def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, exclude, override,
+                    report_path, no_verify, engine, force, print_python, quiet):
+    """Quantize MODEL and report its accuracy against the original."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        from qcompile.recipe import Recipe
+
+        base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
+        changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method,
+                                     "group_size": int(group_size) if group_size else None}.items() if v is not None}
+        if exclude:
+            changes["exclude"] = list(base.get("exclude", [])) + list(exclude)
+        if override:
+            merged = dict(base.get("overrides", {}))
+            for item in override:
+                pattern, sep, value = item.rpartition("=")
+                if not sep or not pattern:
+                    raise click.BadParameter(f"{item!r} is not NAME=PRECISION", param_hint="--override")
+                merged[pattern] = value
+            changes["overrides"] = merged
+        recipe = Recipe.from_dict({**base, **changes})
+        output = output or model.with_name(model.name.removesuffix(".onnx") + ".q.onnx")
+        report_path = report_path or output.with_name(output.name.removesuffix(".onnx") + ".report.json")
+        if print_python:
+            click.echo(_python_call(model, recipe, calib, output, report_path, force))
+            return
+        if report_path.exists() and not force:
+            raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
+        import qcompile
+
+        logger.info("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
+        artifacts = qcompile.compile(model, recipe, calib, output=output, report_path=report_path, force=force,
+                                     progress=None if quiet else _Bar(), verify=not no_verify)
+        click.echo(artifacts.report.table())
+        for path in artifacts.files:
+            logger.info("wrote %s", path)
+        if engine is not None:
+            _build_engine(output, engine, force)
+    except QCompileError as exc:
+        _fail(exc)
+
+
+def _build_engine(onnx_path: Path, engine: Path, force: bool, **options) -> None:
+    from qcompile.model_io import check_output_path
+    from qcompile.trt_build import build_engine, find_plugin_library
+
+    check_output_path(engine, [onnx_path], force)
+    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), progress=_Bar(), **options)
+    logger.info("wrote %s", engine)
+
+
+def _python_call(model, recipe, calib, output, report_path, force) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in recipe.to_dict().items())
+    return (f"import qcompile\nfrom qcompile.recipe import Recipe\n\n"
+            f"artifacts = qcompile.compile(\n    {str(model)!r},\n    Recipe({fields}),\n    {calib!r},\n"
+            f"    output={str(output)!r},\n    report_path={str(report_path)!r},\n    force={force!r},\n)\n"
+            f"print(artifacts.report.table())")
+
+
+@main.command("check")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+def check_command(model):
+    """Check a quantized MODEL against TensorRT's explicit-quantization rules (no TensorRT needed)."""
+    try:
+        from qcompile.model_io import load_model
+        from qcompile.passes.trt_preflight import check_tensorrt_rules
+
+        ir_model, _ = load_model(model)
+        violations = check_tensorrt_rules(ir_model)
+    except QCompileError as exc:
+        _fail(exc)
+    for v in violations:
+        click.echo(f"{v.node}: [{v.rule}] {v.message}")
+    if violations:
+        click.echo(f"{len(violations)} violation(s)", err=True)
+        sys.exit(2)
+    click.echo(f"{model}: passes TensorRT pre-flight checks")
+
+
+@main.command("build")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--engine", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Engine path [default: MODEL with .engine].")
+@click.option("--force", is_flag=True, help="Overwrite an existing engine.")
+def build_command(model, engine, force):
+    """Build a TensorRT engine from a quantized MODEL (needs TensorRT and the plugin library)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if not model.is_file():
+            raise QCompileError(f"model not found: {model}")
+        _build_engine(model, engine or model.with_suffix(".engine"), force)
+    except QCompileError as exc:
+        _fail(exc)

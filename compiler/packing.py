@@ -1,0 +1,62 @@
+"""Packed weight layouts, version 1 (docs/LAYOUTS.md): what the kernels read, byte for byte.
+
+Every function takes codes as `W[N, K]` (output channel major, K contiguous), one code per
+uint8/int8 element as `qcompile.formats` produces them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcompile.errors import LayoutError
+
+LAYOUT_VERSION = 1
+FP6_K_MULTIPLE = 64
+
+
+def _require(codes: np.ndarray, k_multiple: int, layout: str) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise LayoutError(f"{layout}: expected a 2-D [N, K] code array, got shape {codes.shape}")
+    if codes.shape[1] % k_multiple:
+        raise LayoutError(f"{layout}: K={codes.shape[1]} (dimension 1) must be a multiple of {k_multiple}")
+    return codes.view(np.uint8) if codes.dtype == np.int8 else codes.astype(np.uint8, copy=False)
+
+
+def pack_nibbles(codes: np.ndarray) -> np.ndarray:
+    """[N, K] 4-bit codes -> uint8 [N, K/2]; element 2j in the low nibble, 2j+1 in the high one."""
+    c = _require(codes, 2, "nibble layout") & 0xF
+    return (c[:, 0::2] | (c[:, 1::2] << 4)).astype(np.uint8)
+
+
+def unpack_nibbles(packed: np.ndarray, signed: bool = False) -> np.ndarray:
+    """uint8 [N, K/2] -> [N, K] codes (int8 sign-extended when `signed`, else uint8)."""
+    packed = np.asarray(packed, np.uint8)
+    out = np.empty((packed.shape[0], packed.shape[1] * 2), np.uint8)
+    out[:, 0::2], out[:, 1::2] = packed & 0xF, packed >> 4
+    if signed:
+        return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)
+    return out
+
+
+def pack_fp6(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] 6-bit codes -> (lo4 uint8 [N, K/2], hi2 uint8 [N, K/4]): FP6-LLM's 4+2 split."""
+    c = _require(codes, FP6_K_MULTIPLE, "fp6_4+2 layout")
+    if (c > 0x3F).any():
+        raise LayoutError("fp6_4+2 layout: codes must be 6-bit (0..63)")
+    lo4 = pack_nibbles(c & 0xF)
+    hi = c >> 4
+    hi2 = hi[:, 0::4] | (hi[:, 1::4] << 2) | (hi[:, 2::4] << 4) | (hi[:, 3::4] << 6)
+    return lo4, hi2.astype(np.uint8)
+
+
+def unpack_fp6(lo4: np.ndarray, hi2: np.ndarray) -> np.ndarray:
+    """(lo4, hi2) -> uint8 [N, K] 6-bit codes."""
+    lo = unpack_nibbles(lo4)
+    hi2 = np.asarray(hi2, np.uint8)
+    if hi2.shape != (lo.shape[0], lo.shape[1] // 4):
+        raise LayoutError(f"fp6_4+2 layout: hi2 shape {hi2.shape} does not match lo4 shape {lo4.shape}")
+    hi = np.empty_like(lo)
+    for i in range(4):
+        hi[:, i::4] = (hi2 >> (2 * i)) & 0x3
+    return (hi << 4) | lo

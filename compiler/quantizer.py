@@ -1,0 +1,142 @@
+"""Round-to-nearest weight quantization of a `W[N, K]` matrix onto any registered format.
+
+Granularity: per tensor, per output channel, or per group of `g` consecutive input channels.
+Scales are symmetric (`amax / format.max`) unless an asymmetric integer format is asked for;
+they can be constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
+real scale per output channel (M2), and rounded to float16 when a kernel reads them so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from qcompile.errors import LayoutError, RecipeError
+from qcompile.formats import Format, IntFormat
+
+GRANULARITIES = ("tensor", "channel", "group")
+SCALE_CONSTRAINTS = ("none", "pow2", "pow2_ratio")
+# M2 group exponents below this make FP4 -> FP8 exponent arithmetic leave E4M3's normal range:
+# such groups get the coarser grid 2^MIN_GROUP_EXP * channel scale instead (documented fallback).
+MIN_GROUP_EXP = -5
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSpec:
+    fmt: Format
+    granularity: str = "channel"
+    group_size: int = 128
+    symmetric: bool = True
+    scale_constraint: str = "none"
+    scale_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.granularity not in GRANULARITIES:
+            raise RecipeError(f"unknown granularity {self.granularity!r}; known: {', '.join(GRANULARITIES)}")
+        if self.scale_constraint not in SCALE_CONSTRAINTS:
+            raise RecipeError(f"unknown scale constraint {self.scale_constraint!r}; known: {', '.join(SCALE_CONSTRAINTS)}")
+        if not self.symmetric and not (isinstance(self.fmt, IntFormat) and not self.fmt.signed):
+            raise RecipeError(f"asymmetric quantization needs an unsigned integer format, not {self.fmt.name}")
+        if self.scale_dtype not in ("float32", "float16"):
+            raise RecipeError(f"scale dtype must be float32 or float16, not {self.scale_dtype!r}")
+
+    def groups(self, k: int) -> int:
+        """How many scales one output channel has for input dimension `k`."""
+        if self.granularity == "group":
+            if k % self.group_size:
+                raise LayoutError(f"K={k} is not a multiple of the group size {self.group_size}")
+            return k // self.group_size
+        return 1
+
+    def bits_per_weight(self, n: int, k: int) -> float:
+        scale_bits = 16 if self.scale_dtype == "float16" else 32
+        per_scale = scale_bits + (0 if self.symmetric else 8)
+        if self.granularity == "tensor":
+            return self.fmt.bits + per_scale / (n * k)
+        if self.scale_constraint == "pow2_ratio":
+            return self.fmt.bits + 8 * self.groups(k) / k + 32 / k
+        return self.fmt.bits + per_scale * self.groups(k) / k
+
+
+@dataclasses.dataclass
+class QuantizedWeight:
+    """Codes [N, K], scales [N, G] (G scales per output channel), optional zero points [N, G]."""
+
+    spec: WeightSpec
+    codes: np.ndarray
+    scales: np.ndarray
+    zero_points: np.ndarray | None = None
+    channel_scale: np.ndarray | None = None  # [N], M2 only: scales = channel_scale * 2^group_exp
+    group_exp: np.ndarray | None = None  # [N, G] int8, M2 only
+
+    def dequantize(self) -> np.ndarray:
+        n, k = self.codes.shape
+        vals = self.spec.fmt.decode(self.codes)
+        if self.zero_points is not None:
+            vals = vals - np.repeat(self.zero_points.astype(np.float32), k // self.scales.shape[1], axis=1)
+        return vals * np.repeat(self.scales.astype(np.float32), k // self.scales.shape[1], axis=1)
+
+
+def _amax(w: np.ndarray, spec: WeightSpec) -> np.ndarray:
+    n, k = w.shape
+    if spec.granularity == "tensor":
+        return np.full((n, 1), np.abs(w).max(), np.float32)
+    return np.abs(w.reshape(n, spec.groups(k), -1)).max(axis=2)
+
+
+def _pow2_ceil(x: np.ndarray) -> np.ndarray:
+    return np.exp2(np.ceil(np.log2(x))).astype(np.float32)
+
+
+def symmetric_scales(amax: np.ndarray, spec: WeightSpec) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Scales [N, G] from group maxima, with the spec's constraint; also M2's (channel_scale, group_exp)."""
+    tiny = np.finfo(np.float32).tiny
+    scales = np.maximum(amax / spec.fmt.max, tiny).astype(np.float32)
+    if spec.scale_dtype == "float16":
+        scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
+    if spec.scale_constraint == "pow2":
+        return _pow2_ceil(scales), None, None
+    if spec.scale_constraint == "pow2_ratio":
+        channel = scales.max(axis=1)
+        exp = np.clip(np.ceil(np.log2(scales / channel[:, None])), MIN_GROUP_EXP, 0).astype(np.int8)
+        return (channel[:, None] * np.exp2(exp.astype(np.float32))).astype(np.float32), channel, exp
+    return scales, None, None
+
+
+def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None = None) -> QuantizedWeight:
+    """Round-to-nearest quantization of `w[N, K]`; `scales` [N, G] overrides the amax scales."""
+    w = np.asarray(w, np.float32)
+    if not np.isfinite(w).all():
+        raise LayoutError("weight holds NaN or infinity")
+    n, k = w.shape
+    g = spec.groups(k)
+    channel, exp = None, None
+    if spec.symmetric:
+        if scales is None:
+            scales, channel, exp = symmetric_scales(_amax(w, spec), spec)
+        zero = None
+    else:
+        grouped = w.reshape(n, g, -1)
+        lo, hi = np.minimum(grouped.min(axis=2), 0), np.maximum(grouped.max(axis=2), 0)
+        if scales is None:
+            scales = np.maximum((hi - lo) / spec.fmt.qmax, np.finfo(np.float32).tiny).astype(np.float32)
+            if spec.scale_dtype == "float16":
+                scales = scales.astype(np.float16).astype(np.float32)
+        zero = np.clip(np.rint(-lo / scales), 0, spec.fmt.qmax).astype(np.uint8)
+    per_elem = np.repeat(scales, k // g, axis=1)
+    shifted = w / per_elem
+    if zero is not None:
+        shifted = shifted + np.repeat(zero.astype(np.float32), k // g, axis=1)
+    codes = spec.fmt.encode(shifted)
+    return QuantizedWeight(spec, codes, scales.astype(np.float32), zero, channel, exp)
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """10 log10(|ref|^2 / |ref - approx|^2); inf when exact."""
+    ref = np.asarray(reference, np.float64)
+    err = float(np.sum((ref - approx) ** 2))
+    sig = float(np.sum(ref ** 2))
+    if err == 0:
+        return float("inf")
+    return 10 * np.log10(max(sig, 1e-300) / err)

@@ -1,0 +1,151 @@
+"""Everything a user chooses, as one frozen `Recipe`: from a preset name, Python, TOML or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+from qcompile.errors import RecipeError
+from qcompile.formats import Format, get_format
+from qcompile.quantizer import WeightSpec
+
+CALIB_METHODS = ("amax", "percentile")
+EMITTERS = ("qdq", "plugin")
+SKIP = "fp16"  # an override that leaves a layer unquantized
+
+
+@dataclasses.dataclass(frozen=True)
+class ActSpec:
+    """Static per-tensor activation quantization."""
+
+    fmt: Format
+    method: str = "amax"
+    percentile: float = 99.99
+
+    def __post_init__(self):
+        if self.method not in CALIB_METHODS:
+            raise RecipeError(f"unknown calibration method {self.method!r}; known: {', '.join(CALIB_METHODS)}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise RecipeError(f"percentile must be in (50, 100], not {self.percentile}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """What one layer gets; `weights is None` leaves it in high precision."""
+
+    preset: str
+    weights: WeightSpec | None
+    activations: ActSpec | None
+    emit: str = "qdq"
+    plugin: str | None = None
+
+
+def _choice(preset: str, group_size: int, method: str, percentile: float) -> LayerChoice:
+    def ws(fmt, gran="channel", **kw):
+        return WeightSpec(get_format(fmt), gran, group_size, **kw)
+
+    def act(fmt):
+        return ActSpec(get_format(fmt), method, percentile)
+
+    table = {
+        "w8a8": lambda: LayerChoice(preset, ws("int8"), act("int8")),
+        "fp8": lambda: LayerChoice(preset, ws("fp8_e4m3fn"), act("fp8_e4m3fn")),
+        "w4a16": lambda: LayerChoice(preset, ws("int4", "group"), None),
+        "w4a8": lambda: LayerChoice(preset, ws("int4", "group"), act("fp8_e4m3fn")),
+        "w8a16": lambda: LayerChoice(preset, ws("int8"), None),
+        "wfp4a8": lambda: LayerChoice(preset, ws("fp4_e2m1", "group", scale_constraint="pow2_ratio"),
+                                      act("fp8_e4m3fn"), "plugin", "QcW4A8Gemm"),
+        "w6a16": lambda: LayerChoice(preset, ws("fp6_e3m2", scale_dtype="float16"), None, "plugin", "QcW6A16Gemm"),
+        SKIP: lambda: LayerChoice(preset, None, None),
+    }
+    if preset not in table:
+        raise RecipeError(f"unknown precision {preset!r}; valid: {', '.join(p for p in table if p != SKIP)}")
+    return table[preset]()
+
+
+PRESETS = ("w8a8", "fp8", "w4a16", "w4a8", "w8a16", "wfp4a8", "w6a16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    precision: str = "w8a8"
+    group_size: int = 128
+    calib_method: str = "amax"
+    percentile: float = 99.99
+    algorithm: str = "rtn"
+    exclude: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
+    holdout: float = 0.25
+
+    def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "overrides", tuple(tuple(o) for o in (
+            self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)))
+        if self.calib_method not in CALIB_METHODS:
+            raise RecipeError(f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}")
+        if self.group_size not in (32, 64, 128):
+            raise RecipeError(f"group size must be 32, 64 or 128, not {self.group_size}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise RecipeError(f"holdout must be in [0, 1), not {self.holdout}")
+        for pattern in list(self.exclude) + [p for p, _ in self.overrides]:
+            _matcher(pattern)
+        self.choice_for("")  # validates precision, calibration method and every override
+        for _, preset in self.overrides:
+            _choice(preset, self.group_size, self.calib_method, self.percentile)
+
+    def choice_for(self, layer_name: str) -> LayerChoice:
+        preset = self.precision
+        if any(_matcher(p)(layer_name) for p in self.exclude):
+            preset = SKIP
+        for pattern, override in self.overrides:
+            if _matcher(pattern)(layer_name):
+                preset = override
+        return _choice(preset, self.group_size, self.calib_method, self.percentile)
+
+    @classmethod
+    def preset(cls, name: str, **options) -> Recipe:
+        return cls(precision=name, **options)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise RecipeError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as exc:
+            raise RecipeError(f"recipe {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["exclude"] = list(self.exclude)
+        data["overrides"] = dict(self.overrides)
+        return data
+
+
+def _matcher(pattern: str):
+    if pattern.startswith("re:"):
+        try:
+            regex = re.compile(pattern[3:])
+        except re.error as exc:
+            raise RecipeError(f"bad pattern {pattern!r}: {exc}") from None
+        return lambda name: regex.fullmatch(name) is not None
+    return lambda name: name == pattern

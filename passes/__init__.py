@@ -1,0 +1,1 @@
+"""Graph passes over onnx-ir models, one per module."""
