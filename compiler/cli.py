@@ -80,6 +80,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        from qcompile.errors import RecipeError
         from qcompile.recipe import Recipe
 
         base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
@@ -92,7 +93,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             for item in override:
                 pattern, sep, value = item.rpartition("=")
                 if not sep or not pattern:
-                    raise click.BadParameter(f"{item!r} is not NAME=PRECISION", param_hint="--override")
+                    raise RecipeError(f"--override {item!r} is not NAME=PRECISION")
                 merged[pattern] = value
             changes["overrides"] = merged
         recipe = Recipe.from_dict({**base, **changes})
@@ -167,3 +168,7 @@ def build_command(model, engine, force):
         _build_engine(model, engine or model.with_suffix(".engine"), force)
     except QCompileError as exc:
         _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from qcompile.model_io import EXTERNAL_DATA_THRESHOLD, initializer_bytes
+from qcompile.model_io import save_model
 
 
 def _providers() -> list[str]:
@@ -26,29 +25,37 @@ def _has_fp8(proto: onnx.ModelProto) -> bool:
     return any(t.data_type in fp8 for t in proto.graph.initializer)
 
 
+def _internalize_small_tensors(proto: onnx.ModelProto, folder: Path) -> None:
+    """onnxruntime cannot shape-infer from external shape constants: keep non-float and tiny ones inline."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    for tensor in proto.graph.initializer:
+        if uses_external_data(tensor) and (tensor.data_type not in floats or np.prod(tensor.dims) <= 1024):
+            load_external_data_for_tensor(tensor, str(folder))
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+
+
 class OrtModel:
     """An onnxruntime session over a model file, optionally exposing intermediate tensors."""
 
     def __init__(self, path: Path, *, extra_outputs: list[str] = (), optimize: bool | None = None):
         import onnxruntime as ort
 
-        self._tmp = Path(tempfile.mkdtemp(prefix="qcompile-ort-"))
         proto = onnx.load(str(path), load_external_data=False)
         for name in extra_outputs:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        for location in {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}:
-            link = self._tmp / location
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink((path.parent / location).resolve(), link)
-        model_path = self._tmp / "model.onnx"
-        onnx.save(proto, str(model_path))
+        _internalize_small_tensors(proto, path.parent)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if optimize is None:
             optimize = not _has_fp8(proto)  # onnxruntime's optimizer mis-fuses FP8 Q/DQ (DESIGN.md)
         if not optimize:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), options, providers=_providers())
+        # Loaded from bytes, the model's external data is found in its own folder (no copies).
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=_providers())
         self.output_names = [o.name for o in self.session.get_outputs()][: len(proto.graph.output) - len(extra_outputs)]
 
     @classmethod
@@ -56,8 +63,7 @@ class OrtModel:
         folder = Path(tempfile.mkdtemp(prefix="qcompile-model-"))
         try:
             path = folder / "model.onnx"
-            large = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
-            ir.save(model, path, external_data="model.onnx.data" if large else None)
+            save_model(model, path, check=False)
             return cls(path, **kwargs)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -66,7 +72,7 @@ class OrtModel:
         return self.session.run(names if names is not None else self.output_names, sample)
 
     def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self.session = None
 
     def __enter__(self):
         return self

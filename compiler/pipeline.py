@@ -270,12 +270,17 @@ def _quantize(planned: list[_Planned], act_stats, kept: list[LayerReport], progr
 
 
 def _verify(model: ir.Model, names, eval_set, reference, has_plugins: bool, out, progress):
+    # Saving with external data repoints the in-memory tensors at the written files, so a model
+    # that was saved is read back from disk rather than reused.
     if has_plugins:
         from qcompile.passes.lower_plugins import LowerPluginNodes
 
-        model = ir.from_proto(ir.to_proto(model)) if out is None else ir.load(out)
+        model = ir.load(out) if out is not None else model
         LowerPluginNodes()(model)
-    with OrtModel.from_ir(model) as quantized:
+        session = OrtModel.from_ir(model)
+    else:
+        session = OrtModel(out) if out is not None else OrtModel.from_ir(model)
+    with session as quantized:
         results = []
         for i, sample in enumerate(eval_set):
             results.append(quantized.run(sample, names))

@@ -1,0 +1,113 @@
+"""The command line: success, and every kind of bad input gives one line, exit code 2 and no file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import tiny_models
+from qcompile.cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    onnx.save(tiny_models.mlp(), tmp_path / "mlp.onnx")
+    np.savez(tmp_path / "calib.npz", **tiny_models.calibration())
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _outputs(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name not in ("mlp.onnx", "calib.npz", "bad.npz", "junk.onnx", "trunc.onnx"))
+
+
+def test_compile_writes_model_report_and_recipe(workdir):
+    result = run(workdir / "mlp.onnx", "--precision", "w8a8", "--calib", workdir / "calib.npz", "-q")
+    assert result.exit_code == 0, result.output
+    assert "cosine mean" in result.output
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.onnx.recipe.json", "mlp.q.report.json"]
+
+
+def test_existing_output_needs_force(workdir):
+    assert run(workdir / "mlp.onnx", "-p", "w4a16", "-q").exit_code == 0
+    result = run(workdir / "mlp.onnx", "-p", "w4a16", "-q")
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert run(workdir / "mlp.onnx", "-p", "w4a16", "-q", "--force").exit_code == 0
+
+
+def _bad_calib(folder, **arrays):
+    np.savez(folder / "bad.npz", **arrays)
+    return folder / "bad.npz"
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing", "model not found"),
+    ("not_onnx", "not a readable ONNX model"),
+    ("truncated", "not a readable ONNX model"),
+    ("no_layers", "no quantizable layer"),
+    ("unknown_preset", "valid: w8a8, fp8, w4a16, w4a8"),
+    ("calib_name", "missing ['x']"),
+    ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
+    ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
+    ("same_output", "is the input model"),
+    ("no_calib", "needs calibration data"),
+    ("bad_override", "is not NAME=PRECISION"),
+])
+def test_bad_input(workdir, case, expect):
+    model = workdir / "mlp.onnx"
+    args = [model, "-p", "w8a8", "--calib", workdir / "calib.npz"]
+    if case == "missing":
+        args[0] = workdir / "nope.onnx"
+    elif case == "not_onnx":
+        (workdir / "junk.onnx").write_text("hello, I am not a model")
+        args[0] = workdir / "junk.onnx"
+    elif case == "truncated":
+        (workdir / "trunc.onnx").write_bytes(model.read_bytes()[:300])
+        args[0] = workdir / "trunc.onnx"
+    elif case == "no_layers":
+        onnx.save(tiny_models.no_weights(), workdir / "junk.onnx")
+        args = [workdir / "junk.onnx", "-p", "w4a16"]
+    elif case == "unknown_preset":
+        args[2] = "w3a7"
+    elif case == "calib_name":
+        args[4] = _bad_calib(workdir, y=np.zeros((4, 2, 256), np.float32))
+    elif case == "calib_shape":
+        args[4] = _bad_calib(workdir, x=np.zeros((4, 3, 7), np.float32))
+    elif case == "calib_dtype":
+        args[4] = _bad_calib(workdir, x=np.zeros((4, 2, 256), np.float64))
+    elif case == "same_output":
+        args += ["-o", model]
+    elif case == "no_calib":
+        args = args[:3]
+    elif case == "bad_override":
+        args += ["--override", "fc1"]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert expect in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert _outputs(workdir) == []
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qcompile.cli", str(tmp_path / "none.onnx")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"qcompile: error: model not found: {tmp_path / 'none.onnx'}"
+    assert "Traceback" not in proc.stderr
+
+
+def test_print_python_is_runnable(workdir):
+    result = run(workdir / "mlp.onnx", "-p", "w4a16", "--group-size", "64", "--print-python")
+    assert result.exit_code == 0
+    namespace = {}
+    exec(compile(result.output, "<generated>", "exec"), namespace)  # noqa: S102 - our own output
+    assert (workdir / "mlp.q.onnx").is_file()
