@@ -246,6 +246,7 @@ def _quantize(planned: list[_Planned], act_stats, kept: list[LayerReport], progr
         spec, act = p.choice.weights, p.choice.activations
         w = p.layer.weight_nk()
         qw = quantize_weight(w, spec)
+        _release(p.layer.source.const_value)
         act_scale = None
         if act is not None:
             stats = act_stats[p.layer.activation.name]
@@ -267,6 +268,12 @@ def _quantize(planned: list[_Planned], act_stats, kept: list[LayerReport], progr
             progress("quantize", i + 1, len(planned))
     planned[:] = [p for _, p in results]
     return results
+
+
+def _release(tensor) -> None:
+    """Unmap an external-data weight once read, so resident memory holds one layer at a time."""
+    if isinstance(tensor, ir.ExternalTensor):
+        tensor.release()
 
 
 def _verify(model: ir.Model, names, eval_set, reference, has_plugins: bool, out, progress):

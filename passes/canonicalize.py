@@ -45,9 +45,9 @@ class Layer:
         return np.asarray(arr, np.float32)
 
     def weight_nk(self) -> np.ndarray:
-        """The weight as `W[N, K]`."""
+        """The weight as `W[N, K]`: a copy, never a view of the (possibly memory-mapped) initializer."""
         arr = self.operand_array()
-        return np.ascontiguousarray(arr.T if self.layout == "kn" else arr.reshape(self.n, self.k))
+        return np.array(arr.T if self.layout == "kn" else arr.reshape(self.n, self.k), np.float32, order="C", copy=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""Shared pieces of the benchmark scripts: running a model file, onnxruntime's own quantizers
+as peers, timing and peak memory of a child process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def run_onnx(path: Path, feeds: dict[str, np.ndarray], optimize: bool = True) -> list[np.ndarray]:
+    """One onnxruntime CPU run (graph optimizations off when asked: FP8 Q/DQ models need it)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def ort_quantize_static(src: Path, dst: Path, calib: dict[str, np.ndarray], *, symmetric_activations: bool) -> Path:
+    """onnxruntime's quantize_static: QDQ, per-channel INT8 weights, MinMax, MatMul only."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            count = len(next(iter(calib.values())))
+            self.items = iter([{k: v[i] for k, v in calib.items()} for i in range(count)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"],
+                    activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True})
+    return dst
+
+
+def ort_matmulnbits(src: Path, dst: Path, *, algo: str = "RTN", block_size: int = 128,
+                    calib: dict[str, np.ndarray] | None = None) -> Path:
+    """onnxruntime's MatMulNBitsQuantizer (4 bits, symmetric, block along K)."""
+    import onnx
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnb
+
+    configs = {
+        "RTN": lambda: mnb.RTNWeightOnlyQuantConfig(),
+        "HQQ": lambda: mnb.HQQWeightOnlyQuantConfig(block_size=block_size, bits=4),
+        "DEFAULT": lambda: mnb.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True),
+    }
+    model = onnx.load(str(src))
+    if algo == "GPTQ":
+        count = len(next(iter(calib.values())))
+        reader = _reader(calib, count)
+        config = mnb.GPTQWeightOnlyQuantConfig(calibration_data_reader=reader, block_size=block_size)
+    else:
+        config = configs[algo]()
+    quantizer = mnb.MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True, algo_config=config)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=dst.stat().st_size > 2e9 if dst.exists() else False)
+    return dst
+
+
+def _reader(calib, count):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{k: v[i] for k, v in calib.items()} for i in range(count)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+        def rewind(self):
+            self.items = iter([{k: v[i] for k, v in calib.items()} for i in range(count)])
+
+    return Reader()
+
+
+def timed_child(argv: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in bytes of the child, exit code) of a command."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "rc = subprocess.call(sys.argv[1:]); wall = time.perf_counter() - t; "
+            "print(f'{wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024} {rc}', file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], stderr=subprocess.PIPE, text=True)
+    wall, rss, rc = proc.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(rss), int(rc)
+
