@@ -63,7 +63,7 @@ def ort_matmulnbits(src: Path, dst: Path, *, algo: str = "RTN", block_size: int 
         config = configs[algo]()
     quantizer = mnb.MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True, algo_config=config)
     quantizer.process()
-    quantizer.model.save_model_to_file(str(dst), use_external_data_format=dst.stat().st_size > 2e9 if dst.exists() else False)
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
     return dst
 
 

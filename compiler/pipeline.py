@@ -147,6 +147,7 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
     planned, kept = _plan(ir_model, recipe)
     if not planned:
         raise ModelError("no layer left to quantize: " + "; ".join(f"{r.name}: {r.reason}" for r in kept[:3]))
+    logger.info("canonicalize: %d layers to quantize, %d kept in high precision", len(planned), len(kept))
     needs_acts = any(p.choice.activations is not None for p in planned)
     samples, eval_source = _samples(calibration, ir_model, needs_acts, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
@@ -162,15 +163,20 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         with OrtModel(ref_path, extra_outputs=[n for n in observed if n not in graph_inputs]) as original:
             output_names = original.output_names
             t0 = time.perf_counter()
+            if observed:
+                logger.info("calibrate: %d activation tensors on %d samples (%s)", len(observed), len(calib_set),
+                            recipe.calib_method)
             act_stats = _calibrate(original, observed, graph_inputs, calib_set, progress)
             timings["calibrate"] = time.perf_counter() - t0
             reference = [original.run(s) for s in eval_set] if verify else []
 
         t0 = time.perf_counter()
+        logger.info("quantize: %d weights (%s)", len(planned), recipe.algorithm)
         quantized = _quantize(planned, act_stats, kept, progress)
         timings["quantize"] = time.perf_counter() - t0
         qdq_layers = [q for q, p in quantized if p.choice.emit == "qdq"]
         plugin_layers = [(q, p.choice.plugin) for q, p in quantized if p.choice.emit == "plugin"]
+        logger.info("emit: %d layers as Q/DQ, %d as plugin nodes", len(qdq_layers), len(plugin_layers))
         InsertQDQ(qdq_layers)(ir_model)
         if plugin_layers:
             from qcompile.passes.emit_plugins import EmitPluginGemms
@@ -185,6 +191,7 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         accuracy = []
         if verify:
             t0 = time.perf_counter()
+            logger.info("verify: original vs quantized on %d samples with onnxruntime", len(eval_set))
             accuracy = _verify(ir_model, output_names, eval_set, reference, bool(plugin_layers), out, progress)
             timings["verify"] = time.perf_counter() - t0
 

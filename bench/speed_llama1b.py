@@ -1,0 +1,58 @@
+"""w4a16 on a LLaMA-shaped model of about 1B parameters (random weights, external data):
+wall time and peak RSS of `qcompile --precision w4a16` next to onnxruntime's
+MatMulNBitsQuantizer (RTN, block 128) on the same model, each in its own child process.
+
+    python -m bench.speed_llama1b [--dir /tmp/qc-llama1b] [--layers 16] [--algo rtn|gptq]
+
+The model is generated once into --dir (about 4.4 GB; never commit it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.common import timed_child
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/qc-llama1b"))
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--algo", default="rtn", help="qcompile weight algorithm (rtn or gptq)")
+    parser.add_argument("--skip-ort", action="store_true")
+    args = parser.parse_args(argv)
+    model = args.dir / "llama1b.onnx"
+    if not model.exists():
+        wall, rss, rc = timed_child([sys.executable, "bench/models/llama1b.py", str(args.dir), "--layers", str(args.layers)])
+        if rc:
+            return rc
+        print(f"generated {model} in {wall:.0f} s")
+    weight_bytes = (args.dir / "llama1b.onnx.data").stat().st_size
+    print(f"fp32 weights: {weight_bytes / 1e9:.2f} GB")
+
+    out = args.dir / f"llama1b.w4a16.{args.algo}.onnx"
+    cmd = ["qcompile", str(model), "--precision", "w4a16", "-o", str(out), "--force", "-q"]
+    if args.algo != "rtn":
+        cmd += ["--calib", str(args.dir / "llama_calib.npz"), "--algorithm", args.algo]
+    ours = timed_child(cmd)
+    rows = [(f"qcompile w4a16 ({args.algo}, with verification run)", *ours)]
+    if not args.skip_ort:
+        ort_out = args.dir / "llama1b.ort_rtn.onnx"
+        code = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
+                "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
+        rows.append(("onnxruntime MatMulNBitsQuantizer (RTN, block 128)",
+                     *timed_child([sys.executable, "-c", code, str(model), str(ort_out)])))
+    print(f"{'tool':<58} {'wall s':>8} {'peak RSS GB':>12} {'RSS / fp32 weights':>19}")
+    for name, wall, rss, rc in rows:
+        status = "" if rc == 0 else f"  (exit {rc})"
+        print(f"{name:<58} {wall:>8.1f} {rss / 1e9:>12.2f} {rss / weight_bytes:>19.2f}{status}")
+    if len(rows) == 2 and rows[0][3] == 0 and rows[1][3] == 0:
+        print(f"time ratio qcompile / onnxruntime: {rows[0][1] / rows[1][1]:.2f}; "
+              f"peak RSS ratio: {rows[0][2] / rows[1][2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
