@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -83,11 +84,22 @@ def initializer_bytes(model: ir.Model) -> int:
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
+def _inline_external_tensors(model: ir.Model) -> None:
+    """onnx-ir keeps an external tensor as a reference to its old file: read it in instead."""
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ir.ExternalTensor):
+            value.const_value = ir.Tensor(np.array(tensor.numpy()), dtype=tensor.dtype, name=tensor.name)
+            tensor.release()
+
+
 def save_model(model: ir.Model, out: Path, *, check: bool = True) -> list[Path]:
     """Write `model` to `out` atomically (with `out.name + '.data'` if large); returns the files written."""
     out = Path(out)
     external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
     data_name = out.name + ".data"
+    if not external:
+        _inline_external_tensors(model)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         staged = staging / out.name

@@ -154,3 +154,17 @@ def test_recipe_file_and_overrides(tmp_path, mlp_path):
     assert layers["fc1"].weight_format == "int4" and layers["fc1"].granularity == "group 64"
     assert layers["fc2"].weight_format == "int8"
     assert np.isfinite(artifacts.report.accuracy[0].cosine_mean)
+
+
+def test_external_data_input_small_output_is_self_contained(tmp_path):
+    """Unquantized external initializers are read in, not left pointing at the input's data file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save(tiny_models.mlp(), src / "ext.onnx", save_as_external_data=True, location="ext.onnx.data",
+              size_threshold=0)
+    out = tmp_path / "out" / "q.onnx"
+    out.parent.mkdir()
+    qcompile.compile(src / "ext.onnx", Recipe("w4a16", exclude=("fc2",)), None, output=out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["q.onnx", "q.onnx.recipe.json"]
+    onnx.checker.check_model(str(out))
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in onnx.load(str(out)).graph.initializer)
