@@ -1,0 +1,193 @@
+"""Build a TensorRT engine from a quantized ONNX model (TensorRT 10 Python API, strongly typed).
+
+Written against the TensorRT 10 documentation; TensorRT cannot be installed where qcompile is
+developed, so this module only runs where `import tensorrt` works (tests/trt).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from qcompile.errors import MissingDependencyError, ModelError, OutputError, QCompileError
+
+log = logging.getLogger(__name__)
+
+PLUGIN_LIBRARY_ENV = "QC_PLUGIN_LIB"
+PLUGIN_LIBRARY_NAME = "libqc_trt_plugins.so"
+# Where `cmake -S plugins -B <dir> -DQC_BUILD_TRT_PLUGINS=ON` puts it, relative to the checkout.
+_DEFAULT_BUILD_DIRS = ("plugins/build/trt", "plugins/build", "build/plugins/trt", "build/trt", "build")
+_NOT_INSTALLED = ("TensorRT is not installed: pip install tensorrt (from NVIDIA's package index) to build engines; "
+                  "the quantized ONNX and the plugin library were still written")
+
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+def find_plugin_library(explicit: str | os.PathLike | None = None, *, root: Path | None = None) -> Path | None:
+    """The plugin library: `explicit`, else $QC_PLUGIN_LIB, else the default build dirs; None if absent.
+
+    An explicit path or $QC_PLUGIN_LIB naming a missing file is an error, not a fallback.
+    """
+    for source, given in (("plugin library", explicit), (f"${PLUGIN_LIBRARY_ENV}", os.environ.get(PLUGIN_LIBRARY_ENV))):
+        if given:
+            path = Path(given).expanduser()
+            if not path.is_file():
+                raise QCompileError(f"{source} {path} does not exist")
+            return path.resolve()
+    root = root or Path(__file__).resolve().parents[1]
+    for folder in _DEFAULT_BUILD_DIRS:
+        candidate = root / folder / PLUGIN_LIBRARY_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_shapes(shapes: Shapes | None) -> Shapes:
+    """Validate an optimization profile: {input: (min, opt, max)}, same rank, min <= opt <= max."""
+    checked: Shapes = {}
+    for name, triple in (shapes or {}).items():
+        if len(triple) != 3:
+            raise QCompileError(f"input {name!r}: expected (min, opt, max) shapes, got {triple!r}")
+        lo, opt, hi = (tuple(int(d) for d in s) for s in triple)
+        if not len(lo) == len(opt) == len(hi):
+            raise QCompileError(f"input {name!r}: min/opt/max shapes have different ranks: {lo}, {opt}, {hi}")
+        if any(not 0 < a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise QCompileError(f"input {name!r}: need 0 < min <= opt <= max in every dim, got {lo}, {opt}, {hi}")
+        checked[name] = (lo, opt, hi)
+    return checked
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise MissingDependencyError(_NOT_INSTALLED) from exc
+    return tensorrt
+
+
+def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *,
+                 plugin_library: str | os.PathLike | None = None, serialize_plugins: bool = False,
+                 timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = None,
+                 shapes: Shapes | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """Parse `onnx_path` into a strongly typed network, build it, write the plan to `engine_path`.
+
+    plugin_library: loaded with IPluginRegistry.load_library before parsing (the ONNX parser maps
+    the qcompile plugin nodes to its creators). serialize_plugins: embed it in a version-compatible
+    plan (runtimes then need setEngineHostCodeAllowed(true)). timing_cache: read if present,
+    written back after the build. shapes: an optimization profile for dynamic inputs.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path} does not exist")
+    if not engine_path.parent.is_dir():
+        raise OutputError(f"folder {engine_path.parent} does not exist")
+    if serialize_plugins and plugin_library is None:
+        raise QCompileError("serialize_plugins needs a plugin_library to embed")
+    library = find_plugin_library(plugin_library) if plugin_library is not None else None
+    profile_shapes = check_shapes(shapes)
+    trt = import_tensorrt()
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    if library is not None:
+        _load_plugin_library(trt, builder.get_plugin_registry(), library)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if serialize_plugins:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        config.plugins_to_serialize = [str(library)]
+    _add_profile(trt, builder, network, config, profile_shapes)
+    _load_timing_cache(config, timing_cache)
+    monitor = _make_progress_monitor(trt, progress) if progress is not None else None
+    if monitor is not None:
+        config.progress_monitor = monitor
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise QCompileError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    engine_path.write_bytes(memoryview(plan))
+    if timing_cache is not None:
+        Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
+    log.info("wrote %s (%d bytes)", engine_path, engine_path.stat().st_size)
+    return engine_path
+
+
+def _load_plugin_library(trt, registry, library: Path) -> None:
+    from qcompile.plugin_specs import load_specs
+
+    specs = load_specs()
+    if all(registry.get_creator(name, spec.version, specs.namespace) for name, spec in specs.plugins.items()):
+        return  # already registered in this process; loadLibrary would fail on the duplicates
+    if registry.load_library(str(library)) is None:
+        raise QCompileError(f"TensorRT could not load the plugin library {library}")
+
+
+def _add_profile(trt, builder, network, config, shapes: Shapes) -> None:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    dynamic = [t.name for t in inputs if any(d < 0 for d in t.shape)]
+    unknown = sorted(set(shapes) - {t.name for t in inputs})
+    if unknown:
+        raise QCompileError(f"shapes given for unknown input(s) {unknown}; inputs: {[t.name for t in inputs]}")
+    missing = [name for name in dynamic if name not in shapes]
+    if missing:
+        raise QCompileError(f"input(s) {missing} have dynamic dims: give their (min, opt, max) shapes")
+    if not shapes:
+        return
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+
+
+def _load_timing_cache(config, timing_cache) -> None:
+    if timing_cache is None:
+        return
+    path = Path(timing_cache)
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+
+def _make_logger(trt):
+    """A trt.ILogger that forwards to this module's logging.Logger."""
+    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
+              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.INFO,
+              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
+
+    return Logger()
+
+
+def _make_progress_monitor(trt, progress: Callable[[str], None]):
+    """A trt.IProgressMonitor that reports phases and steps as lines; None before TensorRT 10.0."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.steps = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            progress(f"{parent_phase + ' > ' if parent_phase else ''}{phase_name}: started ({num_steps} steps)")
+
+        def step_complete(self, phase_name, step):
+            progress(f"{phase_name}: step {step + 1}/{self.steps.get(phase_name, '?')}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            progress(f"{phase_name}: done")
+
+    return Monitor()

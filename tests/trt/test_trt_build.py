@@ -1,0 +1,213 @@
+"""qcompile.trt_build: argument checks and the missing-TensorRT error run everywhere; building
+engines runs only where `import tensorrt` works."""
+
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from qcompile import plugin_specs, trt_build
+from qcompile.errors import MissingDependencyError, ModelError, QCompileError
+
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+needs_trt = pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+
+
+def int8_linear_model(path, k=64, n=16):
+    """x[2, k] -> Q/DQ (int8, per tensor) -> MatMul with DQ(int8 weight, per channel) -> y."""
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([2, k]))
+    const = lambda name, a: ir.Value(name=name, const_value=ir.tensor(a, name=name))  # noqa: E731
+    s, zp = const("s", np.float32(0.05)), const("zp", np.int8(0))
+    w, ws = const("w", np.ones((k, n), np.int8)), const("ws", np.full(n, 0.01, np.float32))
+    q = ir.node("QuantizeLinear", [x, s, zp])
+    dq = ir.node("DequantizeLinear", [q.outputs[0], s, zp])
+    wdq = ir.node("DequantizeLinear", [w, ws], attributes={"axis": 1})
+    mm = ir.node("MatMul", [dq.outputs[0], wdq.outputs[0]])
+    mm.outputs[0].name = "y"
+    graph = ir.Graph([x], [mm.outputs[0]], nodes=[q, dq, wdq, mm], initializers=[s, zp, w, ws],
+                     opset_imports={"": 21})
+    ir.save(ir.Model(graph, ir_version=10), path)
+    return path
+
+
+def test_find_plugin_library(tmp_path, monkeypatch):
+    monkeypatch.delenv(trt_build.PLUGIN_LIBRARY_ENV, raising=False)
+    assert trt_build.find_plugin_library(root=tmp_path) is None
+    default = tmp_path / "plugins" / "build" / "trt" / trt_build.PLUGIN_LIBRARY_NAME
+    default.parent.mkdir(parents=True)
+    default.write_bytes(b"")
+    assert trt_build.find_plugin_library(root=tmp_path) == default
+    other = tmp_path / "elsewhere.so"
+    other.write_bytes(b"")
+    monkeypatch.setenv(trt_build.PLUGIN_LIBRARY_ENV, str(other))
+    assert trt_build.find_plugin_library(root=tmp_path) == other.resolve()
+    monkeypatch.setenv(trt_build.PLUGIN_LIBRARY_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(QCompileError, match="missing.so does not exist"):
+        trt_build.find_plugin_library(root=tmp_path)
+
+
+def test_check_shapes():
+    assert trt_build.check_shapes({"x": ([1, 8], [4, 8], [16, 8])}) == {"x": ((1, 8), (4, 8), (16, 8))}
+    for bad, word in (({"x": ([1, 8], [4, 8])}, "min, opt, max"), ({"x": ([1], [4, 8], [16, 8])}, "ranks"),
+                      ({"x": ([4, 8], [1, 8], [16, 8])}, "min <= opt <= max"), ({"x": ([0, 8], [1, 8], [1, 8])}, "0 <")):
+        with pytest.raises(QCompileError, match=word):
+            trt_build.check_shapes(bad)
+
+
+def test_arguments_are_checked_before_tensorrt_is_needed(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        trt_build.build_engine(tmp_path / "none.onnx", tmp_path / "m.engine")
+    model = int8_linear_model(tmp_path / "m.onnx")
+    with pytest.raises(QCompileError, match="serialize_plugins needs a plugin_library"):
+        trt_build.build_engine(model, tmp_path / "m.engine", serialize_plugins=True)
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed")
+def test_missing_tensorrt_is_a_user_error(tmp_path):
+    model = int8_linear_model(tmp_path / "m.onnx")
+    with pytest.raises(MissingDependencyError, match="TensorRT is not installed: pip install tensorrt"):
+        trt_build.build_engine(model, tmp_path / "m.engine")
+    assert not (tmp_path / "m.engine").exists()
+
+
+@needs_trt
+def test_build_a_strongly_typed_int8_engine(tmp_path):
+    import tensorrt as trt
+
+    lines = []
+    engine = trt_build.build_engine(int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine",
+                                    timing_cache=tmp_path / "cache.bin", workspace_mb=256, progress=lines.append)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    plan = runtime.deserialize_cuda_engine(engine.read_bytes())
+    assert plan is not None and plan.num_io_tensors == 2
+    assert (tmp_path / "cache.bin").stat().st_size > 0
+    assert lines, "the progress monitor reported nothing"
+
+
+@needs_trt
+def test_build_with_the_plugin_library(tmp_path):
+    library = trt_build.find_plugin_library()
+    if library is None:
+        pytest.skip("the plugin library is not built (set QC_PLUGIN_LIB or build plugins/ with QC_BUILD_TRT_PLUGINS=ON)")
+    n, k = 16, 128
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape(["m", k]))
+    const = lambda name, a: ir.Value(name=name, const_value=ir.tensor(a, name=name))  # noqa: E731
+    inputs = [x, const("w", np.full((n, k // 2), 0x11, np.uint8)), const("s", np.ones((n, 1), np.float16))]
+    node = ir.node("QcW4A16Gemm", inputs, domain="qcompile",
+                   attributes=plugin_specs.node_attributes("QcW4A16Gemm", N=n, K=k))
+    graph = ir.Graph([x], [node.outputs[0]], nodes=[node], initializers=inputs[1:],
+                     opset_imports={"": 21, "qcompile": 1})
+    ir.save(ir.Model(graph, ir_version=10), tmp_path / "p.onnx")
+    engine = trt_build.build_engine(tmp_path / "p.onnx", tmp_path / "p.engine", plugin_library=library,
+                                    serialize_plugins=True, shapes={"x": ((1, k), (8, k), (64, k))})
+    assert engine.stat().st_size > 0
+
+
+class _Fake:
+    """Stands in for the `tensorrt` module: runs build_engine's code paths and records the calls.
+
+    It checks qcompile's wiring (every branch runs, names are spelled as the TensorRT 10 Python API
+    documents them), not TensorRT's behaviour.
+    """
+
+    def __init__(self, library_registered=False):
+        calls = self.calls = []
+        enum = lambda *names: types.SimpleNamespace(**{n: i for i, n in enumerate(names)})  # noqa: E731
+        self.NetworkDefinitionCreationFlag = enum("STRONGLY_TYPED")
+        self.MemoryPoolType = enum("WORKSPACE")
+        self.BuilderFlag = enum(*["F%d" % i for i in range(13)], "VERSION_COMPATIBLE")
+        severity = enum("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")
+
+        class ILogger:
+            Severity = severity
+
+            def __init__(self):
+                pass
+
+        class IProgressMonitor:
+            def __init__(self):
+                pass
+
+        class Config:
+            plugins_to_serialize = []
+            progress_monitor = None
+
+            def set_memory_pool_limit(self, pool, size): calls.append(("pool", pool, size))
+            def set_flag(self, flag): calls.append(("flag", flag))
+            def add_optimization_profile(self, profile): calls.append(("profile", profile.shapes))
+            def create_timing_cache(self, data): return types.SimpleNamespace(serialize=lambda: b"cache")
+            def set_timing_cache(self, cache, ignore_mismatch): calls.append(("timing_cache", ignore_mismatch))
+            def get_timing_cache(self): return types.SimpleNamespace(serialize=lambda: b"cache")
+
+        class Network:
+            num_inputs = 1
+
+            def get_input(self, i): return types.SimpleNamespace(name="x", shape=(-1, 64))
+
+        class Profile:
+            def __init__(self): self.shapes = {}
+            def set_shape(self, name, lo, opt, hi): self.shapes[name] = (lo, opt, hi)
+
+        class Registry:
+            def get_creator(self, name, version, namespace): return object() if library_registered else None
+            def load_library(self, path): calls.append(("load_library", path)); return object()
+
+        class Builder:
+            def __init__(self, logger): self.logger = logger
+            def get_plugin_registry(self): return Registry()
+            def create_network(self, flags): calls.append(("network", flags)); return Network()
+            def create_builder_config(self): self.config = Config(); return self.config
+            def create_optimization_profile(self): return Profile()
+
+            def build_serialized_network(self, network, config):
+                calls.append(("serialize", list(config.plugins_to_serialize), config.progress_monitor is not None))
+                config.progress_monitor.phase_start("build", None, 2)
+                config.progress_monitor.step_complete("build", 0)
+                return b"plan"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger): pass
+            def parse_from_file(self, path): calls.append(("parse", path)); return True
+
+        self.ILogger, self.IProgressMonitor, self.Builder, self.OnnxParser = ILogger, IProgressMonitor, Builder, OnnxParser
+
+
+def test_build_engine_wiring_with_a_fake_tensorrt(tmp_path, monkeypatch):
+    fake = _Fake()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    library = tmp_path / "libqc_trt_plugins.so"
+    library.write_bytes(b"")
+    lines = []
+    out = trt_build.build_engine(int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine",
+                                 plugin_library=library, serialize_plugins=True, timing_cache=tmp_path / "t.cache",
+                                 workspace_mb=8, shapes={"x": ((1, 64), (4, 64), (8, 64))}, progress=lines.append)
+    assert out.read_bytes() == b"plan" and (tmp_path / "t.cache").read_bytes() == b"cache"
+    assert fake.calls == [
+        ("load_library", str(library.resolve())),
+        ("network", 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED),
+        ("parse", str(tmp_path / "m.onnx")),
+        ("pool", fake.MemoryPoolType.WORKSPACE, 8 << 20),
+        ("flag", fake.BuilderFlag.VERSION_COMPATIBLE),
+        ("profile", {"x": ((1, 64), (4, 64), (8, 64))}),
+        ("timing_cache", False),
+        ("serialize", [str(library.resolve())], True),
+    ]
+    assert lines == ["build: started (2 steps)", "build: step 1/2"]
+
+
+def test_dynamic_inputs_need_shapes_and_registered_libraries_are_not_reloaded(tmp_path, monkeypatch):
+    fake = _Fake(library_registered=True)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    library = tmp_path / "lib.so"
+    library.write_bytes(b"")
+    model = int8_linear_model(tmp_path / "m.onnx")
+    with pytest.raises(QCompileError, match=r"input\(s\) \['x'\] have dynamic dims"):
+        trt_build.build_engine(model, tmp_path / "m.engine", plugin_library=library)
+    assert not any(call[0] == "load_library" for call in fake.calls)
+    with pytest.raises(QCompileError, match="unknown input"):
+        trt_build.build_engine(model, tmp_path / "m.engine", shapes={"y": ((1,), (1,), (1,))})
