@@ -57,6 +57,9 @@ def _choice(preset: str, group_size: int, method: str, percentile: float) -> Lay
         "w8a16": lambda: LayerChoice(preset, ws("int8"), None),
         "wfp4a8": lambda: LayerChoice(preset, ws("fp4_e2m1", "group", scale_constraint="pow2_ratio"),
                                       act("fp8_e4m3fn"), "plugin", "QcW4A8Gemm"),
+        "wfp8a16": lambda: LayerChoice(preset, ws("fp8_e4m3fn"), None),
+        "wfp4a16": lambda: LayerChoice(preset, ws("fp4_e2m1", "group", scale_dtype="float16"), None, "plugin",
+                                       "QcW4A16Gemm"),
         "w6a16": lambda: LayerChoice(preset, ws("fp6_e3m2", scale_dtype="float16"), None, "plugin", "QcW6A16Gemm"),
         SKIP: lambda: LayerChoice(preset, None, None),
     }
@@ -65,7 +68,7 @@ def _choice(preset: str, group_size: int, method: str, percentile: float) -> Lay
     return table[preset]()
 
 
-PRESETS = ("w8a8", "fp8", "w4a16", "w4a8", "w8a16", "wfp4a8", "w6a16")
+PRESETS = ("w8a8", "fp8", "w4a16", "w4a8", "w8a16", "wfp8a16", "wfp4a16", "wfp4a8", "w6a16")
 
 
 @dataclasses.dataclass(frozen=True)
