@@ -1,0 +1,128 @@
+"""Accuracy algorithms for one linear layer `y = x @ W.T` (W [N, K]), as numpy math; registry keyed by name.
+
+Each entry has a frozen options dataclass and an `apply(w, spec, calib, options, base=None) -> LayerResult`.
+"quantize" entries make a layer from the float weight; "refine" entries (lorc, lkd) improve a `base` result
+(RTN when None). `needs` names the LayerCalibration fields the calibration pass must collect.
+The math functions themselves (gptq, awq_scales, smooth_scales, search_alpha, lorc, lkd) are importable directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from qcompile.errors import RecipeError
+from qcompile.quantizer import WeightSpec, quantize_weight
+
+from qcompile.algorithms.layer import LayerCalibration, LayerResult
+from qcompile.algorithms.options import (AwqOptions, GptqOptions, LkdOptions, LorcOptions, RtnOptions,
+                                         SmoothQuantOptions)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmEntry:
+    name: str
+    options: type
+    apply: Callable[..., LayerResult]
+    stage: str  # "quantize" or "refine"
+    needs: tuple[str, ...]  # LayerCalibration fields
+    summary: str
+
+
+def _rtn(w, spec: WeightSpec, calib: LayerCalibration, options: RtnOptions, base=None) -> LayerResult:
+    return LayerResult(quantize_weight(w, spec))
+
+
+def _gptq(w, spec, calib, options: GptqOptions, base=None) -> LayerResult:
+    from qcompile.algorithms.gptq import gptq
+
+    (hessian,) = calib.require("gptq", "hessian")
+    qw, info = gptq(w, hessian, spec, block_size=options.block_size, damp=options.damp, act_order=options.act_order)
+    return LayerResult(qw, info={"gptq": info})
+
+
+def _awq(w, spec, calib, options: AwqOptions, base=None) -> LayerResult:
+    from qcompile.algorithms.awq import awq_scales
+
+    absmean, sample = calib.require("awq", "x_absmean", "x_sample")
+    s, qw, info = awq_scales(w, absmean, sample, spec, options.grid, options.search_clip,
+                             clip_grid=options.clip_grid, max_shrink=options.max_shrink)
+    return LayerResult(qw, input_scale=s, info={"awq": info})
+
+
+def _smoothquant(w, spec, calib, options: SmoothQuantOptions, base=None) -> LayerResult:
+    from qcompile.algorithms.smoothquant import search_alpha
+
+    absmax, sample = calib.require("smoothquant", "x_absmax", "x_sample")
+    alphas = options.alphas if options.alpha is None else (options.alpha,)
+    _, s, qw, info = search_alpha(sample, w, calib.act_fmt, spec, alphas, x_absmax=absmax)
+    return LayerResult(qw, input_scale=s, info={"smoothquant": info})
+
+
+def _scaled(w, calib: LayerCalibration, base: LayerResult | None):
+    """The weight and sample the base result quantized: W * s and x / s when it carries an input scale."""
+    w = np.asarray(w, np.float32)
+    sample = calib.x_sample
+    if base is not None and base.input_scale is not None:
+        w = w * base.input_scale
+        sample = None if sample is None else sample / base.input_scale
+    return w, sample
+
+
+def _lorc(w, spec, calib, options: LorcOptions, base: LayerResult | None = None) -> LayerResult:
+    from qcompile.algorithms.lorc import lorc
+
+    base = base or _rtn(w, spec, calib, RtnOptions())
+    if base.low_rank is not None:
+        raise RecipeError("lorc is already applied to this layer")
+    w_eff, sample = _scaled(w, calib, base)
+    a, b, info = lorc(w_eff, base.qw, options.rank, options.factor_dtype, x_sample=sample)
+    return dataclasses.replace(base, low_rank=(a, b), info={**base.info, "lorc": info})
+
+
+def _lkd(w, spec, calib, options: LkdOptions, base: LayerResult | None = None) -> LayerResult:
+    from qcompile.algorithms.lkd import lkd
+
+    base = base or _rtn(w, spec, calib, RtnOptions())
+    if base.low_rank is not None:
+        raise RecipeError("run lkd before lorc: LoRC's factors are fitted to the weight LKD would change")
+    calib.require("lkd", "x_sample")
+    w_eff, sample = _scaled(w, calib, base)
+    qw, info = lkd(w_eff, base.qw, sample, options.steps, options.lr, tune=options.tune)
+    return dataclasses.replace(base, qw=qw, info={**base.info, "lkd": info})
+
+
+ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
+    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest with amax scales"),
+    AlgorithmEntry("gptq", GptqOptions, _gptq, "quantize", ("hessian",),
+                   "column-wise quantization with Hessian-based error feedback"),
+    AlgorithmEntry("awq", AwqOptions, _awq, "quantize", ("x_absmean", "x_sample"),
+                   "activation-aware per-input-channel weight scaling, alpha searched (optional clip search)"),
+    AlgorithmEntry("smoothquant", SmoothQuantOptions, _smoothquant, "quantize", ("x_absmax", "x_sample"),
+                   "migrate activation outliers into the weights (alpha fixed, or searched per layer)"),
+    AlgorithmEntry("lorc", LorcOptions, _lorc, "refine", (), "low-rank (SVD) compensation of the weight error"),
+    AlgorithmEntry("lkd", LkdOptions, _lkd, "refine", ("x_sample",),
+                   "layer-wise distillation of scales and rounding (needs PyTorch)"),
+)}
+
+
+def get_algorithm(name: str) -> AlgorithmEntry:
+    if name not in ALGORITHMS:
+        raise RecipeError(f"unknown algorithm {name!r}; registered: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]
+
+
+def make_options(name: str, values: dict | None = None):
+    """The options dataclass of `name` from a plain dict (recipe files); unknown keys name the valid ones."""
+    cls = get_algorithm(name).options
+    values = dict(values or {})
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise RecipeError(f"unknown {name} options {unknown}; valid: {', '.join(known) or 'none'}")
+    return cls(**values)
+
+
+__all__ = ["ALGORITHMS", "AlgorithmEntry", "LayerCalibration", "LayerResult", "get_algorithm", "make_options"]

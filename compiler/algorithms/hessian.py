@@ -1,0 +1,67 @@
+"""Streaming per-layer calibration statistics: the GPTQ Hessian and a bounded sample of tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcompile.errors import CalibrationError
+
+
+class HessianAccumulator:
+    """H = 2/T * X^T X over every token seen, accumulated in float64 without keeping X.
+
+    `add` takes any array whose last axis is the layer's input dimension K.
+    """
+
+    def __init__(self, k: int):
+        self.k = k
+        self.count = 0
+        self._gram = np.zeros((k, k), np.float64)
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        if x.shape[-1] != self.k:
+            raise CalibrationError(f"activation has {x.shape[-1]} channels, the layer expects {self.k}")
+        flat = x.reshape(-1, self.k).astype(np.float64)
+        self._gram += flat.T @ flat
+        self.count += flat.shape[0]
+
+    def hessian(self) -> np.ndarray:
+        if self.count == 0:
+            raise CalibrationError("no calibration tokens reached this layer; cannot form its Hessian")
+        return (2.0 / self.count) * self._gram
+
+
+class TokenSample:
+    """A uniform random sample of at most `capacity` token rows [T, K] (reservoir sampling, seeded)."""
+
+    def __init__(self, capacity: int = 512, seed: int = 0):
+        self.capacity = capacity
+        self.seen = 0
+        self._rows: np.ndarray | None = None
+        self._filled = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float32)
+        flat = x.reshape(-1, x.shape[-1])
+        if self._rows is None:
+            self._rows = np.empty((self.capacity, flat.shape[1]), np.float32)
+        take = min(self.capacity - self._filled, len(flat))
+        self._rows[self._filled:self._filled + take] = flat[:take]
+        self._filled += take
+        # Algorithm R on the rest: row number i (0-based, over all rows seen) replaces a random slot
+        # with probability capacity / (i + 1).
+        rest = flat[take:]
+        if len(rest):
+            index = self.seen + take + np.arange(len(rest))
+            slot = (self._rng.random(len(rest)) * (index + 1)).astype(np.int64)
+            keep = slot < self.capacity
+            for row, where in zip(rest[keep], slot[keep]):
+                self._rows[where] = row
+        self.seen += len(flat)
+
+    def rows(self) -> np.ndarray:
+        if self._rows is None or self._filled == 0:
+            raise CalibrationError("no calibration tokens reached this layer; cannot sample its inputs")
+        return self._rows[:self._filled].copy()

@@ -1,0 +1,96 @@
+"""Typed, validated options of each algorithm; invalid values raise RecipeError naming what is valid."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from qcompile.errors import RecipeError
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RecipeError(message)
+
+
+def _int_at_least(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number_in(value, low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+
+
+@dataclasses.dataclass(frozen=True)
+class RtnOptions:
+    """Round to nearest with the spec's amax scales: no options."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GptqOptions:
+    block_size: int = 128
+    damp: float = 0.01
+    act_order: bool = False
+
+    def __post_init__(self):
+        _check(_int_at_least(self.block_size, 1),
+               f"gptq block_size must be an integer >= 1, not {self.block_size!r}")
+        _check(_number_in(self.damp, 0.0, 1.0, open_low=True),
+               f"gptq damp must be in (0, 1] (a fraction of mean diag(H)), not {self.damp!r}")
+        _check(isinstance(self.act_order, bool), f"gptq act_order must be true or false, not {self.act_order!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AwqOptions:
+    grid: int = 20
+    search_clip: bool = False
+    clip_grid: int = 20
+    max_shrink: float = 0.5
+
+    def __post_init__(self):
+        _check(_int_at_least(self.grid, 1), f"awq grid must be an integer >= 1, not {self.grid!r}")
+        _check(_int_at_least(self.clip_grid, 1),
+               f"awq clip_grid must be an integer >= 1, not {self.clip_grid!r}")
+        _check(_number_in(self.max_shrink, 0.0, 1.0, open_low=True, open_high=True),
+               f"awq max_shrink must be in (0, 1), not {self.max_shrink!r}")
+        _check(isinstance(self.search_clip, bool), f"awq search_clip must be true or false, not {self.search_clip!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothQuantOptions:
+    """alpha: a fixed migration strength in [0, 1], or None to search `alphas` per layer."""
+
+    alpha: float | None = 0.5
+    alphas: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
+
+    def __post_init__(self):
+        object.__setattr__(self, "alphas", tuple(self.alphas))
+        _check(self.alpha is None or _number_in(self.alpha, 0.0, 1.0),
+               f"smoothquant alpha must be in [0, 1] or None (search), not {self.alpha!r}")
+        _check(len(self.alphas) > 0 and all(_number_in(a, 0.0, 1.0) for a in self.alphas),
+               f"smoothquant alphas must be a non-empty list of values in [0, 1], not {self.alphas!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LorcOptions:
+    rank: int = 8
+    factor_dtype: str = "float16"
+
+    def __post_init__(self):
+        _check(_int_at_least(self.rank, 0), f"lorc rank must be an integer >= 0, not {self.rank!r}")
+        _check(self.factor_dtype in ("float16", "int8"),
+               f"unknown lorc factor_dtype {self.factor_dtype!r}; valid: float16, int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class LkdOptions:
+    steps: int = 200
+    lr: float = 1e-2
+    tune: str = "both"
+
+    def __post_init__(self):
+        _check(_int_at_least(self.steps, 0), f"lkd steps must be an integer >= 0, not {self.steps!r}")
+        _check(_number_in(self.lr, 0.0, 1e3, open_low=True), f"lkd lr must be in (0, 1000], not {self.lr!r}")
+        _check(self.tune in ("scales", "weights", "both"),
+               f"unknown lkd tune {self.tune!r}; valid: scales, weights, both")
