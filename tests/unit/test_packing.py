@@ -1,0 +1,101 @@
+"""Packed layouts v1 (docs/LAYOUTS.md): round trips, hand-written bytes, refusals. Zero tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qcompile.errors import LayoutError
+from qcompile.formats import FORMATS
+from qcompile.packing import FP6_K_MULTIPLE, pack_fp6, pack_nibbles, unpack_fp6, unpack_nibbles
+
+
+@pytest.mark.parametrize("n", range(1, 6))
+@pytest.mark.parametrize("k", [2, 4, 6, 64, 130])
+def test_nibble_round_trip_unsigned(n, k):
+    codes = np.random.default_rng(n * 1000 + k).integers(0, 16, (n, k)).astype(np.uint8)
+    packed = pack_nibbles(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (n, k // 2) and packed.flags.c_contiguous
+    np.testing.assert_array_equal(unpack_nibbles(packed), codes)
+
+
+@pytest.mark.parametrize("n", range(1, 6))
+@pytest.mark.parametrize("k", [2, 8, 128])
+def test_nibble_round_trip_int4_sign_extends(n, k):
+    values = np.random.default_rng(n + k).integers(-8, 8, (n, k)).astype(np.int8)
+    codes = FORMATS["int4"].encode(values.astype(np.float32))
+    out = unpack_nibbles(pack_nibbles(codes), signed=True)
+    assert out.dtype == np.int8
+    np.testing.assert_array_equal(out, values)
+
+
+def test_nibble_bytes_by_hand():
+    # element 2j in bits 0-3, element 2j+1 in bits 4-7
+    codes = np.array([[0x1, 0x2, 0xF, 0x0], [0x7, 0x8, 0xA, 0x5]], np.uint8)
+    np.testing.assert_array_equal(pack_nibbles(codes), np.array([[0x21, 0x0F], [0x87, 0x5A]], np.uint8))
+    int4 = np.array([[-1, 7, -8, 0]], np.int8)  # two's complement nibbles F, 7, 8, 0
+    np.testing.assert_array_equal(pack_nibbles(int4), np.array([[0x7F, 0x08]], np.uint8))
+
+
+def test_nibble_matches_ml_dtypes_fp4_value_order():
+    # ONNX FLOAT4E2M1 packs element 0 in the low nibble, as here: decode byte by byte
+    fmt = FORMATS["fp4_e2m1"]
+    x = np.array([[0.5, -6.0, 1.5, 0.0, -0.0, 3.0]], np.float32)
+    packed = pack_nibbles(fmt.encode(x))
+    lo, hi = fmt.decode(packed & 0xF), fmt.decode(packed >> 4)
+    np.testing.assert_array_equal(np.stack([lo, hi], axis=-1).reshape(1, -1), x)
+
+
+@pytest.mark.parametrize("n", range(1, 6))
+@pytest.mark.parametrize("k", [64, 128, 192])
+def test_fp6_round_trip(n, k):
+    codes = np.random.default_rng(n * 7 + k).integers(0, 64, (n, k)).astype(np.uint8)
+    lo4, hi2 = pack_fp6(codes)
+    assert lo4.shape == (n, k // 2) and hi2.shape == (n, k // 4)
+    assert lo4.dtype == hi2.dtype == np.uint8 and lo4.flags.c_contiguous and hi2.flags.c_contiguous
+    np.testing.assert_array_equal(unpack_fp6(lo4, hi2), codes)
+
+
+def test_fp6_bytes_by_hand():
+    codes = np.zeros((1, 64), np.uint8)
+    codes[0, :8] = [0b110101, 0b010011, 0b100000, 0b001111, 0b111111, 0, 0b010001, 0b100010]
+    lo4, hi2 = pack_fp6(codes)
+    # 4-bit segments c & 0xF: 5, 3, 0, F, F, 0, 1, 2 -> nibble pairs
+    np.testing.assert_array_equal(lo4[0, :4], [0x35, 0xF0, 0x0F, 0x21])
+    # 2-bit segments c >> 4: 3, 1, 2, 0 | 3, 0, 1, 2 -> element 4j+i at bits 2i..2i+1
+    assert hi2[0, 0] == 0b00_10_01_11 and hi2[0, 1] == 0b10_01_00_11
+    assert not lo4[0, 4:].any() and not hi2[0, 2:].any()
+
+
+def test_fp6_e3m2_fp16_shift_trick_from_the_layout_doc():
+    # (c & 0x20) << 10 | (c & 0x1F) << 8 is the float16 of decode(c) * 2^-12, subnormals included
+    codes = np.arange(64, dtype=np.uint16)
+    h = ((codes & 0x20) << 10) | ((codes & 0x1F) << 8)
+    got = h.view(np.float16).astype(np.float32) * np.float32(2.0 ** 12)
+    np.testing.assert_array_equal(got, FORMATS["fp6_e3m2"].decode(codes.astype(np.uint8)))
+    h = ((codes & 0x20) << 10) | ((codes & 0x1F) << 7)
+    got = h.view(np.float16).astype(np.float32) * np.float32(2.0 ** 14)
+    np.testing.assert_array_equal(got, FORMATS["fp6_e2m3"].decode(codes.astype(np.uint8)))
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_nibble_refuses_odd_k(k):
+    with pytest.raises(LayoutError, match=rf"K={k} \(dimension 1\) must be a multiple of 2"):
+        pack_nibbles(np.zeros((2, k), np.uint8))
+
+
+@pytest.mark.parametrize("k", [32, 96, 100, 1000])
+def test_fp6_refuses_k_not_multiple_of_64(k):
+    assert FP6_K_MULTIPLE == 64
+    with pytest.raises(LayoutError, match=rf"fp6_4\+2 layout: K={k} \(dimension 1\) must be a multiple of 64"):
+        pack_fp6(np.zeros((2, k), np.uint8))
+
+
+def test_refuses_non_2d_and_wide_codes():
+    with pytest.raises(LayoutError, match="2-D"):
+        pack_nibbles(np.zeros(8, np.uint8))
+    with pytest.raises(LayoutError, match="6-bit"):
+        pack_fp6(np.full((1, 64), 64, np.uint8))
+    lo4, hi2 = pack_fp6(np.zeros((2, 64), np.uint8))
+    with pytest.raises(LayoutError, match="does not match"):
+        unpack_fp6(lo4, hi2[:, :-1])
