@@ -1,0 +1,114 @@
+// Device pieces shared by the GEMM kernels: MMA wrappers, epilogue, split-K reduction.
+//
+// Every kernel computes y^T = W x^T with the weights as the MMA A operand (16 output channels)
+// and the activations as B (8 tokens), FP6-LLM style. Inside one K block each thread owns a
+// contiguous run of k (16 for m16n8k16, 32 for m16n8k32) and feeds it to the fragment slots of
+// its lane; A and B use the same k permutation, so the dot products are unchanged and every
+// weight and activation load is one aligned vector load.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+
+#include "qc_status.h"
+#include "split_k.h"
+
+// y[m, n] = acc * (col_scale[n]) * (act_scale | row_scale[m]); absent factors are 1.
+struct QcEpilogue {
+  const __half* col_scale_h;
+  const float* col_scale_f;
+  const float* act_scale;
+  const float* row_scale;
+
+  __device__ __forceinline__ float factor(int m, int n) const {
+    float f = 1.0f;
+    if (col_scale_h) f = __half2float(col_scale_h[n]);
+    if (col_scale_f) f = col_scale_f[n];
+    if (act_scale) f *= *act_scale;
+    if (row_scale) f *= row_scale[m];
+    return f;
+  }
+};
+
+__device__ __forceinline__ __half2 qc_as_h2(uint32_t u) {
+  __half2 r;
+  memcpy(&r, &u, 4);
+  return r;
+}
+
+__device__ __forceinline__ uint32_t qc_as_u32(__half2 h) {
+  uint32_t r;
+  memcpy(&r, &h, 4);
+  return r;
+}
+
+__device__ __forceinline__ void qc_mma_f16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// One accumulator of the C fragment: the final fp16 output without split-K, else the fp32
+// partial sum of slice blockIdx.z.
+__device__ __forceinline__ void qc_store_acc(float acc, int m, int n, int M, int N, __half* y,
+                                             float* ws, const QcEpilogue& epi) {
+  if (m >= M || n >= N) return;
+  if (gridDim.z == 1)
+    y[(size_t)m * N + n] = __float2half_rn(acc * epi.factor(m, n));
+  else
+    ws[((size_t)blockIdx.z * M + m) * N + n] = acc;
+}
+
+// Thread (g, t) of a warp holds C rows g, g+8 (output channels) and columns 2t, 2t+1 (tokens).
+template <int MF>
+__device__ __forceinline__ void qc_store_tile(const float (&acc)[MF][4], int m_base, int r0, int r1,
+                                              int M, int N, __half* y, float* ws,
+                                              const QcEpilogue& epi) {
+  const int t = (threadIdx.x & 31) & 3;
+#pragma unroll
+  for (int f = 0; f < MF; ++f) {
+    int m = m_base + 8 * f + 2 * t;
+    qc_store_acc(acc[f][0], m, r0, M, N, y, ws, epi);
+    qc_store_acc(acc[f][1], m + 1, r0, M, N, y, ws, epi);
+    qc_store_acc(acc[f][2], m, r1, M, N, y, ws, epi);
+    qc_store_acc(acc[f][3], m + 1, r1, M, N, y, ws, epi);
+  }
+}
+
+static __global__ void __launch_bounds__(256) qc_splitk_reduce_kernel(const float* __restrict__ ws, int splits,
+                                                                      int M, int N, QcEpilogue epi,
+                                                               __half* __restrict__ y) {
+  const size_t total = (size_t)M * N;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z) s += ws[z * total + i];
+    int m = (int)(i / N), n = (int)(i % N);
+    y[i] = __float2half_rn(s * epi.factor(m, n));
+  }
+}
+
+inline int qc_launch_reduce(const qc_plan& p, const float* ws, int M, int N, const QcEpilogue& epi,
+                            __half* y, cudaStream_t stream) {
+  if (p.splits <= 1) return QC_OK;
+  size_t total = (size_t)M * N;
+  unsigned blocks = (unsigned)((total + 255) / 256);
+  if (blocks > 65535u * 8u) blocks = 65535u * 8u;
+  qc_splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(ws, p.splits, M, N, epi, y);
+  return QC_OK;
+}
+
+inline int qc_cuda_status() { return cudaGetLastError() == cudaSuccess ? QC_OK : QC_ERR_CUDA; }
+
+// Drops split-K when the workspace cannot hold the partial sums.
+inline qc_plan qc_fit_workspace(qc_plan p, int M, int N, int K, size_t offset, void* ws, size_t ws_bytes) {
+  size_t need = qc_splitk_bytes(p, M, N);
+  if (p.splits > 1 && (!ws || ws_bytes < offset + need)) {
+    p.splits = 1;
+    p.k_chunk = K;
+  }
+  return p;
+}

@@ -1,0 +1,42 @@
+/* Tiling and split-K plan shared by the launch functions and their workspace_size functions.
+ * Host-only, a pure function of the shapes, so the workspace a plugin reserves at build time is
+ * exactly what the launch uses. */
+#ifndef QC_SPLIT_K_H
+#define QC_SPLIT_K_H
+
+#include <stddef.h>
+
+#define QC_TILE_N 64        /* output channels per CTA: 4 warps x 16 rows */
+#define QC_TARGET_CTAS 264  /* about two waves on a 132-SM H100 */
+#define QC_MAX_SPLITS 16
+
+typedef struct {
+  int m_frags; /* 8-column MMA fragments of M per warp: 1, 2 or 4 */
+  int splits;  /* K slices (grid.z) */
+  int k_chunk; /* K per slice, a multiple of k_block */
+} qc_plan;
+
+static inline qc_plan qc_plan_gemm(int M, int N, int K, int k_block) {
+  qc_plan p;
+  p.m_frags = M <= 8 ? 1 : (M <= 16 ? 2 : 4);
+  long long tiles = (long long)((N + QC_TILE_N - 1) / QC_TILE_N) * ((M + 8 * p.m_frags - 1) / (8 * p.m_frags));
+  int kblocks = (K + k_block - 1) / k_block;
+  int s = 1;
+  /* split while the grid is small and every slice keeps at least 4 K blocks */
+  while (s < QC_MAX_SPLITS && tiles * s < QC_TARGET_CTAS && kblocks >= 8 * s) s *= 2;
+  int per = (kblocks + s - 1) / s;
+  p.k_chunk = per * k_block;
+  p.splits = (kblocks + per - 1) / per;
+  return p;
+}
+
+/* fp32 partial sums [splits, M, N] (none without split-K) */
+static inline size_t qc_splitk_bytes(qc_plan p, int M, int N) {
+  return p.splits > 1 ? (size_t)p.splits * (size_t)M * (size_t)N * sizeof(float) : 0;
+}
+
+static inline size_t qc_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static inline int qc_is_aligned16(const void* p) { return ((size_t)p & 15) == 0; }
+
+#endif

@@ -1,0 +1,32 @@
+/* W4A16 GEMM: y[M,N] = x[M,K] @ ((decode(W) - zero) * scale[n, k/g])^T, nibble layout. */
+#ifndef QC_W4A16_H
+#define QC_W4A16_H
+
+#include <stddef.h>
+
+#include "qc_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct CUstream_st;
+
+/* M >= 0, N > 0 and a multiple of 8, group_size in {32, 64, 128} (else QC_ERR_ARG), K > 0 and a
+ * multiple of group_size; format QC_FMT_INT4, QC_FMT_UINT4 or QC_FMT_FP4_E2M1; has_zeros only
+ * with UINT4 (else QC_ERR_FORMAT). */
+int qc_w4a16_check_shape(int M, int N, int K, int group_size, int format, int has_zeros);
+
+size_t qc_w4a16_workspace_size(int M, int N, int K, int group_size);
+
+/* x fp16 [M,K], w uint8 [N,K/2], scales fp16 [N,K/g], zeros uint8 [N,K/g] or NULL, y fp16
+ * [M,N]; x/w/workspace 16-byte aligned. A workspace smaller than qc_w4a16_workspace_size only
+ * disables split-K. */
+int qc_w4a16_gemm(const void* x, const void* w, const void* scales, const void* zeros, void* y,
+                  int M, int N, int K, int group_size, int format, void* workspace,
+                  size_t workspace_bytes, struct CUstream_st* stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,74 @@
+"""ctypes binding of libqc_kernels.so (plugins/) for torch tensors; shared by tests/gpu and
+bench/kernels_bench.py. Finds the library in $QC_KERNEL_LIB or plugins/build/."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LIB = ROOT / "plugins" / "build" / "libqc_kernels.so"
+
+OK, ERR_SHAPE, ERR_ALIGNMENT, ERR_FORMAT, ERR_UNSUPPORTED_ARCH, ERR_CUDA, ERR_WORKSPACE, ERR_NULL, ERR_ARG = range(9)
+FMT = {"fp6_e3m2": 0, "fp6_e2m3": 1, "int4": 2, "uint4": 3, "fp4_e2m1": 4}
+ACT = {"per_tensor": 0, "per_token": 1}
+
+_P, _I, _S = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+
+
+def library_path() -> Path:
+    return Path(os.environ.get("QC_KERNEL_LIB", DEFAULT_LIB))
+
+
+def load(path: Path | None = None) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path or library_path()))
+    lib.qc_w6a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _P, _S, _P]
+    lib.qc_w4a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _S, _P]
+    lib.qc_w4a8_gemm.argtypes = [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _S, _P]
+    lib.qc_w6a16_workspace_size.argtypes = [_I, _I, _I]
+    lib.qc_w4a16_workspace_size.argtypes = [_I, _I, _I, _I]
+    lib.qc_w4a8_workspace_size.argtypes = [_I, _I, _I, _I, _I]
+    for name in ("qc_w6a16_workspace_size", "qc_w4a16_workspace_size", "qc_w4a8_workspace_size"):
+        getattr(lib, name).restype = _S
+    return lib
+
+
+def _p(t):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _workspace(nbytes: int, device):
+    import torch
+
+    return torch.empty(max(nbytes, 16), dtype=torch.uint8, device=device)
+
+
+def _stream():
+    import torch
+
+    return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+
+def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None) -> int:
+    m, k = x.shape
+    n = y.shape[1]
+    ws = workspace if workspace is not None else _workspace(lib.qc_w6a16_workspace_size(m, n, k), x.device)
+    return lib.qc_w6a16_gemm(_p(x), _p(lo4), _p(hi2), _p(scales), _p(y), m, n, k, FMT[fmt], _p(ws), ws.numel(), _stream())
+
+
+def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None) -> int:
+    m, k = x.shape
+    n = y.shape[1]
+    ws = workspace if workspace is not None else _workspace(lib.qc_w4a16_workspace_size(m, n, k, group), x.device)
+    return lib.qc_w4a16_gemm(_p(x), _p(w), _p(scales), _p(zeros), _p(y), m, n, k, group, FMT[fmt], _p(ws),
+                             ws.numel(), _stream())
+
+
+def w4a8(lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None) -> int:
+    m, k = x.shape
+    n = y.shape[1]
+    size = lib.qc_w4a8_workspace_size(m, n, k, group, ACT[act])
+    ws = workspace if workspace is not None else _workspace(size, x.device)
+    return lib.qc_w4a8_gemm(_p(x), _p(w), _p(group_exp), _p(channel_scale), _p(act_scale), _p(y), m, n, k, group,
+                            FMT[fmt], ACT[act], _p(ws), ws.numel(), _stream())

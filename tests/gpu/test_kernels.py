@@ -1,0 +1,195 @@
+"""The CUDA GEMM kernels of plugins/ (libqc_kernels.so, C ABI via ctypes) against a float32 torch
+reference of dequantize-then-matmul of the same packed bytes, decoded by qcompile in numpy.
+
+Error measure: max|y - ref| / max|ref| over the output.
+- W6A16 / W4A16 bound 2e-3: the MMA multiplies FP16 operands exactly and accumulates in fp32
+  (error ~K * 2^-24 relative, negligible); the output is rounded to fp16 (<= 2^-11 = 4.9e-4 of
+  max|ref|); W4A16 also rounds each dequantized weight to fp16 (2^-11 relative per weight, random
+  in sign, so ~2^-11 * ||x*w||_2 << max|ref|). 2e-3 leaves a 4x margin over the output rounding.
+- W4A8 bound 5e-3: the reference rounds activations to FP8 exactly like the kernel, so products
+  agree exactly; on top of the fp16 output rounding, FP8 tensor-core accumulation on Hopper is
+  reported to keep fewer than fp32's 24 mantissa bits, hence a looser bound.
+Set QC_GPU_FULL=1 to run every M on the large (N, K) shapes too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import kernel_abi as abi  # noqa: E402  (tests/gpu is on sys.path under pytest's rootdir-less import)
+from qcompile import formats, packing  # noqa: E402
+
+if not abi.library_path().exists():
+    pytest.skip(f"{abi.library_path()} not built (run plugins/build.sh or set QC_KERNEL_LIB)", allow_module_level=True)
+
+LIB = abi.load()
+TOL_F16, TOL_W4A8 = 2e-3, 5e-3
+MS = [1, 2, 4, 8, 16, 32, 64, 128, 512]
+SMALL_NK = [(4096, 4096)]
+BIG_NK = [(11008, 4096), (4096, 11008), (8192, 8192), (28672, 8192)]
+BIG_MS = MS if os.environ.get("QC_GPU_FULL") else [1, 16, 128]
+CASES = [(m, n, k) for n, k in SMALL_NK for m in MS] + [(m, n, k) for n, k in BIG_NK for m in BIG_MS]
+DEV = "cuda"
+
+
+def cc() -> int:
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def gpu(a: np.ndarray):
+    return torch.from_numpy(np.ascontiguousarray(a)).to(DEV)
+
+
+def poisoned(m: int, n: int):
+    return torch.full((m, n), float("nan"), dtype=torch.float16, device=DEV)
+
+
+def rel_err(y, ref) -> float:
+    assert not torch.isnan(y).any(), "output still holds NaN poison (or the kernel produced NaN)"
+    return ((y.float() - ref).abs().max() / ref.abs().max()).item()
+
+
+def run(status: int):
+    assert status == abi.OK, f"kernel returned status {status}"
+    torch.cuda.synchronize()  # raises on an asynchronous CUDA error
+
+
+_weights: dict = {}
+
+
+def weights(kind: str, fmt: str, n: int, k: int, group: int = 128):
+    """Random packed weights and their float32 dequantization (on the GPU), cached per shape."""
+    key = (kind, fmt, n, k, group)
+    if key not in _weights:
+        _weights.clear()  # keep one large shape in memory at a time
+        rng = np.random.default_rng(abs(hash(key)) % 2**32)
+        f = formats.get_format(fmt)
+        if kind == "w6a16":
+            codes = rng.integers(0, 64, (n, k), dtype=np.uint8)
+            scales = (rng.random(n, dtype=np.float32) * 0.02 + 0.005).astype(np.float16)
+            lo4, hi2 = packing.pack_fp6(codes)
+            w = f.decode(codes) * scales.astype(np.float32)[:, None]
+            _weights[key] = dict(lo4=gpu(lo4), hi2=gpu(hi2), scales=gpu(scales), w=gpu(w))
+        elif kind == "w4a16":
+            codes = f.encode(rng.normal(size=(n, k)).astype(np.float32) * 3)
+            scales = (rng.random((n, k // group), dtype=np.float32) * 0.02 + 0.005).astype(np.float16)
+            q = f.decode(codes)
+            zeros = None
+            if fmt == "uint4":
+                zeros = rng.integers(0, 16, (n, k // group), dtype=np.uint8)
+                q = q - np.repeat(zeros, group, axis=1).astype(np.float32)
+            w = q * np.repeat(scales.astype(np.float32), group, axis=1)
+            _weights[key] = dict(w4=gpu(packing.pack_nibbles(codes)), scales=gpu(scales),
+                                 zeros=None if zeros is None else gpu(zeros), w=gpu(w))
+        else:
+            codes = f.encode(rng.normal(size=(n, k)).astype(np.float32) * 3)
+            # e in [-7, 0]: exact for both formats; e < -5 (FP4) / -6 (INT4) takes the per-code LUT path
+            exps = rng.integers(-7, 1, (n, k // group)).astype(np.int8)
+            cscale = (rng.random(n, dtype=np.float32) * 0.02 + 0.005).astype(np.float32)
+            wq = f.decode(codes) * np.exp2(np.repeat(exps, group, axis=1).astype(np.float32))  # exact in E4M3
+            _weights[key] = dict(w4=gpu(packing.pack_nibbles(codes)), exps=gpu(exps), cscale=gpu(cscale), wq=gpu(wq))
+    return _weights[key]
+
+
+def fp8_round(x, inv):
+    return torch.clamp(x.float() * inv, -448, 448).to(torch.float8_e4m3fn).float()
+
+
+@pytest.mark.parametrize("fmt", ["fp6_e3m2", "fp6_e2m3"])
+@pytest.mark.parametrize("m,n,k", CASES)
+def test_w6a16(fmt, m, n, k):
+    wt = weights("w6a16", fmt, n, k)
+    x = torch.randn(m, k, dtype=torch.float16, device=DEV)
+    y = poisoned(m, n)
+    run(abi.w6a16(LIB, x, wt["lo4"], wt["hi2"], wt["scales"], y, fmt))
+    err = rel_err(y, x.float() @ wt["w"].T)
+    assert err < TOL_F16, f"relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("fmt,group", [("int4", 128), ("int4", 32), ("uint4", 64), ("fp4_e2m1", 128)])
+@pytest.mark.parametrize("m,n,k", CASES)
+def test_w4a16(fmt, group, m, n, k):
+    wt = weights("w4a16", fmt, n, k, group)
+    x = torch.randn(m, k, dtype=torch.float16, device=DEV)
+    y = poisoned(m, n)
+    run(abi.w4a16(LIB, x, wt["w4"], wt["scales"], wt["zeros"], y, group, fmt))
+    err = rel_err(y, x.float() @ wt["w"].T)
+    assert err < TOL_F16, f"relative error {err:.3g}"
+
+
+def w4a8_reference(x, wt, act: str, act_scale):
+    if act == "per_tensor":
+        s = act_scale.reshape(1, 1)
+    else:
+        s = x.float().abs().amax(dim=1, keepdim=True) / 448.0
+        s = torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
+    return (fp8_round(x, 1.0 / s) @ wt["wq"].T) * wt["cscale"][None, :] * s
+
+
+@pytest.mark.skipif(cc() < 89, reason="W4A8 needs FP8 MMA (sm_89+)")
+@pytest.mark.parametrize("fmt,act", [("fp4_e2m1", "per_tensor"), ("int4", "per_token"), ("fp4_e2m1", "per_token")])
+@pytest.mark.parametrize("m,n,k", CASES)
+def test_w4a8(fmt, act, m, n, k):
+    wt = weights("w4a8", fmt, n, k)
+    x = torch.randn(m, k, dtype=torch.float16, device=DEV)
+    act_scale = (x.float().abs().max() / 448.0).reshape(1)
+    y = poisoned(m, n)
+    run(abi.w4a8(LIB, x, wt["w4"], wt["exps"], wt["cscale"], act_scale, y, 128, fmt, act))
+    err = rel_err(y, w4a8_reference(x, wt, act, act_scale))
+    assert err < TOL_W4A8, f"relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("m,n,k,group", [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64)])
+def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
+    """Partial N/M tiles and a K tail; workspace of 16 bytes forces the unsplit path."""
+    x = torch.randn(m, k, dtype=torch.float16, device=DEV)
+    small = torch.empty(16, dtype=torch.uint8, device=DEV)
+    for ws in (None, small):
+        wt = weights("w4a16", "int4", n, k, group)
+        y = poisoned(m, n)
+        run(abi.w4a16(LIB, x, wt["w4"], wt["scales"], None, y, group, "int4", ws))
+        assert rel_err(y, x.float() @ wt["w"].T) < TOL_F16
+        if k % 64 == 0:
+            wt6 = weights("w6a16", "fp6_e3m2", n, k)
+            y = poisoned(m, n)
+            run(abi.w6a16(LIB, x, wt6["lo4"], wt6["hi2"], wt6["scales"], y, "fp6_e3m2", ws))
+            assert rel_err(y, x.float() @ wt6["w"].T) < TOL_F16
+        if cc() >= 89:
+            wt8 = weights("w4a8", "fp4_e2m1", n, k, group)
+            s = (x.float().abs().max() / 448.0).reshape(1)
+            y = poisoned(m, n)
+            run(abi.w4a8(LIB, x, wt8["w4"], wt8["exps"], wt8["cscale"], s, y, group, "fp4_e2m1", "per_tensor", ws))
+            assert rel_err(y, w4a8_reference(x, wt8, "per_tensor", s)) < TOL_W4A8
+
+
+def test_bad_shapes_and_alignment_rejected():
+    x = torch.randn(4, 128, dtype=torch.float16, device=DEV)
+    wt = weights("w6a16", "fp6_e3m2", 16, 128)
+    y = poisoned(4, 16)
+    lib = LIB
+    s = abi._stream()
+    p = lambda t: abi.ctypes.c_void_p(t.data_ptr())  # noqa: E731
+    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 96, 0, None, 0, s) == abi.ERR_SHAPE
+    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 12, 128, 0, None, 0, s) == abi.ERR_SHAPE
+    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 7, None, 0, s) == abi.ERR_FORMAT
+    shifted = abi.ctypes.c_void_p(x.data_ptr() + 2)
+    assert lib.qc_w6a16_gemm(shifted, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s) == abi.ERR_ALIGNMENT
+    assert lib.qc_w6a16_gemm(None, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s) == abi.ERR_NULL
+    w4 = weights("w4a16", "int4", 16, 128, 32)
+    assert lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, None, 0, s) == abi.ERR_ARG
+    assert lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), p(w4["scales"]), p(y), 4, 16, 128, 32, 2, None, 0, s) == abi.ERR_FORMAT
+    assert torch.isnan(y).all(), "a rejected call wrote to the output"
+    w8 = weights("w4a8", "int4", 16, 128, 32)
+    status = lib.qc_w4a8_gemm(p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 128, 32, 2, 1,
+                              None, 0, s)
+    assert status == (abi.ERR_WORKSPACE if cc() >= 89 else abi.ERR_UNSUPPORTED_ARCH)
+    assert lib.qc_w4a8_gemm(p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 100, 32, 2, 0,
+                            None, 0, s) == abi.ERR_SHAPE
