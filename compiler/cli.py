@@ -66,6 +66,10 @@ def main():
 @click.option("--calib", default=None, help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.")
 @click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None, help="Group size of block-quantized weights [default: 128].")
 @click.option("--calib-method", type=click.Choice(["amax", "percentile"]), default=None, help="Activation range [default: amax].")
+@click.option("--algorithm", default=None, help="Weight algorithm: rtn, gptq, awq, smoothquant [default: rtn].")
+@click.option("--lorc", "lorc_rank", type=click.IntRange(min=0), default=None, help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).")
+@click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
+@click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 weight-only layers as qcompile's QcW4A16Gemm plugin instead of block Q/DQ.")
 @click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -75,8 +79,9 @@ def main():
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
-def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, exclude, override,
-                    report_path, no_verify, engine, force, print_python, quiet):
+def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
+                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, force, print_python,
+                    quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -84,7 +89,8 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         from qcompile.recipe import Recipe
 
         base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
-        changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method,
+        changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method, "algorithm": algorithm,
+                                     "lorc_rank": lorc_rank, "lkd_steps": lkd_steps, "int4_plugin": int4_plugin,
                                      "group_size": int(group_size) if group_size else None}.items() if v is not None}
         if exclude:
             changes["exclude"] = list(base.get("exclude", [])) + list(exclude)

@@ -14,22 +14,21 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile import calibration as calib
+from qcompile import layer_quantizer
 from qcompile.accuracy import compare_outputs
 from qcompile.errors import CalibrationError, ModelError
 from qcompile.model_io import check_output_path, initializer_bytes, load_model, save_model
 from qcompile.ort_runner import OrtModel
 from qcompile.passes.canonicalize import Layer, find_layers
 from qcompile.passes.check_qdq import check_qdq
+from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
-from qcompile.quantizer import quantize_weight, sqnr_db
+from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.recipe import LayerChoice, Recipe
 from qcompile.report import LayerReport, Report
 
 logger = logging.getLogger(__name__)
 MIN_OPSET = 21
-# An activation whose calibrated range reaches this is an additive mask built from float32's
-# minimum (transformers' attention masks); quantizing it destroys the model (DESIGN.md).
-MASK_RANGE = 1e30
 
 Progress = Callable[[str, int, int], None]
 
@@ -148,8 +147,9 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
     if not planned:
         raise ModelError("no layer left to quantize: " + "; ".join(f"{r.name}: {r.reason}" for r in kept[:3]))
     logger.info("canonicalize: %d layers to quantize, %d kept in high precision", len(planned), len(kept))
-    needs_acts = any(p.choice.activations is not None for p in planned)
-    samples, eval_source = _samples(calibration, ir_model, needs_acts, recipe)
+    needs_data = any(p.choice.activations is not None for p in planned) or recipe.algorithm != "rtn" or \
+        bool(recipe.lkd_steps)
+    samples, eval_source = _samples(calibration, ir_model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
@@ -158,30 +158,22 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
 
     with tempfile.TemporaryDirectory(prefix="qcompile-") as work:
         ref_path = _reference_path(ir_model, source, Path(work))
-        observed = sorted({p.layer.activation.name for p in planned if p.choice.activations is not None})
+        groups = layer_quantizer.make_groups(planned, recipe)
+        observed = sorted({g.activation for g in groups if g.needs})
         graph_inputs = {v.name for v in ir_model.graph.inputs}
         with OrtModel(ref_path, extra_outputs=[n for n in observed if n not in graph_inputs]) as original:
             output_names = original.output_names
             t0 = time.perf_counter()
             if observed:
-                logger.info("calibrate: %d activation tensors on %d samples (%s)", len(observed), len(calib_set),
-                            recipe.calib_method)
-            act_stats = _calibrate(original, observed, graph_inputs, calib_set, progress)
-            timings["calibrate"] = time.perf_counter() - t0
+                logger.info("calibrate: %d activation tensors on %d samples", len(observed), len(calib_set))
+            logger.info("quantize: %d weights (%s)", len(planned), recipe.algorithm)
+            quantized = layer_quantizer.quantize_groups(groups, _runner(original, graph_inputs), calib_set, recipe,
+                                                        progress)
+            timings["calibrate+quantize"] = time.perf_counter() - t0
             reference = [original.run(s) for s in eval_set] if verify else []
-
-        t0 = time.perf_counter()
-        logger.info("quantize: %d weights (%s)", len(planned), recipe.algorithm)
-        quantized = _quantize(planned, act_stats, kept, progress)
-        timings["quantize"] = time.perf_counter() - t0
-        qdq_layers = [q for q, p in quantized if p.choice.emit == "qdq"]
-        plugin_layers = [(q, p.choice.plugin) for q, p in quantized if p.choice.emit == "plugin"]
-        logger.info("emit: %d layers as Q/DQ, %d as plugin nodes", len(qdq_layers), len(plugin_layers))
-        InsertQDQ(qdq_layers)(ir_model)
-        if plugin_layers:
-            from qcompile.passes.emit_plugins import EmitPluginGemms
-
-            EmitPluginGemms(plugin_layers)(ir_model)
+        _emit(ir_model, quantized)
+        qdq_layers = [ql for qg in quantized if qg.group.choice.emit == "qdq" for ql in _layers(qg)]
+        plugin_layers = [ql for qg in quantized if qg.group.choice.emit == "plugin" for ql in _layers(qg)]
         problems = check_qdq(ir_model, qdq_layers)
         if problems:
             raise RuntimeError("Q/DQ check failed after emission: " + "; ".join(problems))
@@ -219,12 +211,13 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _samples(calibration, model: ir.Model, needs_acts: bool, recipe: Recipe):
+def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
     specs = _input_specs(model)
     if calibration is None:
-        if needs_acts:
+        if needs_data:
             raise CalibrationError(
-                f"--precision {recipe.precision} quantizes activations and needs calibration data (--calib FILE.npz); "
+                f"--precision {recipe.precision} with --algorithm {recipe.algorithm} needs calibration data "
+                "(--calib FILE.npz); "
                 "pass '--calib random' only if you accept scales fitted to random inputs, which rarely match real "
                 "activation ranges and silently cost accuracy")
         return calib.load_calibration(calib.RANDOM, specs), \
@@ -235,52 +228,44 @@ def _samples(calibration, model: ir.Model, needs_acts: bool, recipe: Recipe):
     return calib.load_calibration(calibration, specs), "held-back calibration samples"
 
 
-def _calibrate(original: OrtModel, names: list[str], graph_inputs: set[str], samples, progress):
-    if not names:
-        return {}
-
+def _runner(original: OrtModel, graph_inputs: set[str]):
     def run(sample, wanted):
         fetched = iter(original.run(sample, [n for n in wanted if n not in graph_inputs]))
         return [sample[n] if n in graph_inputs else next(fetched) for n in wanted]
 
-    bar = (lambda done, total: progress("calibrate", done, total)) if progress else None
-    return calib.observe(run, names, samples, progress=bar)
+    return run
 
 
-def _quantize(planned: list[_Planned], act_stats, kept: list[LayerReport], progress):
-    results = []
-    for i, p in enumerate(planned):
-        spec, act = p.choice.weights, p.choice.activations
-        w = p.layer.weight_nk()
-        qw = quantize_weight(w, spec)
-        _release(p.layer.source.const_value)
-        act_scale = None
-        if act is not None:
-            stats = act_stats[p.layer.activation.name]
-            amax = stats.percentile(act.percentile) if act.method == "percentile" else stats.amax
-            if not np.isfinite(amax) or amax >= MASK_RANGE:
-                p.report.reason = f"activation range {amax:.3g} (an additive mask?) cannot be quantized"
-                kept.append(p.report)
-                continue
-            act_scale = max(amax, 1e-12) / act.fmt.max
-        r = p.report
-        r.weight_format, r.granularity = spec.fmt.name, spec.granularity + (
-            f" {spec.group_size}" if spec.granularity == "group" else "")
-        r.bits_per_weight = spec.bits_per_weight(p.layer.n, p.layer.k)
-        r.weight_sqnr_db = sqnr_db(w, qw.dequantize())
-        r.activation_format = act.fmt.name if act else None
-        r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
-        results.append((QuantizedLayer(p.layer, qw, act.fmt if act else None, act_scale), p))
-        if progress:
-            progress("quantize", i + 1, len(planned))
-    planned[:] = [p for _, p in results]
-    return results
+def _layers(qg) -> list[QuantizedLayer]:
+    act_fmt = qg.group.choice.activations.fmt if qg.group.choice.activations else None
+    return [QuantizedLayer(p.layer, r.qw, act_fmt, qg.act_scale) for p, r in zip(qg.group.planned, qg.results)]
 
 
-def _release(tensor) -> None:
-    """Unmap an external-data weight once read, so resident memory holds one layer at a time."""
-    if isinstance(tensor, ir.ExternalTensor):
-        tensor.release()
+def _emit(model: ir.Model, quantized) -> None:
+    """Input-channel scales, LoRC branches, then Q/DQ and plugin nodes."""
+    scaled = [(qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
+              for qg in quantized if qg.results and qg.results[0].input_scale is not None]
+    if scaled:
+        scaling = ScaleInputChannels(scaled)
+        scaling(model)
+        reports = {p.layer.name: p.report for qg in quantized for p in qg.group.planned}
+        for applied in scaling.applied:
+            for name in applied.layers:
+                reports[name].details["input_scale"] = (
+                    f"folded into {applied.node}" if applied.how == "folded" else f"explicit Mul {applied.node}")
+    low_rank = [(p.layer, *r.low_rank) for qg in quantized for p, r in zip(qg.group.planned, qg.results)
+                if r.low_rank is not None]
+    if low_rank:
+        AddLowRankBranches(low_rank)(model)
+    qdq = [ql for qg in quantized if qg.group.choice.emit == "qdq" for ql in _layers(qg)]
+    InsertQDQ(qdq)(model)
+    plugins = [(ql, qg.group.choice.plugin) for qg in quantized if qg.group.choice.emit == "plugin"
+               for ql in _layers(qg)]
+    logger.info("emit: %d layers as Q/DQ, %d as plugin nodes", len(qdq), len(plugins))
+    if plugins:
+        from qcompile.passes.emit_plugins import EmitPluginGemms
+
+        EmitPluginGemms(plugins)(model)
 
 
 def _verify(model: ir.Model, names, eval_set, reference, has_plugins: bool, out, progress):

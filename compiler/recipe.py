@@ -78,6 +78,10 @@ class Recipe:
     calib_method: str = "amax"
     percentile: float = 99.99
     algorithm: str = "rtn"
+    algorithm_options: dict = dataclasses.field(default_factory=dict)
+    lorc_rank: int = 0
+    lkd_steps: int = 0
+    int4_plugin: bool = False
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
     holdout: float = 0.25
@@ -90,6 +94,14 @@ class Recipe:
             raise RecipeError(f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}")
         if self.group_size not in (32, 64, 128):
             raise RecipeError(f"group size must be 32, 64 or 128, not {self.group_size}")
+        from qcompile.algorithms import get_algorithm, make_options
+
+        if get_algorithm(self.algorithm).stage != "quantize":
+            raise RecipeError(f"{self.algorithm} refines a quantized layer: use lorc_rank / lkd_steps (--lorc, --lkd)")
+        make_options(self.algorithm, self.algorithm_options)
+        for name, value in (("lorc_rank", self.lorc_rank), ("lkd_steps", self.lkd_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RecipeError(f"{name} must be an integer >= 0, not {value!r}")
         if not 0.0 <= self.holdout < 1.0:
             raise RecipeError(f"holdout must be in [0, 1), not {self.holdout}")
         for pattern in list(self.exclude) + [p for p, _ in self.overrides]:
@@ -105,7 +117,12 @@ class Recipe:
         for pattern, override in self.overrides:
             if _matcher(pattern)(layer_name):
                 preset = override
-        return _choice(preset, self.group_size, self.calib_method, self.percentile)
+        choice = _choice(preset, self.group_size, self.calib_method, self.percentile)
+        if self.int4_plugin and choice.emit == "qdq" and choice.activations is None and \
+                choice.weights is not None and choice.weights.fmt.name == "int4":
+            weights = dataclasses.replace(choice.weights, scale_dtype="float16")
+            choice = dataclasses.replace(choice, weights=weights, emit="plugin", plugin="QcW4A16Gemm")
+        return choice
 
     @classmethod
     def preset(cls, name: str, **options) -> Recipe:
@@ -141,6 +158,7 @@ class Recipe:
         data = dataclasses.asdict(self)
         data["exclude"] = list(self.exclude)
         data["overrides"] = dict(self.overrides)
+        data["algorithm_options"] = dict(self.algorithm_options)
         return data
 
 

@@ -71,10 +71,13 @@ def test_presets_emit_qdq_and_measure_accuracy(mlp_path, tmp_path, preset, floor
 
 def test_report_accuracy_is_measured_not_assumed(mlp_path, monkeypatch):
     """A quantizer that flips the weights' sign must show up in the measured cosine."""
-    from qcompile import pipeline
+    import dataclasses
 
-    real = pipeline.quantize_weight
-    monkeypatch.setattr(pipeline, "quantize_weight", lambda w, spec: real(-w, spec))
+    from qcompile.algorithms import ALGORITHMS, LayerResult
+    from qcompile.quantizer import quantize_weight
+
+    flipped = dataclasses.replace(ALGORITHMS["rtn"], apply=lambda w, spec, *a, **k: LayerResult(quantize_weight(-w, spec)))
+    monkeypatch.setitem(ALGORITHMS, "rtn", flipped)
     report = qcompile.compile(mlp_path, Recipe("w8a8", exclude=("fc1",)), tiny_models.calibration()).report
     assert report.accuracy[0].cosine_mean < -0.9, report.accuracy
 

@@ -1,0 +1,210 @@
+"""Calibrate and quantize the planned layers: statistics streamed from onnxruntime in bounded
+chunks, then the recipe's algorithm on each group of layers that share an input tensor.
+
+A group (same activation, same choice) is quantized as one weight `[sum N, K]`, so a
+per-input-channel scale (AWQ, SmoothQuant) is one vector that can be folded into the producer
+of the activation, and LoRC's input factor is shared; results are split back per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import numpy as np
+import onnx_ir as ir
+
+from qcompile import calibration as calib
+from qcompile.algorithms import ALGORITHMS, LayerCalibration, LayerResult, make_options
+from qcompile.algorithms.hessian import HessianAccumulator, TokenSample
+from qcompile.algorithms.layer import output_mse
+from qcompile.algorithms.options import LkdOptions, LorcOptions
+from qcompile.quantizer import QuantizedWeight, quantize_weight, sqnr_db
+from qcompile.recipe import Recipe
+
+logger = logging.getLogger(__name__)
+# Statistics held at once while observing (GPTQ Hessians are K x K float64 each).
+STATS_BUDGET_BYTES = 1_500_000_000
+TOKEN_SAMPLE = 512
+MASK_RANGE = 1e30  # an additive mask built from float32's minimum (DESIGN.md): never quantized
+
+
+@dataclasses.dataclass
+class Group:
+    activation: str
+    k: int
+    planned: list  # pipeline._Planned, all with the same LayerChoice
+    needs: frozenset[str]
+
+    @property
+    def choice(self):
+        return self.planned[0].choice
+
+
+@dataclasses.dataclass
+class QuantizedGroup:
+    group: Group
+    results: list[LayerResult]  # one per planned layer, in order
+    act_scale: float | None
+
+
+def _needs(recipe: Recipe, choice) -> frozenset[str]:
+    needs = set(ALGORITHMS[recipe.algorithm].needs)
+    if recipe.lkd_steps:
+        needs |= set(ALGORITHMS["lkd"].needs)
+    if recipe.algorithm != "rtn" or recipe.lkd_steps or recipe.lorc_rank:
+        needs.add("x_sample")  # the report's per-layer output error before and after
+    if choice.activations is not None:
+        needs.add("act")
+    return frozenset(needs)
+
+
+def make_groups(planned: list, recipe: Recipe) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for p in planned:
+        key = (p.layer.activation.name, p.choice)
+        if key not in groups:
+            groups[key] = Group(p.layer.activation.name, p.layer.k, [], _needs(recipe, p.choice))
+        groups[key].planned.append(p)
+    return list(groups.values())
+
+
+def _chunks(groups: list[Group]) -> list[list[Group]]:
+    """Groups to observe together, so that the statistics held at once stay within budget."""
+    chunks, current, used = [], [], 0
+    for g in groups:
+        cost = 8 * g.k * g.k if "hessian" in g.needs else 4 * g.k * (TOKEN_SAMPLE + 4)
+        if current and used + cost > STATS_BUDGET_BYTES:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(g)
+        used += cost
+    return chunks + [current] if current else chunks
+
+
+def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: Recipe,
+                    progress: Callable | None) -> list[QuantizedGroup]:
+    """`run(sample, names)` returns the named tensors for one calibration sample."""
+    options = make_options(recipe.algorithm, recipe.algorithm_options)
+    done, total, out = 0, sum(len(g.planned) for g in groups), []
+    for chunk in _chunks(groups):
+        observed = sorted({g.activation for g in chunk if g.needs})
+        accumulators: dict[str, list] = {}
+        for g in chunk:
+            if "hessian" in g.needs:
+                accumulators.setdefault(g.activation + "/hessian", HessianAccumulator(g.k))
+            if "x_sample" in g.needs:
+                accumulators.setdefault(g.activation + "/sample", TokenSample(TOKEN_SAMPLE))
+        consumers = {name: _feeder([a for key, a in accumulators.items() if key.startswith(name + "/")])
+                     for name in observed}
+        if observed:
+            bar = (lambda d, t: progress("calibrate", d, t)) if progress else None
+            stats = calib.observe(run, observed, samples, consumers=consumers, progress=bar)
+        else:
+            stats = {}
+        for g in chunk:
+            out.append(_quantize_group(g, stats.get(g.activation), accumulators, recipe, options))
+            done += len(g.planned)
+            if progress:
+                progress("quantize", done, total)
+        accumulators.clear()
+    return out
+
+
+def _feeder(accumulators: list) -> Callable[[np.ndarray], None]:
+    def feed(x: np.ndarray) -> None:
+        for acc in accumulators:
+            acc.add(x)
+
+    return feed
+
+
+def _layer_calibration(g: Group, stats, accumulators) -> LayerCalibration:
+    hessian = accumulators.get(g.activation + "/hessian")
+    sample = accumulators.get(g.activation + "/sample")
+    act = g.choice.activations
+    return LayerCalibration(
+        hessian=hessian.hessian() if hessian is not None else None,
+        x_absmean=stats.channel_absmean if stats is not None else None,
+        x_absmax=stats.channel_amax if stats is not None else None,
+        x_sample=sample.rows() if sample is not None else None,
+        act_fmt=act.fmt if act is not None else None)
+
+
+def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> QuantizedGroup:
+    spec, act = g.choice.weights, g.choice.activations
+    act_amax = None
+    if act is not None:
+        act_amax = stats.percentile(act.percentile) if act.method == "percentile" else stats.amax
+        if not np.isfinite(act_amax) or act_amax >= MASK_RANGE:
+            for p in g.planned:
+                p.report.reason = f"activation range {act_amax:.3g} (an additive mask?) cannot be quantized"
+            return QuantizedGroup(g, [], None)
+    cal = _layer_calibration(g, stats, accumulators)
+    weights = [p.layer.weight_nk() for p in g.planned]
+    for p in g.planned:
+        _release(p.layer.source.const_value)
+    w = weights[0] if len(weights) == 1 else np.concatenate(weights)
+    result = ALGORITHMS[recipe.algorithm].apply(w, spec, cal, options)
+    if recipe.lkd_steps:
+        result = ALGORITHMS["lkd"].apply(w, spec, cal, LkdOptions(steps=recipe.lkd_steps), base=result)
+    if recipe.lorc_rank and all(_takes_branch(p.layer) for p in g.planned):
+        result = ALGORITHMS["lorc"].apply(w, spec, cal, LorcOptions(rank=recipe.lorc_rank), base=result)
+    if act is not None and result.input_scale is not None:
+        act_amax = float(np.max(stats.channel_amax / result.input_scale))  # the range of x / s
+    act_scale = None if act is None else max(act_amax, 1e-12) / act.fmt.max
+    rows = np.cumsum([0] + [x.shape[0] for x in weights])
+    results = [_split(result, rows[i], rows[i + 1]) for i in range(len(weights))]
+    for p, w_layer, r in zip(g.planned, weights, results):
+        _fill_report(p, w_layer, r, cal, recipe)
+    return QuantizedGroup(g, results, act_scale)
+
+
+def _takes_branch(layer) -> bool:
+    return layer.op == "MatMul" or (layer.op == "Gemm" and not layer.node.attributes.get_int("transA", 0))
+
+
+def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
+    qw = result.qw
+    part = QuantizedWeight(
+        qw.spec, qw.codes[r0:r1], qw.scales[r0:r1],
+        None if qw.zero_points is None else qw.zero_points[r0:r1],
+        None if qw.channel_scale is None else qw.channel_scale[r0:r1],
+        None if qw.group_exp is None else qw.group_exp[r0:r1])
+    low_rank = None if result.low_rank is None else (result.low_rank[0], result.low_rank[1][:, r0:r1])
+    return LayerResult(part, result.input_scale, low_rank, result.info)
+
+
+def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, recipe: Recipe) -> None:
+    spec, r = p.choice.weights, p.report
+    r.weight_format = spec.fmt.name
+    r.granularity = spec.granularity + (f" {spec.group_size}" if spec.granularity == "group" else "")
+    r.bits_per_weight = spec.bits_per_weight(p.layer.n, p.layer.k)
+    effective = result.effective_weight()
+    r.weight_sqnr_db = sqnr_db(w, effective)
+    r.activation_format = p.choice.activations.fmt.name if p.choice.activations else None
+    r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
+    algorithms = [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
+    r.details["algorithms"] = algorithms
+    if result.low_rank is not None:
+        a, b = result.low_rank
+        lorc_bits = 16 * a.shape[1] * (a.shape[0] + b.shape[1]) / (p.layer.n * p.layer.k)
+        r.bits_per_weight += lorc_bits
+        r.details["lorc_bits_per_weight"] = lorc_bits
+    if result.input_scale is not None:
+        r.details["input_scale_range"] = [float(result.input_scale.min()), float(result.input_scale.max())]
+    if cal.x_sample is not None:
+        rtn = quantize_weight(w, spec).dequantize()
+        r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
+        r.details["output_mse"] = output_mse(cal.x_sample, w, effective)
+    if spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group":
+        from qcompile.fold import constraint_costs
+
+        r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+
+
+def _release(tensor) -> None:
+    """Unmap an external-data weight once read, so resident memory holds one layer at a time."""
+    if isinstance(tensor, ir.ExternalTensor):
+        tensor.release()

@@ -1,0 +1,63 @@
+"""LoRC's correction as a side branch: `y = op(x) + (x @ A) @ B`, with `x @ A` computed once per
+activation tensor when several layers share it. A and B are FP16 values held in float32 (or the
+model's float type) constants; the branch reads the activation before any Q/DQ."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from qcompile.passes.canonicalize import Layer
+
+
+def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    base, i = name, 0
+    while name in graph.initializers:
+        i += 1
+        name = f"{base}_{i}"
+    tensor = ir.tensor(array, name=name)
+    value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
+    graph.register_initializer(value)
+    return value
+
+
+class AddLowRankBranches(ir.passes.InPlacePass):
+    """items: (layer, A [K, r], B [r, N]) for MatMul and Gemm (transA=0) layers."""
+
+    def __init__(self, items: list[tuple[Layer, np.ndarray, np.ndarray]]):
+        super().__init__()
+        self.items = items
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        shared: dict[tuple[int, bytes], ir.Value] = {}
+        for layer, a, b in self.items:
+            if layer.op == "Conv" or (layer.op == "Gemm" and layer.node.attributes.get_int("transA", 0)):
+                raise ValueError(f"{layer.name}: LoRC branches are for MatMul and Gemm(transA=0) layers")
+            dtype = np.float16 if layer.source.const_value.dtype == ir.DataType.FLOAT16 else np.float32
+            key = (id(layer.activation), a.tobytes())
+            if key not in shared:
+                a_value = _const(graph, f"{layer.name}_lorc_A", a.astype(dtype))
+                down = ir.node("MatMul", [layer.activation, a_value], name=f"{layer.name}_lorc_down")
+                down.outputs[0].name = f"{layer.name}_lorc_down"
+                down.outputs[0].dtype = a_value.dtype
+                graph.insert_before(layer.node, down)
+                shared[key] = down.outputs[0]
+            b_value = _const(graph, f"{layer.name}_lorc_B", b.astype(dtype))
+            up = ir.node("MatMul", [shared[key], b_value], name=f"{layer.name}_lorc_up")
+            up.outputs[0].name = f"{layer.name}_lorc_up"
+            output = layer.node.outputs[0]
+            add = ir.node("Add", [output, up.outputs[0]], name=f"{layer.name}_lorc_add")
+            add.outputs[0].name = f"{output.name}_lorc"
+            for value in (up.outputs[0], add.outputs[0]):
+                value.dtype = output.dtype or b_value.dtype
+            add.outputs[0].shape = output.shape
+            graph.insert_after(layer.node, [up, add])
+            was_output = output.is_graph_output()
+            output.replace_all_uses_with(add.outputs[0], replace_graph_outputs=True)
+            add.replace_input_with(0, output)
+            if was_output:  # the graph output keeps its name
+                name = output.name
+                output.name = f"{name}_main"
+                add.outputs[0].name = name
+        return ir.passes.PassResult(model, modified=bool(self.items))
