@@ -111,3 +111,31 @@ def test_print_python_is_runnable(workdir):
     namespace = {}
     exec(compile(result.output, "<generated>", "exec"), namespace)  # noqa: S102 - our own output
     assert (workdir / "mlp.q.onnx").is_file()
+
+
+def test_engine_without_tensorrt_fails_cleanly_but_keeps_outputs(workdir):
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed: this test is about its absence")
+    except ImportError:
+        pass
+    result = run(workdir / "mlp.onnx", "-p", "w4a16", "-q", "--engine", workdir / "mlp.engine")
+    assert result.exit_code == 2, result.output
+    assert "TensorRT is not installed" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.onnx.recipe.json", "mlp.q.report.json"]
+
+
+def test_check_command_flags_a_broken_graph(workdir):
+    assert run(workdir / "mlp.onnx", "-p", "w8a8", "--calib", workdir / "calib.npz", "-q").exit_code == 0
+    ok = run("check", workdir / "mlp.q.onnx")
+    assert ok.exit_code == 0 and "passes" in ok.output
+    model = onnx.load(str(workdir / "mlp.q.onnx"))
+    for init in model.graph.initializer:
+        if init.name.endswith("_scale") and init.dims:
+            init.CopyFrom(onnx.numpy_helper.from_array(-onnx.numpy_helper.to_array(init), init.name))
+            break
+    onnx.save(model, workdir / "broken.onnx")
+    bad = run("check", workdir / "broken.onnx")
+    assert bad.exit_code == 2 and "[scale]" in bad.output, bad.output
