@@ -82,6 +82,7 @@ class Recipe:
     lorc_rank: int = 0
     lkd_steps: int = 0
     int4_plugin: bool = False
+    scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2)
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
     holdout: float = 0.25
@@ -118,6 +119,9 @@ class Recipe:
             if _matcher(pattern)(layer_name):
                 preset = override
         choice = _choice(preset, self.group_size, self.calib_method, self.percentile)
+        if self.scale_constraint is not None and choice.weights is not None:
+            weights = dataclasses.replace(choice.weights, scale_constraint=self.scale_constraint)
+            choice = dataclasses.replace(choice, weights=weights)
         if self.int4_plugin and choice.emit == "qdq" and choice.activations is None and \
                 choice.weights is not None and choice.weights.fmt.name == "int4":
             weights = dataclasses.replace(choice.weights, scale_dtype="float16")

@@ -1,0 +1,176 @@
+"""Accuracy of quantized models against fp32, qcompile's recipes next to onnxruntime's quantizers,
+all calibrated on the same data and measured by this one script with onnxruntime on the CPU.
+
+    python -m bench.accuracy --model minilm|smollm2 --table e2e|fp|algorithms [--markdown]
+    python -m bench.accuracy --model minilm --rows "qc:w4a16,qc:w4a16:algorithm=gptq,ort:nbits:RTN:128"
+
+Metrics: all-MiniLM-L6-v2, mean sentence-embedding cosine on 64 held-out sentences;
+SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tokens). Caveat for
+SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
+Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed), `ort:static:sym|asym`,
+`ort:nbits:RTN|GPTQ|HQQ:BLOCK`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+TABLES = {
+    "e2e": "qc:fp8,qc:w8a8,qc:w4a16,qc:w4a8,ort:static:sym,ort:static:asym",
+    "fp": "qc:w6a16,qc:wfp4a8:scale_constraint=pow2,qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
+    "algorithms": ",".join([
+        *(f"qc:w4a16:group_size={g}{a}" for g in (128, 32) for a in (
+            "", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8", ":algorithm=gptq:lorc_rank=8")),
+        *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),
+        "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:calib_method=percentile",
+        "ort:static:sym", "ort:static:asym"]),
+}
+
+
+class MiniLM:
+    name, metric, higher_is_better = "all-MiniLM-L6-v2", "mean embedding cosine", True
+
+    def __init__(self, out: Path):
+        from bench.models import minilm
+
+        self.m = minilm
+        self.model = out / "minilm.onnx"
+        if not self.model.exists():
+            minilm.build_minilm_onnx(self.model)
+        self.calib_path = minilm.make_calibration_npz(out / "calib.npz")
+        self.feeds = minilm.tokenize(minilm.SENTENCES_EVAL)
+        self.reference = self._embed(self.model, True)
+
+    def _embed(self, path, optimize):
+        from bench.common import run_onnx
+
+        return run_onnx(path, self.feeds, optimize)[0]
+
+    def score(self, path: Path, optimize: bool) -> float:
+        return self.m.embedding_cosine(self.reference, self._embed(path, optimize))
+
+    def baseline(self) -> float:
+        return 1.0
+
+
+class SmolLM2:
+    name, metric, higher_is_better = "SmolLM2-135M-Instruct (Q4_1 GGUF weights)", "perplexity", False
+
+    def __init__(self, out: Path):
+        from bench.models import smollm2
+
+        self.m = smollm2
+        self.model = out / "smollm2.onnx"
+        if not self.model.exists():
+            smollm2.build_smollm2_onnx(self.model)
+        self.calib_path = smollm2.calibration_npz(out / "calib.npz", 32, 128)
+        text = (Path(__file__).parent / "texts" / "eval.txt").read_text()
+        self.windows = smollm2.make_windows(text, 128)
+
+    def score(self, path: Path, optimize: bool) -> float:
+        return self.m.perplexity(path, self.windows, self.m.session_options(optimize))
+
+    def baseline(self) -> float:
+        return self.score(self.model, True)
+
+
+def _qcompile(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
+    import qcompile
+    from qcompile.recipe import Recipe
+
+    fields = {"precision": spec[0], "holdout": 0.0}
+    for item in spec[1:]:
+        key, value = item.split("=")
+        fields[key] = int(value) if value.lstrip("-").isdigit() else value
+    recipe = Recipe(**fields)
+    path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
+    artifacts = qcompile.compile(bench.model, recipe, bench.calib_path, output=path, force=True, verify=False)
+    bits = _mean_bits(artifacts.report)
+    if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
+        path = _lowered(path)
+    fp8 = any(l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn" for l in artifacts.report.layers)
+    return path, not fp8, f"{bits:.2f}"
+
+
+def _mean_bits(report) -> float:
+    layers = [l for l in report.layers if l.quantized]
+    params = [l.shape[0] * l.shape[1] for l in layers]
+    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1)
+
+
+def _lowered(path: Path) -> Path:
+    import onnx_ir as ir
+
+    from qcompile.passes.lower_plugins import LowerPluginNodes
+
+    model = ir.load(path)
+    LowerPluginNodes()(model)
+    out = path.with_name(path.stem + ".lowered.onnx")
+    ir.save(model, out, external_data=out.name + ".data")
+    return out
+
+
+def _ort(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
+    from bench.common import ort_matmulnbits, ort_quantize_static
+
+    with np.load(bench.calib_path) as data:
+        calib = {k: data[k] for k in data.files}
+    path = out / ("ort_" + "_".join(spec) + ".onnx")
+    if spec[0] == "static":
+        ort_quantize_static(bench.model, path, calib, symmetric_activations=spec[1] == "sym")
+        return path, True, "8"
+    algo, block = spec[1], int(spec[2])
+    ort_matmulnbits(bench.model, path, algo=algo, block_size=block, calib=calib)
+    return path, True, f"{4 + 32 / block:.2f}"  # fp32 scales, symmetric
+
+
+def _label(row: str) -> str:
+    kind, *spec = row.split(":")
+    if kind == "qc":
+        return "qcompile " + " ".join(spec)
+    if spec[0] == "static":
+        return f"onnxruntime quantize_static ({'int8 symmetric' if spec[1] == 'sym' else 'uint8 asymmetric'} act.)"
+    return f"onnxruntime MatMulNBits {spec[1]} block {spec[2]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("minilm", "smollm2"), required=True)
+    parser.add_argument("--table", choices=sorted(TABLES))
+    parser.add_argument("--rows")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    rows = (args.rows or TABLES[args.table or "e2e"]).split(",")
+    out = Path("bench/out") / args.model
+    out.mkdir(parents=True, exist_ok=True)
+    bench = MiniLM(out) if args.model == "minilm" else SmolLM2(out)
+    results = [("fp32 (original)", "32", bench.baseline(), 0.0)]
+    for row in rows:
+        kind, *spec = row.split(":")
+        t0 = time.perf_counter()
+        try:
+            path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec)
+            score = bench.score(path, optimize)
+        except Exception as exc:  # a peer that cannot run is reported, not hidden
+            score, bits = float("nan"), f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+        results.append((_label(row), bits, score, time.perf_counter() - t0))
+        print(f"  {results[-1][0]:<64} bits {results[-1][1]:>6}  {bench.metric} {score:.5f}  ({results[-1][3]:.1f} s)",
+              flush=True)
+    print(f"\n{bench.name}: {bench.metric} ({'higher' if bench.higher_is_better else 'lower'} is better)")
+    if args.markdown:
+        print(f"| method | bits/weight (quantized layers) | {bench.metric} | time (s) |\n|---|---|---|---|")
+        for name, bits, score, secs in results:
+            print(f"| {name} | {bits} | {score:.4f} | {secs:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
