@@ -17,8 +17,8 @@ from qcompile.errors import RecipeError
 from qcompile.quantizer import WeightSpec, quantize_weight
 
 from qcompile.algorithms.layer import LayerCalibration, LayerResult
-from qcompile.algorithms.options import (AwqOptions, GptqOptions, LkdOptions, LorcOptions, RtnOptions,
-                                         SmoothQuantOptions)
+from qcompile.algorithms.options import (AwqOptions, GptqOptions, LkdOptions, LlmFp4Options, LorcOptions,
+                                         RtnOptions, SmoothQuantOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,18 @@ def _smoothquant(w, spec, calib, options: SmoothQuantOptions, base=None) -> Laye
     alphas = options.alphas if options.alpha is None else (options.alpha,)
     _, s, qw, info = search_alpha(sample, w, calib.act_fmt, spec, alphas, x_absmax=absmax)
     return LayerResult(qw, input_scale=s, info={"smoothquant": info})
+
+
+def _llmfp4(w, spec, calib, options: LlmFp4Options, base=None) -> LayerResult:
+    from qcompile.llmfp4 import split_activation_scales
+
+    (absmax,) = calib.require("llmfp4", "x_absmax")
+    if calib.act_fmt is None:
+        raise RecipeError("llmfp4 splits activation scales: use a preset that quantizes activations (wfp4a8, w4a8, fp8)")
+    _, offsets = split_activation_scales(absmax, calib.act_fmt)
+    s = np.exp2(offsets).astype(np.float32)  # x / s and W * s: exact, powers of two
+    info = {"offset_max": int(offsets.max()), "channels_shifted": int((offsets > 0).sum())}
+    return LayerResult(quantize_weight(np.asarray(w, np.float32) * s, spec), input_scale=s, info={"llmfp4": info})
 
 
 def _scaled(w, calib: LayerCalibration, base: LayerResult | None):
@@ -102,6 +114,8 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
                    "activation-aware per-input-channel weight scaling, alpha searched (optional clip search)"),
     AlgorithmEntry("smoothquant", SmoothQuantOptions, _smoothquant, "quantize", ("x_absmax", "x_sample"),
                    "migrate activation outliers into the weights (alpha fixed, or searched per layer)"),
+    AlgorithmEntry("llmfp4", LlmFp4Options, _llmfp4, "quantize", ("x_absmax",),
+                   "LLM-FP4: per-channel power-of-two activation offsets folded into the weights"),
     AlgorithmEntry("lorc", LorcOptions, _lorc, "refine", (), "low-rank (SVD) compensation of the weight error"),
     AlgorithmEntry("lkd", LkdOptions, _lkd, "refine", ("x_sample",),
                    "layer-wise distillation of scales and rounding (needs PyTorch)"),

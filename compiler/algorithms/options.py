@@ -94,3 +94,8 @@ class LkdOptions:
         _check(_number_in(self.lr, 0.0, 1e3, open_low=True), f"lkd lr must be in (0, 1000], not {self.lr!r}")
         _check(self.tune in ("scales", "weights", "both"),
                f"unknown lkd tune {self.tune!r}; valid: scales, weights, both")
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmFp4Options:
+    """LLM-FP4's per-channel power-of-two activation offsets: no options (the clamp is the format's)."""

@@ -107,3 +107,20 @@ def test_int4_plugin_option(mlp, tmp_path):
     out = tmp_path / "p.onnx"
     qcompile.compile(mlp, Recipe("w4a16", int4_plugin=True), None, output=out, verify=False)
     assert {n.op_type for n in onnx.load(str(out)).graph.node if n.domain == "qcompile"} == {"QcW4A16Gemm"}
+
+
+def test_llmfp4_offsets_fold_into_layernorm():
+    """LLM-FP4's power-of-two activation offsets on the sample transformer are folded into the
+    LayerNorms (the pass's exactness is tested in test_scale_input_channels)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "samples" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", path)
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    model, calib = sample.build_sample_model(0), sample.make_calibration(0)
+    report = qcompile.compile(model, Recipe("fp8", algorithm="llmfp4"), calib).report
+    folded = [l for l in report.layers if l.details.get("input_scale", "").startswith("folded into")]
+    assert len(folded) >= 4, [l.details for l in report.layers]
+    assert report.accuracy[0].cosine_mean > 0.99
