@@ -43,14 +43,7 @@ def test_algorithms_lower_the_output_error_and_report_it(mlp, algorithm):
 
 def test_gptq_beats_rtn_on_the_sample_transformer():
     """On real correlated activations (the iid inputs of the MLP give GPTQ nothing to exploit)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[2] / "samples" / "make_sample.py"
-    spec = importlib.util.spec_from_file_location("make_sample", path)
-    sample = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sample)
-    model, calib = sample.build_sample_model(0), sample.make_calibration(0)
+    model, calib = tiny_models.sample_transformer()
     rtn = qcompile.compile(model, Recipe("w4a16"), calib).report.accuracy[0].cosine_mean
     gptq = qcompile.compile(model, Recipe("w4a16", algorithm="gptq"), calib).report.accuracy[0].cosine_mean
     assert gptq > rtn, (gptq, rtn)
@@ -112,14 +105,7 @@ def test_int4_plugin_option(mlp, tmp_path):
 def test_llmfp4_offsets_fold_into_layernorm():
     """LLM-FP4's power-of-two activation offsets on the sample transformer are folded into the
     LayerNorms (the pass's exactness is tested in test_scale_input_channels)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[2] / "samples" / "make_sample.py"
-    spec = importlib.util.spec_from_file_location("make_sample", path)
-    sample = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sample)
-    model, calib = sample.build_sample_model(0), sample.make_calibration(0)
+    model, calib = tiny_models.sample_transformer()
     report = qcompile.compile(model, Recipe("fp8", algorithm="llmfp4"), calib).report
     folded = [l for l in report.layers if l.details.get("input_scale", "").startswith("folded into")]
     assert len(folded) >= 4, [l.details for l in report.layers]

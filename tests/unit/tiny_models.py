@@ -56,3 +56,15 @@ def calibration(seed: int = 1, samples: int = 8, k: int = 256, batch: int = 4) -
     x = rng.standard_normal((samples, batch, k)).astype(np.float32)
     x[..., :4] *= 8.0  # a few outlier channels
     return {"x": x}
+
+
+def sample_transformer(seed: int = 0):
+    """(model, calibration) of samples/make_sample.py: real correlated activations, a few MB."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "samples" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_sample_model(seed), module.make_calibration(seed)
