@@ -17,8 +17,9 @@ from qcompile.formats import Format, IntFormat
 
 GRANULARITIES = ("tensor", "channel", "group")
 SCALE_CONSTRAINTS = ("none", "pow2", "pow2_ratio")
-# M2 group exponents below this make FP4 -> FP8 exponent arithmetic leave E4M3's normal range:
-# such groups get the coarser grid 2^MIN_GROUP_EXP * channel scale instead (documented fallback).
+# Group exponents (relative to the row's largest scale) below this make FP4 -> FP8 exponent
+# arithmetic leave E4M3's normal range: such groups get the coarser grid 2^MIN_GROUP_EXP times
+# the row's scale instead (documented fallback, M1 and M2 alike).
 MIN_GROUP_EXP = -5
 
 
@@ -96,7 +97,8 @@ def symmetric_scales(amax: np.ndarray, spec: WeightSpec) -> tuple[np.ndarray, np
     if spec.scale_dtype == "float16":
         scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
     if spec.scale_constraint == "pow2":
-        return _pow2_ceil(scales), None, None
+        pow2 = _pow2_ceil(scales)  # the same fallback as M2: no group below 2^MIN_GROUP_EXP of its row
+        return np.maximum(pow2, pow2.max(axis=1, keepdims=True) * np.float32(2.0 ** MIN_GROUP_EXP)), None, None
     if spec.scale_constraint == "pow2_ratio":
         channel = scales.max(axis=1)
         exp = np.clip(np.ceil(np.log2(scales / channel[:, None])), MIN_GROUP_EXP, 0).astype(np.int8)

@@ -110,10 +110,14 @@ def test_fold_m1_powers_of_two():
     np.testing.assert_array_equal(folded.dequantize(), qw.dequantize())
 
 
-def test_fold_m1_refuses_a_spread_beyond_the_exact_range():
+def test_fold_m1_clamps_then_refuses_a_spread_beyond_the_exact_range():
     w = _weight(2)
-    w[0, 32:64] *= 1e-3  # ratio ~2^-15 to the row's loud group: M1 keeps it, the fold cannot
+    w[0, 32:64] *= 1e-3  # ratio ~2^-15 to the row's loud group
     qw = quantize_weight(w, WeightSpec(FP4, "group", 32, scale_constraint="pow2"))
+    # the quantizer's documented fallback: the quiet group gets 2^-5 of the row's largest scale
+    assert qw.scales[0, 1] == qw.scales[0].max() * 2.0 ** -5
+    fold_group_exponents(qw)
+    qw.scales[0, 1] = qw.scales[0].max() * 2.0 ** -7  # a hand-made spread the fold cannot take
     with pytest.raises(FoldError, match=r"group exponent -\d+ is outside \[-5, 0\]"):
         fold_group_exponents(qw)
 
