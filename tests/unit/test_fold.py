@@ -117,7 +117,8 @@ def test_fold_m1_clamps_then_refuses_a_spread_beyond_the_exact_range():
     # the quantizer's documented fallback: the quiet group gets 2^-5 of the row's largest scale
     assert qw.scales[0, 1] == qw.scales[0].max() * 2.0 ** -5
     fold_group_exponents(qw)
-    qw.scales[0, 1] = qw.scales[0].max() * 2.0 ** -7  # a hand-made spread the fold cannot take
+    qw.scales[0, 1] = qw.scales[0].max() * 2.0 ** -7  # a hand-made spread the fold cannot take,
+    qw.codes[0, 32:64] = 2  # on a group that is not all zero (those are exempt)
     with pytest.raises(FoldError, match=r"group exponent -\d+ is outside \[-5, 0\]"):
         fold_group_exponents(qw)
 
