@@ -39,11 +39,14 @@ def main(argv=None) -> int:
     rows = [(f"qcompile w4a16 ({args.algo}, with verification run)", *timed_child(cmd)),
             (f"qcompile w4a16 ({args.algo}, --no-verify)", *timed_child(cmd + ["--no-verify"]))]
     if not args.skip_ort:
-        ort_out = args.dir / "llama1b.ort_rtn.onnx"
-        code = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
-                "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
-        rows.append(("onnxruntime MatMulNBitsQuantizer (RTN, block 128)",
-                     *timed_child([sys.executable, "-c", code, str(model), str(ort_out)])))
+        algo = args.algo.upper()
+        ort_out = args.dir / f"llama1b.ort_{args.algo}.onnx"
+        code = ("import sys; from pathlib import Path; import numpy as np; from bench.common import ort_matmulnbits; "
+                "calib = dict(np.load(sys.argv[3])); "
+                "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo=sys.argv[4], block_size=128, calib=calib)")
+        rows.append((f"onnxruntime MatMulNBitsQuantizer ({algo}, block 128)",
+                     *timed_child([sys.executable, "-c", code, str(model), str(ort_out),
+                                   str(args.dir / "llama_calib.npz"), algo])))
     print(f"{'tool':<58} {'wall s':>8} {'peak RSS GB':>12} {'RSS / fp32 weights':>19}")
     for name, wall, rss, rc in rows:
         status = "" if rc == 0 else f"  (exit {rc})"
