@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from qcompile.errors import QCompileError
+from qcompile.errors import QCompileError, RecipeError
 
 logger = logging.getLogger("qcompile")
 
@@ -58,7 +58,7 @@ def main():
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", "-p", default=None, help="Preset: w8a8, fp8, w4a16, w4a8, w8a16, wfp4a8, w6a16 [default: w8a8].")
+@click.option("--precision", "-p", default=None, help="Preset (w8a8, fp8, w4a16, w4a8, w8a16, wfp8a16, wfp4a16, wfp4a8, w6a16) or 'auto' (per-layer formats under --avg-bits) [default: w8a8].")
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe file (TOML or JSON); command-line options override it.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -76,16 +76,22 @@ def main():
               help="Report JSON path [default: OUTPUT with .report.json].")
 @click.option("--no-verify", is_flag=True, help="Skip running both models with onnxruntime (no accuracy in the report).")
 @click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
+@click.option("--avg-bits", type=float, default=None, help="--precision auto: average bits per weight, scales included (e.g. 4.5).")
+@click.option("--formats", default="int4,fp4,fp6,int8,fp8,fp16", show_default=True, help="--precision auto: candidate weight formats.")
+@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default="lim", show_default=True, help="--precision auto: layer sensitivity method.")
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=4, show_default=True, help="Calibration samples for --sensitivity measured.")
+@click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: figures + HTML [default: OUTPUT stem + .mixed/].")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, force, print_python,
-                    quiet):
+                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, avg_bits, formats,
+                    sensitivity, sensitivity_samples, sweep, plan_path, report_dir, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        from qcompile.errors import RecipeError
         from qcompile.recipe import Recipe
 
         base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
@@ -94,17 +100,29 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
                                      "group_size": int(group_size) if group_size else None}.items() if v is not None}
         if exclude:
             changes["exclude"] = list(base.get("exclude", [])) + list(exclude)
-        if override:
-            merged = dict(base.get("overrides", {}))
-            for item in override:
-                pattern, sep, value = item.rpartition("=")
-                if not sep or not pattern:
-                    raise RecipeError(f"--override {item!r} is not NAME=PRECISION")
-                merged[pattern] = value
-            changes["overrides"] = merged
-        recipe = Recipe.from_dict({**base, **changes})
+        pairs = []
+        for item in override:
+            pattern, sep, value = item.rpartition("=")
+            if not sep or not pattern:
+                raise RecipeError(f"--override {item!r} is not NAME=PRECISION")
+            pairs.append((pattern, value))
+        auto = changes.get("precision", base.get("precision")) == "auto"
+        if pairs and not auto:
+            changes["overrides"] = {**base.get("overrides", {}), **dict(pairs)}
         output = output or model.with_name(model.name.removesuffix(".onnx") + ".q.onnx")
         report_path = report_path or output.with_name(output.name.removesuffix(".onnx") + ".report.json")
+        if auto:
+            changes.pop("precision", None)
+            base.pop("precision", None)
+            recipe = Recipe.from_dict({**base, **changes})
+            _compile_auto(model, calib, recipe, pairs, output, report_path, force, quiet, avg_bits=avg_bits,
+                          formats=formats, method=sensitivity, sensitivity_samples=sensitivity_samples,
+                          sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
+                          report_dir=report_dir)
+            if engine is not None:
+                _build_engine(output, engine, force)
+            return
+        recipe = Recipe.from_dict({**base, **changes})
         if print_python:
             click.echo(_python_call(model, recipe, calib, output, report_path, force))
             return
@@ -122,6 +140,27 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             _build_engine(output, engine, force)
     except QCompileError as exc:
         _fail(exc)
+
+
+def _budget(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise RecipeError(f"--sweep: {text!r} is not a number of bits") from None
+
+
+def _compile_auto(model, calib, recipe, overrides, output, report_path, force, quiet, **options) -> None:
+    from qcompile.mixed import run_auto
+
+    if report_path.exists() and not force:
+        raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
+    artifacts, plan, figures = run_auto(model, calib, overrides=overrides, output=output, force=force,
+                                        progress=None if quiet else _Bar(), recipe=recipe,
+                                        report_path=report_path, **options)
+    click.echo(plan.table())
+    click.echo(artifacts.report.table())
+    for path in [*artifacts.files, *figures]:
+        logger.info("wrote %s", path)
 
 
 def _build_engine(onnx_path: Path, engine: Path, force: bool, **options) -> None:

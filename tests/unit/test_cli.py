@@ -139,3 +139,13 @@ def test_check_command_flags_a_broken_graph(workdir):
     onnx.save(model, workdir / "broken.onnx")
     bad = run("check", workdir / "broken.onnx")
     assert bad.exit_code == 2 and "[scale]" in bad.output, bad.output
+
+
+def test_auto_precision_from_the_command_line(workdir):
+    result = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "6", "--sensitivity", "hessian",
+                 "--calib", workdir / "calib.npz", "-q")
+    assert result.exit_code == 0, result.output
+    assert "average bits per weight" in result.output
+    assert (workdir / "mlp.q.onnx.plan.json").is_file() and (workdir / "mlp.q.mixed" / "index.html").is_file()
+    too_low = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force")
+    assert too_low.exit_code == 2 and "minimum" in too_low.stderr, too_low.stderr

@@ -92,3 +92,9 @@ def test_run_auto_compiles_the_plan_and_reuses_it(tmp_path):
                                   output=out, report_dir=None, force=True, progress=None)
     assert {lr.weight_format for lr in artifacts.report.layers} == {"int8"}
     assert plan.average_bits == pytest.approx(8.25, abs=0)
+
+
+def test_run_auto_needs_a_budget_or_a_plan():
+    with pytest.raises(RecipeError, match="--avg-bits"):
+        run_auto(residual_mlp(2), None, avg_bits=None, sweep=(), plan_path=None, overrides=(), output=None,
+                 report_dir=None, force=False, progress=None)

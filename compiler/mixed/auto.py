@@ -1,0 +1,232 @@
+"""`plan_auto`: per-layer sensitivity -> knapsack under an average-bits budget -> Plan; `sweep`:
+the accuracy-versus-average-bits curve; `run_auto`: what `qcompile --precision auto` calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from qcompile.errors import RecipeError
+from qcompile.mixed.allocate import allocate
+from qcompile.mixed.candidates import DEFAULT_FORMATS, LayerInfo, layer_infos, parse_formats, preset_bits, preset_of
+from qcompile.mixed.plan import LayerPlan, Plan
+from qcompile.mixed.sensitivity import Context, Sensitivity, SensitivityOptions, check_method, compute
+from qcompile.recipe import SKIP, Recipe, _matcher
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+CHEAP_METHODS = ("lim", "zd", "hessian")  # always computed and written into the plan for comparison
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoOptions:
+    avg_bits: float = 4.5
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    method: str = "lim"
+    overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", format or preset)
+    group_size: int = 128
+    holdout: float = 0.25  # calibration samples kept out of the search (compile() reports on them)
+    report_methods: tuple[str, ...] = CHEAP_METHODS
+    sensitivity: SensitivityOptions = SensitivityOptions()
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", parse_formats(self.formats))
+        object.__setattr__(self, "overrides", tuple(tuple(o) for o in (
+            self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)))
+        check_method(self.method)
+        for m in self.report_methods:
+            check_method(m)
+        if not self.avg_bits > 0:
+            raise RecipeError(f"average bits must be positive, not {self.avg_bits}")
+        for pattern, value in self.overrides:
+            _matcher(pattern)
+            preset_of(value)
+
+
+@dataclasses.dataclass
+class Analysis:
+    """The expensive part, done once per model: layers, options, sensitivities, fixed layers."""
+
+    infos: list[LayerInfo]
+    sensitivities: dict[str, Sensitivity]
+    fixed: dict[str, tuple[str, float]]  # layer -> (format or preset as given, bits)
+    notes: list[str]
+
+
+@dataclasses.dataclass
+class SweepPoint:
+    budget: float
+    average_bits: float | None
+    cosine: float | None  # mean over outputs of compile()'s measured mean cosine
+    predicted_error: float | None
+    note: str = ""
+
+
+def _fixed(infos: list[LayerInfo], options: AutoOptions, notes: list[str]) -> dict[str, tuple[str, float]]:
+    fixed, used = {}, set()
+    for info in infos:
+        for pattern, value in options.overrides:
+            if _matcher(pattern)(info.name):
+                used.add(pattern)
+                bits, reason = preset_bits(info.layer, preset_of(value), options.group_size)
+                if bits is None:
+                    notes.append(f"override {info.name}={value}: {reason}; it stays in high precision (16 bits)")
+                    value, bits = SKIP, 16.0
+                fixed[info.name] = (value, bits)
+    notes += [f"override {p!r} matches no layer" for p, _ in options.overrides if p not in used]
+    return fixed
+
+
+def analyze(model, calibration, options: AutoOptions, progress: Progress | None = None) -> Analysis:
+    from qcompile import calibration as calib
+    from qcompile.mixed.candidates import weight_errors
+    from qcompile.model_io import load_model
+    from qcompile.passes.canonicalize import find_layers
+    from qcompile.pipeline import _input_specs
+
+    ir_model, source = load_model(model)
+    layers, _ = find_layers(ir_model.graph)
+    infos = layer_infos(layers, options.formats, options.group_size)
+    if not infos:
+        raise RecipeError("model has no quantizable layer to plan")
+    notes: list[str] = []
+    fixed = _fixed(infos, options, notes)
+    methods = list(dict.fromkeys([options.method, *options.report_methods]))
+    if calibration is None:
+        notes.append("no calibration data: sensitivities were measured on random inputs")
+    samples = calib.load_calibration(calib.RANDOM if calibration is None else calibration, _input_specs(ir_model))
+    samples, _ = calib.split_holdout(samples, options.holdout)
+    with tempfile.TemporaryDirectory(prefix="qcompile-mixed-") as work:
+        path = source
+        if path is None:
+            import onnx_ir as ir
+
+            path = Path(work) / "model.onnx"
+            ir.save(ir_model, path)
+        ctx = Context(ir_model, path, infos, samples, options.group_size, options.sensitivity,
+                      weight_errors(infos, options.group_size), progress, notes)
+        sensitivities = {}
+        for m in methods:
+            logger.info("sensitivity: %s on %d layers", m, len(infos))
+            sensitivities[m] = compute(m, ctx)
+    return Analysis(infos, sensitivities, fixed, notes)
+
+
+def plan_for_budget(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None,
+                    error: dict[str, dict[str, float]] | None = None) -> Plan:
+    """Allocate with `method`'s predicted errors (or an explicit error table, e.g. a random baseline)."""
+    method = method or options.method
+    error = error if error is not None else analysis.sensitivities[method].error
+    fixed_bits = {name: bits for name, (_, bits) in analysis.fixed.items()}
+    result = allocate(analysis.infos, error, avg_bits, fixed_bits)
+    layers = {}
+    for info in analysis.infos:
+        sens = {m: s.score[info.name] for m, s in analysis.sensitivities.items()}
+        if info.name in analysis.fixed:
+            label, bits = analysis.fixed[info.name]
+            layers[info.name] = LayerPlan(label, bits, info.params, "override", sens, error.get(info.name, {}))
+        else:
+            fmt = result.choice[info.name]
+            layers[info.name] = LayerPlan(fmt, info.bits[fmt], info.params, "search", sens, error[info.name])
+    details = {m: s.details for m, s in analysis.sensitivities.items()}
+    details["refused"] = {i.name: i.refused for i in analysis.infos if i.refused}
+    return Plan(avg_bits, method, layers, options.group_size, options.formats, result.predicted_error,
+                list(analysis.notes), details)
+
+
+def plan_auto(model, calibration, options: AutoOptions, progress: Progress | None = None) -> Plan:
+    return plan_for_budget(analyze(model, calibration, options, progress), options.avg_bits, options)
+
+
+def sweep(model, calibration, options: AutoOptions, budgets, *, analysis: Analysis | None = None,
+          recipe: Recipe | None = None, progress: Progress | None = None) -> list[SweepPoint]:
+    """Plan and compile (measured with onnxruntime, nothing written) at every budget."""
+    from qcompile.pipeline import compile
+
+    analysis = analysis or analyze(model, calibration, options, progress)
+    base = recipe or Recipe(group_size=options.group_size, holdout=options.holdout)
+    points = []
+    for budget in budgets:
+        try:
+            plan = plan_for_budget(analysis, float(budget), options)
+        except RecipeError as exc:
+            points.append(SweepPoint(float(budget), None, None, None, str(exc)))
+            continue
+        report = compile(model, plan.to_recipe(base), calibration).report
+        cos = sum(a.cosine_mean for a in report.accuracy) / max(len(report.accuracy), 1)
+        points.append(SweepPoint(float(budget), plan.average_bits, cos, plan.predicted_error))
+        logger.info("sweep: budget %g -> %.3f bits, cosine %.5f", budget, plan.average_bits, cos)
+    return points
+
+
+_run_sweep = sweep  # run_auto's `sweep` argument (the budgets) shadows the function's name
+
+
+def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORMATS, method: str = "lim",
+             sensitivity_samples: int = 4, sweep=(), plan_path=None, overrides=(), output=None,
+             report_dir=None, force: bool = False, progress: Progress | None = None,
+             recipe: Recipe | None = None, report_path=None):
+    """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
+    to the output (OUTPUT.plan.json), and figures + an HTML page into `report_dir` (default
+    OUTPUT stem + ".mixed/"). Returns (Artifacts, Plan, [figure and HTML paths]).
+
+    `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`."""
+    from qcompile.mixed import figures
+    from qcompile.model_io import check_output_path
+    from qcompile.pipeline import compile
+
+    base = recipe or Recipe()
+    loaded = Plan.load(plan_path) if plan_path is not None else None
+    if avg_bits is None:
+        if loaded is None:
+            raise RecipeError("--precision auto needs --avg-bits (or --plan FILE)")
+        avg_bits = loaded.avg_bits
+    output = Path(output) if output is not None else None
+    if report_dir is None and output is not None:
+        report_dir = output.with_name(output.name.removesuffix(".onnx") + ".mixed")
+    if report_dir is not None:
+        figures.require_matplotlib()
+    merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
+        overrides.items() if isinstance(overrides, dict) else overrides)
+    options = AutoOptions(avg_bits, parse_formats(formats), method, tuple(merged), base.group_size, base.holdout,
+                          sensitivity=SensitivityOptions(samples=sensitivity_samples))
+    plan_out = output.with_name(output.name + ".plan.json") if output is not None else None
+    if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
+        check_output_path(plan_out, [], force)
+    analysis = None
+    if loaded is not None:
+        plan = loaded
+        from qcompile.model_io import load_model
+        from qcompile.passes.canonicalize import find_layers
+
+        layers, _ = find_layers(load_model(model)[0].graph)
+        for warning in plan.refresh(layer_infos(layers, options.formats, plan.group_size)):
+            logger.warning("plan: %s", warning)
+            plan.notes.append(warning)
+        base = dataclasses.replace(base, group_size=plan.group_size)
+    else:
+        analysis = analyze(model, calibration, options, progress)
+        plan = plan_for_budget(analysis, avg_bits, options)
+    for note in plan.notes:
+        logger.info("plan: %s", note)
+    curve = []
+    if sweep:
+        analysis = analysis or analyze(model, calibration, options, progress)
+        curve = _run_sweep(model, calibration, options, sweep, analysis=analysis, recipe=base)
+    artifacts = compile(model, plan.to_recipe(base), calibration, output=output, report_path=report_path,
+                        force=force, progress=progress)
+    artifacts.report.notes.append(f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
+                                  f"weight for a budget of {plan.avg_bits:g}")
+    for lr in artifacts.report.layers:
+        if lr.name in plan.layers:
+            lr.details["mixed"] = {"format": plan.layers[lr.name].format,
+                                   "sensitivity": plan.layers[lr.name].sensitivity}
+    if artifacts.report_path is not None:
+        artifacts.report.write_json(artifacts.report_path)
+    if plan_out is not None:
+        artifacts.files.append(plan.save(plan_out))
+    written = figures.write_report(plan, curve, artifacts.report, Path(report_dir)) if report_dir is not None else []
+    return artifacts, plan, written
