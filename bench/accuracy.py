@@ -7,7 +7,8 @@ all calibrated on the same data and measured by this one script with onnxruntime
 Metrics: all-MiniLM-L6-v2, mean sentence-embedding cosine on 64 held-out sentences;
 SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tokens). Caveat for
 SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
-Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed), `ort:static:sym|asym`,
+Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed; `opt.NAME=value` sets an
+algorithm option, `search` meaning None), `ort:static:sym|asym`,
 `ort:nbits:RTN|GPTQ|HQQ:BLOCK`.
 """
 
@@ -27,7 +28,7 @@ TABLES = {
         *(f"qc:w4a16:group_size={g}{a}" for g in (128, 32) for a in (
             "", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8", ":algorithm=gptq:lorc_rank=8")),
         *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),
-        "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:calib_method=percentile",
+        "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:opt.alpha=search",
         "ort:static:sym", "ort:static:asym"]),
 }
 
@@ -83,10 +84,14 @@ def _qcompile(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
     import qcompile
     from qcompile.recipe import Recipe
 
-    fields = {"precision": spec[0], "holdout": 0.0}
+    fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}}
     for item in spec[1:]:
         key, value = item.split("=")
-        fields[key] = int(value) if value.lstrip("-").isdigit() else value
+        value = None if value == "search" else int(value) if value.lstrip("-").isdigit() else value
+        if key.startswith("opt."):
+            fields["algorithm_options"][key[4:]] = value
+        else:
+            fields[key] = value
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
     artifacts = qcompile.compile(bench.model, recipe, bench.calib_path, output=path, force=True, verify=False)

@@ -187,6 +187,8 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
     r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
     algorithms = [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
     r.details["algorithms"] = algorithms
+    for name, info in result.info.items():
+        r.details[name] = _summary(info)
     if result.low_rank is not None:
         a, b = result.low_rank
         lorc_bits = 16 * a.shape[1] * (a.shape[0] + b.shape[1]) / (p.layer.n * p.layer.k)
@@ -202,6 +204,12 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
         from qcompile.fold import constraint_costs
 
         r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+
+
+def _summary(info) -> dict:
+    """The scalar fields of an algorithm's info (alpha, errors before and after, ...)."""
+    fields = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info)
+    return {k: v for k, v in fields.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
 def _release(tensor) -> None:
