@@ -8,17 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.passes.canonicalize import Layer
-
-
-def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    base, i = name, 0
-    while name in graph.initializers:
-        i += 1
-        name = f"{base}_{i}"
-    tensor = ir.tensor(array, name=name)
-    value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
-    graph.register_initializer(value)
-    return value
+from qcompile.passes.initializers import add_initializer
 
 
 class AddLowRankBranches(ir.passes.InPlacePass):
@@ -37,13 +27,13 @@ class AddLowRankBranches(ir.passes.InPlacePass):
             dtype = np.float16 if layer.source.const_value.dtype == ir.DataType.FLOAT16 else np.float32
             key = (id(layer.activation), a.tobytes())
             if key not in shared:
-                a_value = _const(graph, f"{layer.name}_lorc_A", a.astype(dtype))
+                a_value = add_initializer(graph, f"{layer.name}_lorc_A", a.astype(dtype))
                 down = ir.node("MatMul", [layer.activation, a_value], name=f"{layer.name}_lorc_down")
                 down.outputs[0].name = f"{layer.name}_lorc_down"
                 down.outputs[0].dtype = a_value.dtype
                 graph.insert_before(layer.node, down)
                 shared[key] = down.outputs[0]
-            b_value = _const(graph, f"{layer.name}_lorc_B", b.astype(dtype))
+            b_value = add_initializer(graph, f"{layer.name}_lorc_B", b.astype(dtype))
             up = ir.node("MatMul", [shared[key], b_value], name=f"{layer.name}_lorc_up")
             up.outputs[0].name = f"{layer.name}_lorc_up"
             output = layer.node.outputs[0]

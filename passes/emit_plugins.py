@@ -14,6 +14,7 @@ import onnx_ir.passes.common
 
 from qcompile.errors import LayoutError
 from qcompile.passes.insert_qdq import QuantizedLayer
+from qcompile.passes.initializers import add_initializer
 
 LAYOUT_OF = {"QcW6A16Gemm": "fp6_4+2", "QcW4A16Gemm": "nibble", "QcW4A8Gemm": "nibble"}
 
@@ -94,17 +95,6 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
     raise LayoutError(f"{layer.name}: unknown plugin {op_type!r}")
 
 
-def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    base, i = name, 0
-    while name in graph.initializers:
-        i += 1
-        name = f"{base}_{i}"
-    tensor = ir.tensor(array, name=name)
-    value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
-    graph.register_initializer(value)
-    return value
-
-
 def _check_op(ql: QuantizedLayer) -> None:
     layer = ql.layer
     node = layer.node
@@ -148,7 +138,7 @@ class EmitPluginGemms(ir.passes.InPlacePass):
                 x16.name, x16.dtype, x16.shape = f"{layer.name}_x_fp16", ir.DataType.FLOAT16, x.shape
                 new_nodes.append(cast_in)
             base = layer.source.name or layer.name
-            inputs = [x16] + [_const(graph, f"{base}_{t.name}", arrays[t.name]) if t.name in arrays else None
+            inputs = [x16] + [add_initializer(graph, f"{base}_{t.name}", arrays[t.name]) if t.name in arrays else None
                               for t in spec.inputs[1:]]
             while inputs[-1] is None:
                 inputs.pop()

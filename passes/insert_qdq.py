@@ -14,6 +14,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
 from qcompile.passes.canonicalize import Layer
+from qcompile.passes.initializers import add_initializer, unique_name
 from qcompile.formats import Format
 from qcompile.quantizer import QuantizedWeight
 
@@ -24,21 +25,6 @@ class QuantizedLayer:
     weight: QuantizedWeight
     act_fmt: Format | None = None
     act_scale: float | None = None
-
-
-def _const(graph: ir.Graph, name: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
-    tensor = ir.tensor(array, dtype=dtype, name=name)
-    value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
-    graph.register_initializer(value)
-    return value
-
-
-def _unique(graph: ir.Graph, base: str) -> str:
-    name, i = base, 0
-    while name in graph.initializers:
-        i += 1
-        name = f"{base}_{i}"
-    return name
 
 
 def weight_arrays(ql: QuantizedLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
@@ -73,12 +59,12 @@ class InsertQDQ(ir.passes.InPlacePass):
         for ql in self.layers:
             layer = ql.layer
             codes, scale, zero, attrs = weight_arrays(ql)
-            base = _unique(graph, f"{layer.source.name or layer.name}_q")
-            q_value = _const(graph, base, codes)
-            s_value = _const(graph, _unique(graph, base + "_scale"), scale.astype(self._scale_dtype(layer)))
+            base = unique_name(graph, f"{layer.source.name or layer.name}_q")
+            q_value = add_initializer(graph, base, codes)
+            s_value = add_initializer(graph, unique_name(graph, base + "_scale"), scale.astype(self._scale_dtype(layer)))
             inputs = [q_value, s_value]
             if zero is not None:
-                inputs.append(_const(graph, _unique(graph, base + "_zero"), zero))
+                inputs.append(add_initializer(graph, unique_name(graph, base + "_zero"), zero))
             dq = ir.node("DequantizeLinear", inputs, attributes=attrs, name=f"{layer.name}_weight_dq")
             graph.insert_before(layer.node, dq)
             dq.outputs[0].name = base + "_dq"
@@ -99,9 +85,9 @@ class InsertQDQ(ir.passes.InPlacePass):
 
     def _activation_qdq(self, graph: ir.Graph, layer: Layer, ql: QuantizedLayer) -> ir.Value:
         act = layer.activation
-        base = _unique(graph, f"{act.name}_{ql.act_fmt.name}")
-        scale = _const(graph, base + "_scale", np.asarray(ql.act_scale, self._scale_dtype(layer)))
-        zero = _const(graph, base + "_zero", np.zeros((), ql.act_fmt.ml_dtype))
+        base = unique_name(graph, f"{act.name}_{ql.act_fmt.name}")
+        scale = add_initializer(graph, base + "_scale", np.asarray(ql.act_scale, self._scale_dtype(layer)))
+        zero = add_initializer(graph, base + "_zero", np.zeros((), ql.act_fmt.ml_dtype))
         q = ir.node("QuantizeLinear", [act, scale, zero], name=base + "_q")
         dq = ir.node("DequantizeLinear", [q.outputs[0], scale], name=base + "_dq")
         q.outputs[0].name, dq.outputs[0].name = base + "_q", base + "_dq"

@@ -18,6 +18,7 @@ import onnx_ir as ir
 
 from qcompile.errors import LayoutError
 from qcompile.passes.canonicalize import Layer
+from qcompile.passes.initializers import add_initializer
 
 _NORMS = ("LayerNormalization", "RMSNormalization")
 
@@ -92,15 +93,8 @@ def _divide_param(norm: ir.Node, s: np.ndarray) -> None:
 
 def _insert_mul(graph: ir.Graph, act: ir.Value, layers: list[Layer], s: np.ndarray) -> ir.Node:
     dtype = act.dtype or ir.DataType.FLOAT
-    base = f"{act.name}_inv_scale"
-    name, i = base, 0
-    while name in graph.initializers:
-        i += 1
-        name = f"{base}_{i}"
-    inv = (np.float32(1.0) / s).astype(dtype.numpy())
-    const = ir.Value(name=name, const_value=ir.tensor(inv, name=name), shape=ir.Shape(inv.shape),
-                     type=ir.TensorType(dtype))
-    graph.register_initializer(const)
+    const = add_initializer(graph, f"{act.name}_inv_scale", (np.float32(1.0) / s).astype(dtype.numpy()), dtype)
+    name = const.name
     mul = ir.node("Mul", [act, const], name=f"{name}_mul")
     mul.outputs[0].name, mul.outputs[0].dtype, mul.outputs[0].shape = f"{name}_out", dtype, act.shape
     producer = act.producer()
