@@ -80,11 +80,11 @@ class SmolLM2:
         return self.score(self.model, True)
 
 
-def _qcompile(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
+def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
     import qcompile
     from qcompile.recipe import Recipe
 
-    fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}}
+    fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}, "group_size": group_size}
     for item in spec[1:]:
         key, value = item.split("=")
         value = None if value == "search" else int(value) if value.lstrip("-").isdigit() else value
@@ -95,17 +95,19 @@ def _qcompile(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
     artifacts = qcompile.compile(bench.model, recipe, bench.calib_path, output=path, force=True, verify=False)
-    bits = _mean_bits(artifacts.report)
+    bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
         path = _lowered(path)
     fp8 = any(l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn" for l in artifacts.report.layers)
-    return path, not fp8, f"{bits:.2f}"
+    return path, not fp8, f"{bits:.2f} ({share:.0%} of weights)"
 
 
-def _mean_bits(report) -> float:
+def _mean_bits(report) -> tuple[float, float]:
+    """Parameter-weighted bits of the quantized layers, and their share of all constant weights."""
     layers = [l for l in report.layers if l.quantized]
     params = [l.shape[0] * l.shape[1] for l in layers]
-    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1)
+    total = sum(l.shape[0] * l.shape[1] for l in report.layers)
+    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1), sum(params) / max(total, 1)
 
 
 def _lowered(path: Path) -> Path:
@@ -120,7 +122,7 @@ def _lowered(path: Path) -> Path:
     return out
 
 
-def _ort(bench, out: Path, spec: list[str]) -> tuple[Path, bool, str]:
+def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
     from bench.common import ort_matmulnbits, ort_quantize_static
 
     with np.load(bench.calib_path) as data:
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", choices=("minilm", "smollm2"), required=True)
     parser.add_argument("--table", choices=sorted(TABLES))
     parser.add_argument("--rows")
+    parser.add_argument("--group-size", type=int, default=128, help="qcompile rows' group size unless a row sets it")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
         kind, *spec = row.split(":")
         t0 = time.perf_counter()
         try:
-            path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec)
+            path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec, args.group_size)
             score = bench.score(path, optimize)
         except Exception as exc:  # a peer that cannot run is reported, not hidden
             score, bits = float("nan"), f"failed: {type(exc).__name__}: {str(exc)[:80]}"
