@@ -69,7 +69,7 @@ def main():
 @click.option("--algorithm", default=None, help="Weight algorithm: rtn, gptq, awq, smoothquant [default: rtn].")
 @click.option("--lorc", "lorc_rank", type=click.IntRange(min=0), default=None, help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).")
 @click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
-@click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 weight-only layers as qcompile's QcW4A16Gemm plugin instead of block Q/DQ.")
+@click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).")
 @click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

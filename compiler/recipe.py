@@ -122,10 +122,9 @@ class Recipe:
         if self.scale_constraint is not None and choice.weights is not None:
             weights = dataclasses.replace(choice.weights, scale_constraint=self.scale_constraint)
             choice = dataclasses.replace(choice, weights=weights)
-        if self.int4_plugin and choice.emit == "qdq" and choice.activations is None and \
-                choice.weights is not None and choice.weights.fmt.name == "int4":
-            weights = dataclasses.replace(choice.weights, scale_dtype="float16")
-            choice = dataclasses.replace(choice, weights=weights, emit="plugin", plugin="QcW4A16Gemm")
+        if self.int4_plugin and choice.emit == "qdq" and choice.weights is not None and \
+                choice.weights.fmt.name == "int4":
+            choice = _as_int4_plugin(choice)
         return choice
 
     @classmethod
@@ -164,6 +163,17 @@ class Recipe:
         data["overrides"] = dict(self.overrides)
         data["algorithm_options"] = dict(self.algorithm_options)
         return data
+
+
+def _as_int4_plugin(choice: LayerChoice) -> LayerChoice:
+    """w4a16 -> QcW4A16Gemm (FP16 scales); w4a8 -> QcW4A8Gemm (M2 scales folded into exponents)."""
+    if choice.activations is None:
+        weights = dataclasses.replace(choice.weights, scale_dtype="float16")
+        return dataclasses.replace(choice, weights=weights, emit="plugin", plugin="QcW4A16Gemm")
+    if choice.activations.fmt.name == "fp8_e4m3fn":
+        weights = dataclasses.replace(choice.weights, scale_constraint="pow2_ratio")
+        return dataclasses.replace(choice, weights=weights, emit="plugin", plugin="QcW4A8Gemm")
+    return choice
 
 
 def _matcher(pattern: str):

@@ -96,10 +96,13 @@ def test_plugin_presets_emit_plugin_nodes_and_measure_the_lowering(mlp, tmp_path
     assert any("lowering" in note for note in artifacts.report.notes)
 
 
-def test_int4_plugin_option(mlp, tmp_path):
+@pytest.mark.parametrize("preset, op_type", [("w4a16", "QcW4A16Gemm"), ("w4a8", "QcW4A8Gemm")])
+def test_int4_plugin_option(mlp, tmp_path, preset, op_type):
     out = tmp_path / "p.onnx"
-    qcompile.compile(mlp, Recipe("w4a16", int4_plugin=True), None, output=out, verify=False)
-    assert {n.op_type for n in onnx.load(str(out)).graph.node if n.domain == "qcompile"} == {"QcW4A16Gemm"}
+    artifacts = qcompile.compile(mlp, Recipe(preset, int4_plugin=True), tiny_models.calibration(), output=out)
+    assert {n.op_type for n in onnx.load(str(out)).graph.node if n.domain == "qcompile"} == {op_type}
+    assert artifacts.report.accuracy[0].cosine_mean > 0.97
+    assert check_tensorrt_rules(ir.load(out)) == []
 
 
 def test_llmfp4_offsets_fold_into_layernorm():
