@@ -10,4 +10,5 @@ for precision in w8a8 fp8 w4a16 w4a8 w6a16 wfp4a8; do
     echo "== qcompile samples/out/sample.onnx --precision ${precision}"
     qcompile samples/out/sample.onnx --precision "${precision}" --calib samples/out/sample_calib.npz \
         -o "samples/out/sample.${precision}.onnx" --force
+    qcompile check "samples/out/sample.${precision}.onnx"
 done
