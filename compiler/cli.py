@@ -76,6 +76,7 @@ def main():
               help="Report JSON path [default: OUTPUT with .report.json].")
 @click.option("--no-verify", is_flag=True, help="Skip running both models with onnxruntime (no accuracy in the report).")
 @click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
+@click.option("--shapes", multiple=True, help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
 @click.option("--avg-bits", type=float, default=None, help="--precision auto: average bits per weight, scales included (e.g. 4.5).")
 @click.option("--formats", default="int4,fp4,fp6,int8,fp8,fp16", show_default=True, help="--precision auto: candidate weight formats.")
 @click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default="lim", show_default=True, help="--precision auto: layer sensitivity method.")
@@ -87,7 +88,7 @@ def main():
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, avg_bits, formats,
+                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
                     sensitivity, sensitivity_samples, sweep, plan_path, report_dir, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -120,7 +121,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
                           sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
                           report_dir=report_dir)
             if engine is not None:
-                _build_engine(output, engine, force)
+                _build_engine(output, engine, force, shapes)
             return
         recipe = Recipe.from_dict({**base, **changes})
         if print_python:
@@ -137,7 +138,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         for path in artifacts.files:
             logger.info("wrote %s", path)
         if engine is not None:
-            _build_engine(output, engine, force)
+            _build_engine(output, engine, force, shapes)
     except QCompileError as exc:
         _fail(exc)
 
@@ -163,13 +164,29 @@ def _compile_auto(model, calib, recipe, overrides, output, report_path, force, q
         logger.info("wrote %s", path)
 
 
-def _build_engine(onnx_path: Path, engine: Path, force: bool, **options) -> None:
+def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes=()) -> None:
     from qcompile.model_io import check_output_path
     from qcompile.trt_build import build_engine, find_plugin_library
 
     check_output_path(engine, [onnx_path], force)
-    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), progress=_Bar(), **options)
+    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), shapes=_parse_shapes(shapes) or None,
+                 progress=lambda line: click.echo(f"  {line}", err=True))
     logger.info("wrote %s", engine)
+
+
+def _parse_shapes(items) -> dict:
+    """`NAME:MIN,OPT,MAX` with dims like 1x16 -> {NAME: ((1, 16), ...)}."""
+    shapes = {}
+    for item in items:
+        name, sep, triple = item.rpartition(":")
+        dims = triple.split(",")
+        try:
+            if not sep or len(dims) != 3:
+                raise ValueError
+            shapes[name] = tuple(tuple(int(d) for d in shape.split("x")) for shape in dims)
+        except ValueError:
+            raise QCompileError(f"--shapes {item!r} is not NAME:MIN,OPT,MAX (dims like 1x16)") from None
+    return shapes
 
 
 def _python_call(model, recipe, calib, output, report_path, force) -> str:
@@ -203,14 +220,15 @@ def check_command(model):
 @main.command("build")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--engine", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Engine path [default: MODEL with .engine].")
+@click.option("--shapes", multiple=True, help="Optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
-def build_command(model, engine, force):
+def build_command(model, engine, shapes, force):
     """Build a TensorRT engine from a quantized MODEL (needs TensorRT and the plugin library)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if not model.is_file():
             raise QCompileError(f"model not found: {model}")
-        _build_engine(model, engine or model.with_suffix(".engine"), force)
+        _build_engine(model, engine or model.with_suffix(".engine"), force, shapes)
     except QCompileError as exc:
         _fail(exc)
 

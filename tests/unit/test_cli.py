@@ -149,3 +149,9 @@ def test_auto_precision_from_the_command_line(workdir):
     assert (workdir / "mlp.q.onnx.plan.json").is_file() and (workdir / "mlp.q.mixed" / "index.html").is_file()
     too_low = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force")
     assert too_low.exit_code == 2 and "minimum" in too_low.stderr, too_low.stderr
+
+
+def test_build_command_checks_its_arguments(workdir):
+    assert run("build", workdir / "nope.onnx").exit_code == 2
+    bad = run("build", workdir / "mlp.onnx", "--shapes", "x:1x256")
+    assert bad.exit_code == 2 and "NAME:MIN,OPT,MAX" in bad.stderr, bad.stderr
