@@ -115,9 +115,13 @@ bool GemmPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginT
 
 int32_t GemmPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
                                     nvinfer1::DynamicPluginTensorDesc const*, int32_t) noexcept {
+    std::vector<Dims> dims;
+    for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(to_dims(in[i].desc.dims));
+    return checkInputs(dims);
+}
+
+int32_t GemmPlugin::checkInputs(std::vector<Dims> const& dims) const noexcept {
     try {
-        std::vector<Dims> dims;
-        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(to_dims(in[i].desc.dims));
         std::string error = core_->check_inputs(dims);
         if (!error.empty()) log_error(error);
         return error.empty() ? 0 : 1;
@@ -139,16 +143,9 @@ char const* GemmPlugin::getMetadataString() noexcept { return metadata_.c_str();
 
 int32_t GemmPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                                   nvinfer1::PluginTensorDesc const*, int32_t) noexcept {
-    try {
-        std::vector<Dims> dims;
-        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(to_dims(in[i].dims));
-        std::string error = core_->check_inputs(dims);
-        if (!error.empty()) log_error(error);
-        return error.empty() ? 0 : 1;
-    } catch (std::exception const& e) {
-        log_error(e.what());
-        return 1;
-    }
+    std::vector<Dims> dims;
+    for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(to_dims(in[i].dims));
+    return checkInputs(dims);
 }
 
 int32_t GemmPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const*,

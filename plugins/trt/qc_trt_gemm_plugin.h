@@ -56,6 +56,8 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
+    int32_t checkInputs(std::vector<Dims> const& dims) const noexcept;  // 0, or 1 with the reason logged
+
     std::unique_ptr<GemmCore> core_;
     std::string metadata_;  // the attributes as "name=value;...", also the timing cache ID
     std::vector<nvinfer1::PluginField> serialized_;

@@ -8,14 +8,7 @@
 #include "qc_gemm_core.h"
 #include "qc_plugin_spec_table.h"
 
-static int g_failures = 0;
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++g_failures;                                                    \
-        }                                                                    \
-    } while (0)
+#include "check.h"
 #define REQUIRE(cond)   \
     do {                \
         CHECK(cond);    \

@@ -11,14 +11,7 @@
 #include "w4a8.h"
 #include "w6a16.h"
 
-static int g_failures = 0;
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++g_failures;                                                             \
-        }                                                                             \
-    } while (0)
+#include "check.h"
 
 struct Recorded {
     const void* ptr[6];
