@@ -38,14 +38,27 @@ def _internalize_small_tensors(proto: onnx.ModelProto, folder: Path) -> None:
 
 
 class OrtModel:
-    """An onnxruntime session over a model file, optionally exposing intermediate tensors."""
+    """An onnxruntime session over a model file.
 
-    def __init__(self, path: Path, *, extra_outputs: list[str] = (), optimize: bool | None = None):
+    extra_outputs: intermediate tensors it can also return (graph inputs are served from the
+    sample itself); swappable: initializers that become graph inputs with their stored value as
+    default, so a run can feed a replacement (a quantized weight) without rebuilding the model.
+    """
+
+    def __init__(self, path: Path, *, extra_outputs: list[str] = (), swappable: list[str] = (),
+                 optimize: bool | None = None):
         import onnxruntime as ort
 
         proto = onnx.load(str(path), load_external_data=False)
+        self.graph_inputs = {i.name for i in proto.graph.input}
+        self.output_names = [o.name for o in proto.graph.output]
         for name in extra_outputs:
-            proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+            if name not in self.graph_inputs:
+                proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        initializers = {t.name: t for t in proto.graph.initializer}
+        for name in swappable:
+            tensor = initializers[name]
+            proto.graph.input.append(onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims)))
         _internalize_small_tensors(proto, path.parent)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -56,7 +69,6 @@ class OrtModel:
         # Loaded from bytes, the model's external data is found in its own folder (no copies).
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
         self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=_providers())
-        self.output_names = [o.name for o in self.session.get_outputs()][: len(proto.graph.output) - len(extra_outputs)]
 
     @classmethod
     def from_ir(cls, model: ir.Model, **kwargs) -> OrtModel:
@@ -68,8 +80,13 @@ class OrtModel:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def run(self, sample: dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
-        return self.session.run(names if names is not None else self.output_names, sample)
+    def run(self, sample: dict[str, np.ndarray], names: list[str] | None = None,
+            weights: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The named tensors (default: the model's outputs) for one sample; `weights` feeds swappables."""
+        names = self.output_names if names is None else names
+        fetch = [n for n in names if n not in self.graph_inputs]
+        fetched = iter(self.session.run(fetch, {**sample, **(weights or {})}) if fetch else [])
+        return [sample[n] if n in self.graph_inputs else next(fetched) for n in names]
 
     def close(self) -> None:
         self.session = None

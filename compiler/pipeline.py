@@ -49,7 +49,7 @@ class _Planned:
     report: LayerReport
 
 
-def _input_specs(model: ir.Model) -> list[calib.InputSpec]:
+def input_specs(model: ir.Model) -> list[calib.InputSpec]:
     specs = []
     initializers = set(model.graph.initializers)
     for value in model.graph.inputs:
@@ -68,7 +68,7 @@ def _plan(model: ir.Model, recipe: Recipe) -> tuple[list[_Planned], list[LayerRe
     for layer in layers:
         choice = recipe.choice_for(layer.name)
         report = LayerReport(layer.name, layer.op, (layer.n, layer.k), choice.preset)
-        reason = _unsupported(layer, choice)
+        reason = unsupported_reason(layer, choice)
         if reason:
             report.reason = reason
             kept.append(report)
@@ -81,7 +81,7 @@ def _plan(model: ir.Model, recipe: Recipe) -> tuple[list[_Planned], list[LayerRe
     return planned, kept
 
 
-def _unsupported(layer: Layer, choice: LayerChoice) -> str:
+def unsupported_reason(layer: Layer, choice: LayerChoice) -> str:
     spec = choice.weights
     if spec is None:
         return f"left in high precision by the recipe ({choice.preset})"
@@ -160,15 +160,13 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         ref_path = _reference_path(ir_model, source, Path(work))
         groups = layer_quantizer.make_groups(planned, recipe)
         observed = sorted({g.activation for g in groups if g.needs})
-        graph_inputs = {v.name for v in ir_model.graph.inputs}
-        with OrtModel(ref_path, extra_outputs=[n for n in observed if n not in graph_inputs]) as original:
+        with OrtModel(ref_path, extra_outputs=observed) as original:
             output_names = original.output_names
             t0 = time.perf_counter()
             if observed:
                 logger.info("calibrate: %d activation tensors on %d samples", len(observed), len(calib_set))
             logger.info("quantize: %d weights (%s)", len(planned), recipe.algorithm)
-            quantized = layer_quantizer.quantize_groups(groups, _runner(original, graph_inputs), calib_set, recipe,
-                                                        progress)
+            quantized = layer_quantizer.quantize_groups(groups, original.run, calib_set, recipe, progress)
             timings["calibrate+quantize"] = time.perf_counter() - t0
             reference = [original.run(s) for s in eval_set] if verify else []
         _emit(ir_model, quantized)
@@ -212,7 +210,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
-    specs = _input_specs(model)
+    specs = input_specs(model)
     if calibration is None:
         if needs_data:
             raise CalibrationError(
@@ -226,14 +224,6 @@ def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
         logger.warning("calibrating on random inputs: activation scales will not match real data")
         return calib.load_calibration(calibration, specs), "random inputs (--calib random)"
     return calib.load_calibration(calibration, specs), "held-back calibration samples"
-
-
-def _runner(original: OrtModel, graph_inputs: set[str]):
-    def run(sample, wanted):
-        fetched = iter(original.run(sample, [n for n in wanted if n not in graph_inputs]))
-        return [sample[n] if n in graph_inputs else next(fetched) for n in wanted]
-
-    return run
 
 
 def _layers(qg) -> list[QuantizedLayer]:

@@ -106,17 +106,17 @@ class Recipe:
         if not 0.0 <= self.holdout < 1.0:
             raise RecipeError(f"holdout must be in [0, 1), not {self.holdout}")
         for pattern in list(self.exclude) + [p for p, _ in self.overrides]:
-            _matcher(pattern)
+            matcher(pattern)
         self.choice_for("")  # validates precision, calibration method and every override
         for _, preset in self.overrides:
             _choice(preset, self.group_size, self.calib_method, self.percentile)
 
     def choice_for(self, layer_name: str) -> LayerChoice:
         preset = self.precision
-        if any(_matcher(p)(layer_name) for p in self.exclude):
+        if any(matcher(p)(layer_name) for p in self.exclude):
             preset = SKIP
         for pattern, override in self.overrides:
-            if _matcher(pattern)(layer_name):
+            if matcher(pattern)(layer_name):
                 preset = override
         choice = _choice(preset, self.group_size, self.calib_method, self.percentile)
         if self.scale_constraint is not None and choice.weights is not None:
@@ -176,7 +176,7 @@ def _as_int4_plugin(choice: LayerChoice) -> LayerChoice:
     return choice
 
 
-def _matcher(pattern: str):
+def matcher(pattern: str):
     if pattern.startswith("re:"):
         try:
             regex = re.compile(pattern[3:])

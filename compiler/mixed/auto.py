@@ -14,7 +14,7 @@ from qcompile.mixed.allocate import allocate
 from qcompile.mixed.candidates import DEFAULT_FORMATS, LayerInfo, layer_infos, parse_formats, preset_bits, preset_of
 from qcompile.mixed.plan import LayerPlan, Plan
 from qcompile.mixed.sensitivity import Context, Sensitivity, SensitivityOptions, check_method, compute
-from qcompile.recipe import SKIP, Recipe, _matcher
+from qcompile.recipe import SKIP, Recipe, matcher
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -42,7 +42,7 @@ class AutoOptions:
         if not self.avg_bits > 0:
             raise RecipeError(f"average bits must be positive, not {self.avg_bits}")
         for pattern, value in self.overrides:
-            _matcher(pattern)
+            matcher(pattern)
             preset_of(value)
 
 
@@ -69,7 +69,7 @@ def _fixed(infos: list[LayerInfo], options: AutoOptions, notes: list[str]) -> di
     fixed, used = {}, set()
     for info in infos:
         for pattern, value in options.overrides:
-            if _matcher(pattern)(info.name):
+            if matcher(pattern)(info.name):
                 used.add(pattern)
                 bits, reason = preset_bits(info.layer, preset_of(value), options.group_size)
                 if bits is None:
@@ -85,7 +85,7 @@ def analyze(model, calibration, options: AutoOptions, progress: Progress | None 
     from qcompile.mixed.candidates import weight_errors
     from qcompile.model_io import load_model
     from qcompile.passes.canonicalize import find_layers
-    from qcompile.pipeline import _input_specs
+    from qcompile.pipeline import input_specs
 
     ir_model, source = load_model(model)
     layers, _ = find_layers(ir_model.graph)
@@ -97,7 +97,7 @@ def analyze(model, calibration, options: AutoOptions, progress: Progress | None 
     methods = list(dict.fromkeys([options.method, *options.report_methods]))
     if calibration is None:
         notes.append("no calibration data: sensitivities were measured on random inputs")
-    samples = calib.load_calibration(calib.RANDOM if calibration is None else calibration, _input_specs(ir_model))
+    samples = calib.load_calibration(calib.RANDOM if calibration is None else calibration, input_specs(ir_model))
     samples, _ = calib.split_holdout(samples, options.holdout)
     with tempfile.TemporaryDirectory(prefix="qcompile-mixed-") as work:
         path = source

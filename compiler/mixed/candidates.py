@@ -62,12 +62,12 @@ class LayerInfo:
 
 def preset_bits(layer: Layer, preset: str, group_size: int) -> tuple[float | None, str]:
     """(bits per weight, "") for a preset this layer can take, else (None, reason)."""
-    from qcompile.pipeline import _unsupported  # the pipeline's own refusal rules, kept in one place
+    from qcompile.pipeline import unsupported_reason  # the pipeline's own refusal rules, kept in one place
 
     choice = Recipe(precision=preset, group_size=group_size).choice_for(layer.name)
     if choice.weights is None:
         return HIGH_PRECISION_BITS, ""
-    reason = _unsupported(layer, choice)
+    reason = unsupported_reason(layer, choice)
     if reason:
         return None, reason
     return choice.weights.bits_per_weight(layer.n, layer.k), ""

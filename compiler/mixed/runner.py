@@ -10,39 +10,15 @@ from typing import Callable
 
 import numpy as np
 
+from qcompile.ort_runner import OrtModel
 from qcompile.passes.canonicalize import Layer
 
 
-class WeightSwapRunner:
+class WeightSwapRunner(OrtModel):
+    """OrtModel over the original model with the given layers' weights swappable."""
+
     def __init__(self, path: Path, *, extra_outputs: list[str] = (), swappable: list[Layer] = ()):
-        import onnx
-        import onnxruntime as ort
-
-        from qcompile.ort_runner import _internalize_small_tensors, _providers
-
-        proto = onnx.load(str(path), load_external_data=False)
-        graph_inputs = {i.name for i in proto.graph.input}
-        self.output_names = [o.name for o in proto.graph.output]
-        for name in extra_outputs:
-            if name not in graph_inputs:
-                proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        inits = {t.name: t for t in proto.graph.initializer}
-        for layer in swappable:
-            tensor = inits[layer.source.name]
-            proto.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-        _internalize_small_tensors(proto, path.parent)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
-        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=_providers())
-        self.graph_inputs = graph_inputs
-
-    def run(self, sample: dict[str, np.ndarray], names: list[str] | None = None,
-            weights: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
-        names = self.output_names if names is None else names
-        fetch = [n for n in names if n not in self.graph_inputs]
-        fetched = iter(self.session.run(fetch, {**sample, **(weights or {})}) if fetch else [])
-        return [sample[n] if n in self.graph_inputs else next(fetched) for n in names]
+        super().__init__(path, extra_outputs=extra_outputs, swappable=[layer.source.name for layer in swappable])
 
 
 def stream(runner: WeightSwapRunner, names: list[str], samples, consume: Callable[[str, np.ndarray], None],
