@@ -177,7 +177,7 @@ def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
 
 
 def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, recipe: Recipe) -> None:
-    spec, r = p.choice.weights, p.report
+    spec, r = result.qw.spec, p.report  # an algorithm may pick the format (fpsearch)
     r.weight_format = spec.fmt.name
     r.granularity = spec.granularity + (f" {spec.group_size}" if spec.granularity == "group" else "")
     r.bits_per_weight = spec.bits_per_weight(p.layer.n, p.layer.k)
@@ -197,7 +197,7 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
     if result.input_scale is not None:
         r.details["input_scale_range"] = [float(result.input_scale.min()), float(result.input_scale.max())]
     if cal.x_sample is not None:
-        rtn = quantize_weight(w, spec).dequantize()
+        rtn = quantize_weight(w, p.choice.weights).dequantize()
         r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
         r.details["output_mse"] = output_mse(cal.x_sample, w, effective)
     if spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group":

@@ -17,8 +17,8 @@ from qcompile.errors import RecipeError
 from qcompile.quantizer import WeightSpec, quantize_weight
 
 from qcompile.algorithms.layer import LayerCalibration, LayerResult
-from qcompile.algorithms.options import (AwqOptions, GptqOptions, LkdOptions, LlmFp4Options, LorcOptions,
-                                         RtnOptions, SmoothQuantOptions)
+from qcompile.algorithms.options import (AwqOptions, FpSearchOptions, GptqOptions, LkdOptions, LlmFp4Options,
+                                         LorcOptions, RtnOptions, SmoothQuantOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +73,28 @@ def _llmfp4(w, spec, calib, options: LlmFp4Options, base=None) -> LayerResult:
     return LayerResult(quantize_weight(np.asarray(w, np.float32) * s, spec), input_scale=s, info={"llmfp4": info})
 
 
+# Minifloat weight formats the emitters take, by bit width (W6A16 decodes both FP6 layouts).
+SEARCHABLE = {6: ("fp6_e3m2", "fp6_e2m3")}
+
+
+def _fpsearch(w, spec, calib, options: FpSearchOptions, base=None) -> LayerResult:
+    from qcompile.llmfp4 import search_format
+
+    (sample,) = calib.require("fpsearch", "x_sample")
+    if spec.fmt.kind != "float" or spec.granularity != "channel":
+        raise RecipeError(f"fpsearch searches per-channel minifloat weights (w6a16, wfp8a16), "
+                          f"not {spec.fmt.name} per {spec.granularity}")
+    candidates = options.candidates or SEARCHABLE.get(spec.fmt.bits, (spec.fmt.name,))
+    found = search_format(w, sample, spec.fmt.bits, candidates=candidates, act_fmt=calib.act_fmt)
+    scales = found.scales(w)
+    if spec.scale_dtype == "float16":
+        scales = scales.astype(np.float16).astype(np.float32)
+    qw = quantize_weight(w, dataclasses.replace(spec, fmt=found.fmt), scales=scales)
+    info = {"format": found.fmt.name, "mse": found.mse, "default_mse": found.default_mse,
+            "mean_clip": float(found.clip.mean())}
+    return LayerResult(qw, info={"fpsearch": info})
+
+
 def _scaled(w, calib: LayerCalibration, base: LayerResult | None):
     """The weight and sample the base result quantized: W * s and x / s when it carries an input scale."""
     w = np.asarray(w, np.float32)
@@ -116,6 +138,8 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
                    "migrate activation outliers into the weights (alpha fixed, or searched per layer)"),
     AlgorithmEntry("llmfp4", LlmFp4Options, _llmfp4, "quantize", ("x_absmax",),
                    "LLM-FP4: per-channel power-of-two activation offsets folded into the weights"),
+    AlgorithmEntry("fpsearch", FpSearchOptions, _fpsearch, "quantize", ("x_sample",),
+                   "LLM-FP4 search: minifloat format (E3M2/E2M3 at 6 bits) and per-channel clip per layer"),
     AlgorithmEntry("lorc", LorcOptions, _lorc, "refine", (), "low-rank (SVD) compensation of the weight error"),
     AlgorithmEntry("lkd", LkdOptions, _lkd, "refine", ("x_sample",),
                    "layer-wise distillation of scales and rounding (needs PyTorch)"),

@@ -99,3 +99,15 @@ class LkdOptions:
 @dataclasses.dataclass(frozen=True)
 class LlmFp4Options:
     """LLM-FP4's per-channel power-of-two activation offsets: no options (the clamp is the format's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FpSearchOptions:
+    """candidates: minifloat formats to try (default: those the plugins take at the spec's width)."""
+
+    candidates: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+        _check(all(isinstance(c, str) for c in self.candidates),
+               f"fpsearch candidates must be format names, not {self.candidates!r}")

@@ -113,3 +113,19 @@ def test_llmfp4_offsets_fold_into_layernorm():
     folded = [l for l in report.layers if l.details.get("input_scale", "").startswith("folded into")]
     assert len(folded) >= 4, [l.details for l in report.layers]
     assert report.accuracy[0].cosine_mean > 0.99
+
+
+def test_fpsearch_picks_format_and_clip_and_never_loses_to_rtn(tmp_path):
+    """LLM-FP4's per-layer search on w6a16: E3M2 or E2M3 and a clip per output channel, emitted
+    as the plugin's format attribute; on the calibration tokens never worse than plain E3M2."""
+    model, calib = tiny_models.sample_transformer()
+    out = tmp_path / "s.onnx"
+    report = qcompile.compile(model, Recipe("w6a16", algorithm="fpsearch"), calib, output=out).report
+    quantized = [l for l in report.layers if l.quantized]
+    for layer in quantized:
+        assert layer.weight_format == layer.details["fpsearch"]["format"]
+        assert layer.details["output_mse"] <= layer.details["output_mse_rtn"] * (1 + 1e-6), layer.details
+    formats = {n.attribute[[a.name for a in n.attribute].index("format")].s.decode()
+               for n in onnx.load(str(out)).graph.node if n.op_type == "QcW6A16Gemm"}
+    assert formats == {l.weight_format for l in quantized}
+    assert report.accuracy[0].cosine_mean > 0.99
