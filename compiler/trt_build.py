@@ -20,7 +20,7 @@ PLUGIN_LIBRARY_NAME = "libqc_trt_plugins.so"
 # Where `cmake -S plugins -B <dir> -DQC_BUILD_TRT_PLUGINS=ON` puts it, relative to the checkout.
 _DEFAULT_BUILD_DIRS = ("plugins/build/trt", "plugins/build", "build/plugins/trt", "build/trt", "build")
 _NOT_INSTALLED = ("TensorRT is not installed: pip install tensorrt (from NVIDIA's package index) to build engines; "
-                  "the quantized ONNX and the plugin library were still written")
+                  "the quantized ONNX and its report were written (plugins/build.sh builds the plugin library)")
 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
