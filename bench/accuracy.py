@@ -87,7 +87,7 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}, "group_size": group_size}
     for item in spec[1:]:
         key, value = item.split("=")
-        value = None if value == "search" else int(value) if value.lstrip("-").isdigit() else value
+        value = {"search": None, "true": True, "false": False}.get(value, int(value) if value.lstrip("-").isdigit() else value)
         if key.startswith("opt."):
             fields["algorithm_options"][key[4:]] = value
         else:

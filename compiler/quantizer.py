@@ -134,6 +134,28 @@ def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None =
     return QuantizedWeight(spec, codes, scales.astype(np.float32), zero, channel, exp)
 
 
+def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.ndarray:
+    """Per-group symmetric scales [N, G] whose amax is shrunk by the ratio in [0.5, 1] that
+    minimizes the group's weight squared error (ratio 1, plain amax, is always a candidate)."""
+    if not spec.symmetric or spec.scale_constraint != "none":
+        raise RecipeError("mse_clip takes symmetric scales without a power-of-two constraint")
+    w = np.asarray(w, np.float32)
+    n, k = w.shape
+    amax = _amax(w, spec)
+    best_err, best = None, None
+    for ratio in np.linspace(1.0, 0.5, grid + 1):
+        scales = symmetric_scales(amax * np.float32(ratio), spec)[0]
+        err = (w - quantize_weight(w, spec, scales).dequantize()) ** 2
+        err = err.reshape(n, scales.shape[1], -1).sum(axis=2) if spec.granularity != "tensor" else \
+            np.full((n, 1), err.sum())
+        if best is None:
+            best_err, best = err, scales
+        else:
+            better = err < best_err
+            best_err, best = np.where(better, err, best_err), np.where(better, scales, best)
+    return best
+
+
 def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """10 log10(|ref|^2 / |ref - approx|^2); inf when exact."""
     ref = np.asarray(reference, np.float64)

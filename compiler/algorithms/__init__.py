@@ -32,6 +32,10 @@ class AlgorithmEntry:
 
 
 def _rtn(w, spec: WeightSpec, calib: LayerCalibration, options: RtnOptions, base=None) -> LayerResult:
+    if options.mse_clip:
+        from qcompile.quantizer import mse_clipped_scales
+
+        return LayerResult(quantize_weight(w, spec, scales=mse_clipped_scales(w, spec, options.grid)))
     return LayerResult(quantize_weight(w, spec))
 
 

@@ -24,7 +24,15 @@ def _number_in(value, low: float, high: float, *, open_low: bool = False, open_h
 
 @dataclasses.dataclass(frozen=True)
 class RtnOptions:
-    """Round to nearest with the spec's amax scales: no options."""
+    """Round to nearest. mse_clip: shrink each group's amax by the ratio in [0.5, 1] (grid points)
+    that minimizes that group's weight squared error, instead of using amax itself."""
+
+    mse_clip: bool = False
+    grid: int = 20
+
+    def __post_init__(self):
+        _check(isinstance(self.mse_clip, bool), f"rtn mse_clip must be true or false, not {self.mse_clip!r}")
+        _check(_int_at_least(self.grid, 1), f"rtn grid must be an integer >= 1, not {self.grid!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,7 +59,7 @@ def test_unknown_algorithm_names_the_registered_ones():
     ("lkd", {"tune": "bias"}, "valid: scales, weights, both"),
     ("lkd", {"lr": "fast"}, "lr"),
     ("gptq", {"blocksize": 64}, "valid: block_size, damp, act_order"),
-    ("rtn", {"alpha": 1}, "valid: none"),
+    ("rtn", {"alpha": 1}, "valid: mse_clip, grid"),
 ])
 def test_bad_options_are_recipe_errors(name, values, message):
     with pytest.raises(RecipeError, match=message):
@@ -168,3 +168,23 @@ def test_every_format_runs_through_every_quantizer(spec):
     lorc = get_algorithm("lorc").apply(lay.w, spec, calib, make_options("lorc"), gptq)
     assert lorc.info["lorc"].weight_mse_after < lorc.info["lorc"].weight_mse_before
     assert np.isfinite(lorc.effective_weight()).all()
+
+
+def test_rtn_mse_clip_never_raises_a_groups_weight_error():
+    """Ratio 1 (plain amax) is a candidate, so every group's squared error can only go down."""
+    import numpy as np
+
+    from qcompile.formats import get_format
+    from qcompile.quantizer import WeightSpec, mse_clipped_scales, quantize_weight
+
+    w = np.random.default_rng(3).standard_t(4, (32, 256)).astype(np.float32)
+    for fmt, gran in (("int4", "group"), ("fp4_e2m1", "group"), ("int8", "channel"), ("fp6_e3m2", "channel")):
+        spec = WeightSpec(get_format(fmt), gran, 64)
+        plain = (w - quantize_weight(w, spec).dequantize()) ** 2
+        clipped = (w - ALGORITHMS["rtn"].apply(w, spec, LayerCalibration(), make_options("rtn", {"mse_clip": True}))
+                   .qw.dequantize()) ** 2
+        groups = spec.groups(256)
+        assert (clipped.reshape(32, groups, -1).sum(2) <= plain.reshape(32, groups, -1).sum(2) + 1e-12).all(), fmt
+        assert clipped.sum() < plain.sum(), fmt
+    with pytest.raises(RecipeError, match="mse_clip takes symmetric scales"):
+        mse_clipped_scales(w, WeightSpec(get_format("fp4_e2m1"), "group", 64, scale_constraint="pow2_ratio"))
