@@ -185,6 +185,7 @@ def test_rtn_mse_clip_never_raises_a_groups_weight_error():
                    .qw.dequantize()) ** 2
         groups = spec.groups(256)
         assert (clipped.reshape(32, groups, -1).sum(2) <= plain.reshape(32, groups, -1).sum(2) + 1e-12).all(), fmt
-        assert clipped.sum() < plain.sum(), fmt
+        if spec.fmt.bits == 4:  # heavy tails: some 4-bit group always gains from a clip
+            assert clipped.sum() < plain.sum(), fmt
     with pytest.raises(RecipeError, match="mse_clip takes symmetric scales"):
         mse_clipped_scales(w, WeightSpec(get_format("fp4_e2m1"), "group", 64, scale_constraint="pow2_ratio"))
