@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--algo", default="rtn", help="qcompile weight algorithm (rtn or gptq)")
     parser.add_argument("--skip-ort", action="store_true")
+    parser.add_argument("--ort-timeout", type=int, default=None, help="stop onnxruntime's quantizer after this many s")
     args = parser.parse_args(argv)
     model = args.dir / "llama1b.onnx"
     if not model.exists():
@@ -44,12 +45,13 @@ def main(argv=None) -> int:
         code = ("import sys; from pathlib import Path; import numpy as np; from bench.common import ort_matmulnbits; "
                 "calib = dict(np.load(sys.argv[3])); "
                 "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo=sys.argv[4], block_size=128, calib=calib)")
+        limit = ["timeout", str(args.ort_timeout)] if args.ort_timeout else []
         rows.append((f"onnxruntime MatMulNBitsQuantizer ({algo}, block 128)",
-                     *timed_child([sys.executable, "-c", code, str(model), str(ort_out),
+                     *timed_child([*limit, sys.executable, "-c", code, str(model), str(ort_out),
                                    str(args.dir / "llama_calib.npz"), algo])))
     print(f"{'tool':<58} {'wall s':>8} {'peak RSS GB':>12} {'RSS / fp32 weights':>19}")
     for name, wall, rss, rc in rows:
-        status = "" if rc == 0 else f"  (exit {rc})"
+        status = "" if rc == 0 else "  (stopped by --ort-timeout)" if rc == 124 else f"  (exit {rc})"
         print(f"{name:<58} {wall:>8.1f} {rss / 1e9:>12.2f} {rss / weight_bytes:>19.2f}{status}")
     if not args.skip_ort and all(r[3] == 0 for r in rows):
         for ours in rows[:-1]:
