@@ -70,6 +70,7 @@ def main():
 @click.option("--lorc", "lorc_rank", type=click.IntRange(min=0), default=None, help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).")
 @click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
 @click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).")
+@click.option("--asymmetric", is_flag=True, default=None, help="INT4 weights as UINT4 with zero points (onnxruntime runs them; TensorRT needs symmetric).")
 @click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -88,7 +89,7 @@ def main():
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
+                    lkd_steps, int4_plugin, asymmetric, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
                     sensitivity, sensitivity_samples, sweep, plan_path, report_dir, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -98,6 +99,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
         changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method, "algorithm": algorithm,
                                      "lorc_rank": lorc_rank, "lkd_steps": lkd_steps, "int4_plugin": int4_plugin,
+                                     "asymmetric": asymmetric,
                                      "group_size": int(group_size) if group_size else None}.items() if v is not None}
         if exclude:
             changes["exclude"] = list(base.get("exclude", [])) + list(exclude)

@@ -82,6 +82,7 @@ class Recipe:
     lorc_rank: int = 0
     lkd_steps: int = 0
     int4_plugin: bool = False
+    asymmetric: bool = False  # INT4 weights as UINT4 with zero points (onnxruntime; TensorRT wants symmetric)
     scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2)
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
@@ -122,8 +123,11 @@ class Recipe:
         if self.scale_constraint is not None and choice.weights is not None:
             weights = dataclasses.replace(choice.weights, scale_constraint=self.scale_constraint)
             choice = dataclasses.replace(choice, weights=weights)
+        if self.asymmetric and choice.weights is not None and choice.weights.fmt.name == "int4":
+            weights = dataclasses.replace(choice.weights, fmt=get_format("uint4"), symmetric=False)
+            choice = dataclasses.replace(choice, weights=weights)
         if self.int4_plugin and choice.emit == "qdq" and choice.weights is not None and \
-                choice.weights.fmt.name == "int4":
+                choice.weights.fmt.name in ("int4", "uint4"):
             choice = _as_int4_plugin(choice)
         return choice
 

@@ -129,3 +129,15 @@ def test_fpsearch_picks_format_and_clip_and_never_loses_to_rtn(tmp_path):
                for n in onnx.load(str(out)).graph.node if n.op_type == "QcW6A16Gemm"}
     assert formats == {l.weight_format for l in quantized}
     assert report.accuracy[0].cosine_mean > 0.99
+
+
+def test_asymmetric_int4_has_zero_points_and_preflight_says_tensorrt_wants_symmetric(mlp, tmp_path):
+    out = tmp_path / "asym.onnx"
+    artifacts = qcompile.compile(mlp, Recipe("w4a16", group_size=64, asymmetric=True), None, output=out)
+    model = onnx.load(str(out))
+    weight_dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert all(len(n.input) == 3 for n in weight_dqs)
+    assert {t.data_type for t in model.graph.initializer if t.name.endswith("_zero")} == {onnx.TensorProto.UINT4}
+    assert artifacts.report.layers[0].weight_format == "uint4"
+    assert artifacts.report.accuracy[0].cosine_mean > 0.97
+    assert {v.rule for v in check_tensorrt_rules(ir.load(out))} == {"symmetric", "qdq-type"}  # UINT4 too
