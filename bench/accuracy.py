@@ -134,7 +134,7 @@ def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool
         return path, True, "8"
     algo, block = spec[1], int(spec[2])
     ort_matmulnbits(bench.model, path, algo=algo, block_size=block, calib=calib)
-    return path, True, f"{4 + 32 / block:.2f}"  # fp32 scales, symmetric
+    return path, True, f"{4 + (64 if algo == 'HQQ' else 32) / block:.2f}"  # fp32 scales (+ fp32 zero points: HQQ)
 
 
 def _label(row: str) -> str:
