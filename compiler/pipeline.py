@@ -169,9 +169,7 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
             quantized = layer_quantizer.quantize_groups(groups, original.run, calib_set, recipe, progress)
             timings["calibrate+quantize"] = time.perf_counter() - t0
             reference = [original.run(s) for s in eval_set] if verify else []
-        _emit(ir_model, quantized)
-        qdq_layers = [ql for qg in quantized if qg.group.choice.emit == "qdq" for ql in _layers(qg)]
-        plugin_layers = [ql for qg in quantized if qg.group.choice.emit == "plugin" for ql in _layers(qg)]
+        qdq_layers, plugin_layers = _emit(ir_model, quantized)
         problems = check_qdq(ir_model, qdq_layers)
         if problems:
             raise RuntimeError("Q/DQ check failed after emission: " + "; ".join(problems))
@@ -231,8 +229,8 @@ def _layers(qg) -> list[QuantizedLayer]:
     return [QuantizedLayer(p.layer, r.qw, act_fmt, qg.act_scale) for p, r in zip(qg.group.planned, qg.results)]
 
 
-def _emit(model: ir.Model, quantized) -> None:
-    """Input-channel scales, LoRC branches, then Q/DQ and plugin nodes."""
+def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]]]:
+    """Input-channel scales, LoRC branches, then Q/DQ and plugin nodes; returns (Q/DQ layers, plugin layers)."""
     scaled = [(qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
               for qg in quantized if qg.results and qg.results[0].input_scale is not None]
     if scaled:
@@ -256,6 +254,7 @@ def _emit(model: ir.Model, quantized) -> None:
         from qcompile.passes.emit_plugins import EmitPluginGemms
 
         EmitPluginGemms(plugins)(model)
+    return qdq, plugins
 
 
 def _verify(model: ir.Model, names, eval_set, reference, has_plugins: bool, out, progress):
