@@ -54,7 +54,8 @@ def ort_matmulnbits(src: Path, dst: Path, *, algo: str = "RTN", block_size: int 
         "HQQ": lambda: mnb.HQQWeightOnlyQuantConfig(block_size=block_size, bits=4),
         "DEFAULT": lambda: mnb.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True),
     }
-    model = onnx.load(str(src))
+    # GPTQ needs the path: its calibration saves an augmented copy next to the model
+    model = str(src) if algo == "GPTQ" else onnx.load(str(src))
     if algo == "GPTQ":
         count = len(next(iter(calib.values())))
         reader = _reader(calib, count)
