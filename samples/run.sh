@@ -3,7 +3,7 @@
 # quantize it with every preset, and print each report. Outputs land in samples/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -e . 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+python3 -m pip install -q --root-user-action=ignore -e .
 python3 samples/make_sample.py samples/out
 for precision in w8a8 fp8 w4a16 w4a8 w6a16 wfp4a8; do
     echo

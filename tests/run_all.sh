@@ -3,7 +3,7 @@
 # present) and the C++ plugin cores, then runs pytest (which also runs the cores' ctest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+python3 -m pip install -q --root-user-action=ignore -e '.[test]'
 if [ -x plugins/build.sh ] || [ -f plugins/build.sh ]; then
     bash plugins/build.sh build/plugins
 fi
