@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.tasks import MiniLM, SmolLM2, lowered
+
 TABLES = {
     "e2e": "qc:fp8,qc:w8a8,qc:w4a16,qc:w4a8,ort:static:sym,ort:static:asym",
     "fp": "qc:w6a16,qc:w6a16:algorithm=fpsearch,qc:wfp4a8:scale_constraint=pow2,qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
@@ -32,53 +34,6 @@ TABLES = {
         "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:opt.alpha=search",
         "ort:static:sym", "ort:static:asym"]),
 }
-
-
-class MiniLM:
-    name, metric, higher_is_better = "all-MiniLM-L6-v2", "mean embedding cosine", True
-
-    def __init__(self, out: Path):
-        from bench.models import minilm
-
-        self.m = minilm
-        self.model = out / "minilm.onnx"
-        if not self.model.exists():
-            minilm.build_minilm_onnx(self.model)
-        self.calib_path = minilm.make_calibration_npz(out / "calib.npz")
-        self.feeds = minilm.tokenize(minilm.SENTENCES_EVAL)
-        self.reference = self._embed(self.model, True)
-
-    def _embed(self, path, optimize):
-        from bench.common import run_onnx
-
-        return run_onnx(path, self.feeds, optimize)[0]
-
-    def score(self, path: Path, optimize: bool) -> float:
-        return self.m.embedding_cosine(self.reference, self._embed(path, optimize))
-
-    def baseline(self) -> float:
-        return 1.0
-
-
-class SmolLM2:
-    name, metric, higher_is_better = "SmolLM2-135M-Instruct (Q4_1 GGUF weights)", "perplexity", False
-
-    def __init__(self, out: Path):
-        from bench.models import smollm2
-
-        self.m = smollm2
-        self.model = out / "smollm2.onnx"
-        if not self.model.exists():
-            smollm2.build_smollm2_onnx(self.model)
-        self.calib_path = smollm2.calibration_npz(out / "calib.npz", 32, 128)
-        text = (Path(__file__).parent / "texts" / "eval.txt").read_text()
-        self.windows = smollm2.make_windows(text, 128)
-
-    def score(self, path: Path, optimize: bool) -> float:
-        return self.m.perplexity(path, self.windows, self.m.session_options(optimize))
-
-    def baseline(self) -> float:
-        return self.score(self.model, True)
 
 
 def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
@@ -95,10 +50,10 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
             fields[key] = value
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
-    artifacts = qcompile.compile(bench.model, recipe, bench.calib_path, output=path, force=True, verify=False)
+    artifacts = qcompile.compile(bench.model, recipe, bench.calib, output=path, force=True, verify=False)
     bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
-        path = _lowered(path)
+        path = lowered(path)
     fp8 = any(l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn" for l in artifacts.report.layers)
     return path, not fp8, f"{bits:.2f} ({share:.0%} of weights)"
 
@@ -111,22 +66,10 @@ def _mean_bits(report) -> tuple[float, float]:
     return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1), sum(params) / max(total, 1)
 
 
-def _lowered(path: Path) -> Path:
-    import onnx_ir as ir
-
-    from qcompile.passes.lower_plugins import LowerPluginNodes
-
-    model = ir.load(path)
-    LowerPluginNodes()(model)
-    out = path.with_name(path.stem + ".lowered.onnx")
-    ir.save(model, out, external_data=out.name + ".data")
-    return out
-
-
 def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
     from bench.common import ort_matmulnbits, ort_quantize_static
 
-    with np.load(bench.calib_path) as data:
+    with np.load(bench.calib) as data:
         calib = {k: data[k] for k in data.files}
     path = out / ("ort_" + "_".join(spec) + ".onnx")
     if spec[0] == "static":
@@ -156,9 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     rows = (args.rows or TABLES[args.table or "e2e"]).split(",")
-    out = Path("bench/out") / args.model
-    out.mkdir(parents=True, exist_ok=True)
-    bench = MiniLM(out) if args.model == "minilm" else SmolLM2(out)
+    bench = MiniLM() if args.model == "minilm" else SmolLM2()
+    out = bench.out
     results = [("fp32 (original)", "32", bench.baseline(), 0.0)]
     for row in rows:
         kind, *spec = row.split(":")

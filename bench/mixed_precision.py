@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.tasks import MiniLM, SmolLM2, lowered
 from qcompile.mixed.auto import AutoOptions, analyze, plan_for_budget
 from qcompile.mixed.allocate import minimum_average_bits
 from qcompile.mixed.candidates import FORMAT_PRESETS
@@ -28,55 +29,6 @@ from qcompile.recipe import Recipe
 FIGURES = Path("docs/images")
 
 
-class MiniLM:
-    name, metric, higher_is_better = "minilm", "mean embedding cosine", True
-
-    def __init__(self, args):
-        from bench.models import minilm
-
-        self.out = Path("bench/out/minilm")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.model = self.out / "minilm.onnx"
-        if not self.model.exists():
-            minilm.build_minilm_onnx(self.model)
-        self.calib = minilm.make_calibration_npz(self.out / "calib.npz")
-        self.feeds = minilm.tokenize(minilm.SENTENCES_EVAL)
-        self.reference = _run(self.model, self.feeds)[0]
-        self._cos = minilm.embedding_cosine
-
-    def evaluate(self, path: Path) -> float:
-        return self._cos(self.reference, _run(path, self.feeds)[0])
-
-
-class SmolLM2:
-    name, metric, higher_is_better = "smollm2", "perplexity", False
-
-    def __init__(self, args):
-        from bench.models import smollm2
-
-        self.out = Path("bench/out/smollm2")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.model = self.out / "smollm2.onnx"
-        if not self.model.exists():
-            smollm2.build_smollm2_onnx(self.model)
-        tok = smollm2.load_tokenizer()
-        self.calib = smollm2.calibration_npz(self.out / "calib_mixed.npz", args.calib_samples, 128, tok)
-        text = (smollm2.TEXTS_DIR / "eval.txt").read_text(encoding="utf-8")
-        self.windows = smollm2.make_windows(text, 128, args.eval_windows, tok)
-        self._ppl = smollm2.perplexity
-
-    def evaluate(self, path: Path) -> float:
-        from bench.models.smollm2 import session_options
-
-        return self._ppl(path, self.windows, session_options(optimize=False))
-
-
-def _run(path: Path, feeds):
-    from bench.common import run_onnx
-
-    return run_onnx(path, feeds, optimize=False)  # FP8 Q/DQ needs the optimizer off (DESIGN.md)
-
-
 def _compile_and_eval(bench, recipe: Recipe) -> tuple[float, float]:
     """(average bits over the planned layers with 16 for kept ones, metric)."""
     out = bench.out / "mixed.q.onnx"
@@ -84,19 +36,7 @@ def _compile_and_eval(bench, recipe: Recipe) -> tuple[float, float]:
     has_plugins = any((lr.emitted_as or "").startswith("plugin") for lr in report.layers)
     sizes = [(lr.shape[0] * lr.shape[1], lr.bits_per_weight or 16.0) for lr in report.layers if lr.shape != (0, 0)]
     bits = sum(p * b for p, b in sizes) / sum(p for p, _ in sizes)
-    return bits, bench.evaluate(_lowered(out) if has_plugins else out)
-
-
-def _lowered(path: Path) -> Path:
-    import onnx_ir as ir
-
-    from qcompile.passes.lower_plugins import LowerPluginNodes
-
-    model = ir.load(path)
-    LowerPluginNodes()(model)
-    out = path.with_name(path.stem + ".lowered.onnx")
-    ir.save(model, out, external_data=out.name + ".data" if path.with_name(path.name + ".data").exists() else None)
-    return out
+    return bits, bench.score(lowered(out) if has_plugins else out)
 
 
 def random_error(analysis, seed: int) -> dict[str, dict[str, float]]:
@@ -119,7 +59,7 @@ def main(argv=None) -> int:
                         help="default 128; 64 for smollm2 (K=576 is not a multiple of 128)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
-    bench = (MiniLM if args.model == "minilm" else SmolLM2)(args)
+    bench = MiniLM() if args.model == "minilm" else SmolLM2(args.calib_samples, args.eval_windows, "calib_mixed.npz")
     methods = args.methods.split(",")
     budgets = [float(b) for b in args.budgets.split(",")]
     group = args.group_size or (64 if args.model == "smollm2" else 128)
@@ -140,7 +80,7 @@ def main(argv=None) -> int:
             series.setdefault(label, []).append((bits, metric))
             print(f"  {rows[-1][0]:<22} budget {budget:<4g} -> {bits:.3f} bits  {bench.metric} {metric:.5f}", flush=True)
     uniform = {}
-    rows.append(("fp32 reference", None, 32.0, bench.evaluate(bench.model), 0.0))
+    rows.append(("fp32 reference", None, 32.0, bench.score(bench.model), 0.0))
     for fmt in args.uniform.split(","):
         t0 = time.perf_counter()
         bits, metric = _compile_and_eval(bench, Recipe(FORMAT_PRESETS[fmt], holdout=0.0, group_size=group))
@@ -152,7 +92,7 @@ def main(argv=None) -> int:
     from qcompile.mixed.figures import accuracy_curve
 
     FIGURES.mkdir(parents=True, exist_ok=True)
-    path = accuracy_curve(series, FIGURES / f"mixed_{bench.name}.png", ylabel=bench.metric, points=uniform,
+    path = accuracy_curve(series, FIGURES / f"mixed_{bench.key}.png", ylabel=bench.metric, points=uniform,
                           title=f"{bench.name}: {bench.metric} vs average bits (auto per method, random, uniform)")
     print(f"wrote {path}")
     return 0
