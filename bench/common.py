@@ -14,11 +14,9 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray], optimize: bool = True) ->
     """One onnxruntime CPU run (graph optimizations off when asked: FP8 Q/DQ models need it)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from qcompile.ort_runner import session_options
+
+    session = ort.InferenceSession(str(path), session_options(optimize), providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
 
 

@@ -121,8 +121,8 @@ def fold_group_exponents(qw: QuantizedWeight) -> FoldedWeight:
     fmt, spec = qw.spec.fmt, qw.spec
     if fmt.name not in EXACT_K_RANGE:
         raise FoldError(f"W4A8 folding takes fp4_e2m1 or int4 codes, not {fmt.name}")
-    if qw.zero_points is not None:
-        raise FoldError("W4A8 folding needs symmetric scales (no zero points)")
+    if qw.zero_points is not None or qw.offsets is not None:
+        raise FoldError("W4A8 folding needs symmetric scales (no zero points or offsets)")
     if spec.scale_constraint == "pow2_ratio":
         exp, channel = np.asarray(qw.group_exp, np.int16), np.asarray(qw.channel_scale, np.float32)
     elif spec.scale_constraint == "pow2":

@@ -20,6 +20,7 @@ from qcompile.algorithms import ALGORITHMS, LayerCalibration, LayerResult, make_
 from qcompile.algorithms.hessian import HessianAccumulator, TokenSample
 from qcompile.algorithms.layer import output_mse
 from qcompile.algorithms.options import LkdOptions, LorcOptions
+from qcompile.passes.add_low_rank import takes_side_branch
 from qcompile.quantizer import QuantizedWeight, quantize_weight, sqnr_db
 from qcompile.recipe import Recipe
 
@@ -141,6 +142,10 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
             for p in g.planned:
                 p.report.reason = f"activation range {act_amax:.3g} (an additive mask?) cannot be quantized"
             return QuantizedGroup(g, [], None)
+    if spec.offsets and not all(takes_side_branch(p.layer) for p in g.planned):
+        spec = dataclasses.replace(spec, offsets=False)
+        for p in g.planned:
+            p.report.details["offsets"] = "not applied: float offsets need a MatMul or Gemm(transA=0) side branch"
     cal = _layer_calibration(g, stats, accumulators)
     weights = [p.layer.weight_nk() for p in g.planned]
     for p in g.planned:
@@ -149,7 +154,7 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     result = ALGORITHMS[recipe.algorithm].apply(w, spec, cal, options)
     if recipe.lkd_steps:
         result = ALGORITHMS["lkd"].apply(w, spec, cal, LkdOptions(steps=recipe.lkd_steps), base=result)
-    if recipe.lorc_rank and all(_takes_branch(p.layer) for p in g.planned):
+    if recipe.lorc_rank and all(takes_side_branch(p.layer) for p in g.planned):
         result = ALGORITHMS["lorc"].apply(w, spec, cal, LorcOptions(rank=recipe.lorc_rank), base=result)
     if act is not None and result.input_scale is not None:
         act_amax = float(np.max(stats.channel_amax / result.input_scale))  # the range of x / s
@@ -161,17 +166,14 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     return QuantizedGroup(g, results, act_scale)
 
 
-def _takes_branch(layer) -> bool:
-    return layer.op == "MatMul" or (layer.op == "Gemm" and not layer.node.attributes.get_int("transA", 0))
-
-
 def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
     qw = result.qw
     part = QuantizedWeight(
         qw.spec, qw.codes[r0:r1], qw.scales[r0:r1],
         None if qw.zero_points is None else qw.zero_points[r0:r1],
         None if qw.channel_scale is None else qw.channel_scale[r0:r1],
-        None if qw.group_exp is None else qw.group_exp[r0:r1])
+        None if qw.group_exp is None else qw.group_exp[r0:r1],
+        None if qw.offsets is None else qw.offsets[r0:r1])
     low_rank = None if result.low_rank is None else (result.low_rank[0], result.low_rank[1][:, r0:r1])
     return LayerResult(part, result.input_scale, low_rank, result.info)
 
@@ -200,7 +202,7 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
         rtn = quantize_weight(w, p.choice.weights).dequantize()
         r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
         r.details["output_mse"] = output_mse(cal.x_sample, w, effective)
-    if spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group":
+    if not spec.offsets and (spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"):
         from qcompile.fold import constraint_costs
 
         r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}

@@ -20,6 +20,23 @@ def _providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def session_options(optimize: bool = True):
+    """CPU session options for measuring a quantized model as TensorRT would run it.
+
+    onnxruntime's optimizer fuses `DequantizeLinear(int4 block) -> MatMul` into MatMulNBits and, by
+    default, computes it with activations rounded to int8 (accuracy level 4): that is not what a
+    weight-only engine does, so level 1 (float32 activations) is set. `optimize=False` is for FP8
+    Q/DQ models, which the optimizer mis-fuses (DESIGN.md)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
 def _has_fp8(proto: onnx.ModelProto) -> bool:
     fp8 = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2}
     return any(t.data_type in fp8 for t in proto.graph.initializer)
@@ -60,12 +77,7 @@ class OrtModel:
             tensor = initializers[name]
             proto.graph.input.append(onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims)))
         _internalize_small_tensors(proto, path.parent)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if optimize is None:
-            optimize = not _has_fp8(proto)  # onnxruntime's optimizer mis-fuses FP8 Q/DQ (DESIGN.md)
-        if not optimize:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options = session_options(not _has_fp8(proto) if optimize is None else optimize)
         # Loaded from bytes, the model's external data is found in its own folder (no copies).
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
         self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=_providers())

@@ -21,6 +21,7 @@ from qcompile.model_io import check_output_path, initializer_bytes, load_model, 
 from qcompile.ort_runner import OrtModel
 from qcompile.passes.canonicalize import Layer, find_layers
 from qcompile.passes.check_qdq import check_qdq
+from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
@@ -230,7 +231,7 @@ def _layers(qg) -> list[QuantizedLayer]:
 
 
 def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]]]:
-    """Input-channel scales, LoRC branches, then Q/DQ and plugin nodes; returns (Q/DQ layers, plugin layers)."""
+    """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers, plugin layers)."""
     scaled = [(qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
               for qg in quantized if qg.results and qg.results[0].input_scale is not None]
     if scaled:
@@ -245,6 +246,10 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
                 if r.low_rank is not None]
     if low_rank:
         AddLowRankBranches(low_rank)(model)
+    offsets = [(p.layer, r.qw.offsets) for qg in quantized for p, r in zip(qg.group.planned, qg.results)
+               if r.qw.offsets is not None]
+    if offsets:
+        AddGroupOffsets(offsets)(model)
     qdq = [ql for qg in quantized if qg.group.choice.emit == "qdq" for ql in _layers(qg)]
     InsertQDQ(qdq)(model)
     plugins = [(ql, qg.group.choice.plugin) for qg in quantized if qg.group.choice.emit == "plugin"

@@ -1,8 +1,9 @@
 """Round-to-nearest weight quantization of a `W[N, K]` matrix onto any registered format.
 
 Granularity: per tensor, per output channel, or per group of `g` consecutive input channels.
-Scales are symmetric (`amax / format.max`) unless an asymmetric integer format is asked for;
-they can be constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
+Scales are symmetric (`amax / format.max`) unless an asymmetric integer format is asked for
+(integer zero points) or float offsets are (`w = s * decode(q) + m` per scale group: the group's
+[min, max] spans the format's whole grid, m is a float16 value added by a side branch); they can be constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
 real scale per output channel (M2), and rounded to float16 when a kernel reads them so.
 """
 
@@ -31,6 +32,7 @@ class WeightSpec:
     symmetric: bool = True
     scale_constraint: str = "none"
     scale_dtype: str = "float32"
+    offsets: bool = False  # a float16 offset per scale group: w = s * decode(q) + m
 
     def __post_init__(self):
         if self.granularity not in GRANULARITIES:
@@ -39,6 +41,8 @@ class WeightSpec:
             raise RecipeError(f"unknown scale constraint {self.scale_constraint!r}; known: {', '.join(SCALE_CONSTRAINTS)}")
         if not self.symmetric and not (isinstance(self.fmt, IntFormat) and not self.fmt.signed):
             raise RecipeError(f"asymmetric quantization needs an unsigned integer format, not {self.fmt.name}")
+        if self.offsets and not (self.symmetric and self.scale_constraint == "none"):
+            raise RecipeError("float offsets take signed codes without zero points or power-of-two scales")
         if self.scale_dtype not in ("float32", "float16"):
             raise RecipeError(f"scale dtype must be float32 or float16, not {self.scale_dtype!r}")
 
@@ -52,7 +56,7 @@ class WeightSpec:
 
     def bits_per_weight(self, n: int, k: int) -> float:
         scale_bits = 16 if self.scale_dtype == "float16" else 32
-        per_scale = scale_bits + (0 if self.symmetric else 8)
+        per_scale = scale_bits + (0 if self.symmetric else 8) + (16 if self.offsets else 0)
         if self.granularity == "tensor":
             return self.fmt.bits + per_scale / (n * k)
         if self.scale_constraint == "pow2_ratio":
@@ -62,7 +66,7 @@ class WeightSpec:
 
 @dataclasses.dataclass
 class QuantizedWeight:
-    """Codes [N, K], scales [N, G] (G scales per output channel), optional zero points [N, G]."""
+    """Codes [N, K], scales [N, G] (G scales per output channel), optional zero points or offsets [N, G]."""
 
     spec: WeightSpec
     codes: np.ndarray
@@ -70,13 +74,18 @@ class QuantizedWeight:
     zero_points: np.ndarray | None = None
     channel_scale: np.ndarray | None = None  # [N], M2 only: scales = channel_scale * 2^group_exp
     group_exp: np.ndarray | None = None  # [N, G] int8, M2 only
+    offsets: np.ndarray | None = None  # [N, G] float16 values as float32, spec.offsets only
 
     def dequantize(self) -> np.ndarray:
         n, k = self.codes.shape
+        per_group = k // self.scales.shape[1]
         vals = self.spec.fmt.decode(self.codes)
         if self.zero_points is not None:
-            vals = vals - np.repeat(self.zero_points.astype(np.float32), k // self.scales.shape[1], axis=1)
-        return vals * np.repeat(self.scales.astype(np.float32), k // self.scales.shape[1], axis=1)
+            vals = vals - np.repeat(self.zero_points.astype(np.float32), per_group, axis=1)
+        vals = vals * np.repeat(self.scales.astype(np.float32), per_group, axis=1)
+        if self.offsets is not None:
+            vals = vals + np.repeat(self.offsets, per_group, axis=1)
+        return vals
 
 
 def _amax(w: np.ndarray, spec: WeightSpec) -> np.ndarray:
@@ -106,14 +115,37 @@ def symmetric_scales(amax: np.ndarray, spec: WeightSpec) -> tuple[np.ndarray, np
     return scales, None, None
 
 
+def offset_params(lo: np.ndarray, hi: np.ndarray, spec: WeightSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(scales, offsets) that map each group's [lo, hi] onto the format's whole grid [min code, max]."""
+    low_code = float(spec.fmt.grid().min())
+    scales = np.maximum((hi - lo) / (spec.fmt.max - low_code), np.finfo(np.float32).tiny).astype(np.float32)
+    if spec.scale_dtype == "float16":
+        scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
+    offsets = np.clip(lo - low_code * scales, -65504, 65504).astype(np.float16).astype(np.float32)
+    return scales, offsets
+
+
 def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None = None) -> QuantizedWeight:
-    """Round-to-nearest quantization of `w[N, K]`; `scales` [N, G] overrides the amax scales."""
+    """Round-to-nearest quantization of `w[N, K]`; `scales` [N, G] overrides the amax scales
+    (and `(scales, offsets)` the range-derived pair of an offsets spec)."""
     w = np.asarray(w, np.float32)
     if not np.isfinite(w).all():
         raise LayoutError("weight holds NaN or infinity")
     n, k = w.shape
     g = spec.groups(k)
     channel, exp = None, None
+    if spec.offsets:
+        if scales is None:
+            grouped = w.reshape(n, g, -1)
+            lo, hi = grouped.min(axis=2), grouped.max(axis=2)
+            if spec.granularity == "tensor":
+                lo, hi = np.full_like(lo, lo.min()), np.full_like(hi, hi.max())
+            scales, offsets = offset_params(lo, hi, spec)
+        else:
+            scales, offsets = scales
+        reps = k // scales.shape[1]
+        codes = spec.fmt.encode((w - np.repeat(offsets, reps, axis=1)) / np.repeat(scales, reps, axis=1))
+        return QuantizedWeight(spec, codes, scales.astype(np.float32), offsets=offsets.astype(np.float32))
     if spec.symmetric:
         if scales is None:
             scales, channel, exp = symmetric_scales(_amax(w, spec), spec)
@@ -137,8 +169,8 @@ def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None =
 def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.ndarray:
     """Per-group symmetric scales [N, G] whose amax is shrunk by the ratio in [0.5, 1] that
     minimizes the group's weight squared error (ratio 1, plain amax, is always a candidate)."""
-    if not spec.symmetric or spec.scale_constraint != "none":
-        raise RecipeError("mse_clip takes symmetric scales without a power-of-two constraint")
+    if not spec.symmetric or spec.offsets or spec.scale_constraint != "none":
+        raise RecipeError("mse_clip takes symmetric scales without offsets or a power-of-two constraint")
     w = np.asarray(w, np.float32)
     n, k = w.shape
     amax = _amax(w, spec)

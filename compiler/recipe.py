@@ -83,6 +83,7 @@ class Recipe:
     lkd_steps: int = 0
     int4_plugin: bool = False
     asymmetric: bool = False  # INT4 weights as UINT4 with zero points (onnxruntime; TensorRT wants symmetric)
+    offsets: bool = False  # a float16 offset per weight scale group, added by a side branch (TensorRT runs it)
     scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2)
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
@@ -129,6 +130,13 @@ class Recipe:
         if self.int4_plugin and choice.emit == "qdq" and choice.weights is not None and \
                 choice.weights.fmt.name in ("int4", "uint4"):
             choice = _as_int4_plugin(choice)
+        if self.offsets and choice.weights is not None:
+            if self.asymmetric:
+                raise RecipeError("choose zero points (asymmetric) or float offsets, not both")
+            if choice.plugin == "QcW4A8Gemm":
+                raise RecipeError("float offsets do not fold into QcW4A8Gemm's FP8 exponents; use them with w4a16, "
+                                  "wfp4a16, w6a16 or Q/DQ w4a8")
+            choice = dataclasses.replace(choice, weights=dataclasses.replace(choice.weights, offsets=True))
         return choice
 
     @classmethod

@@ -276,10 +276,9 @@ def calibration_npz(path, n_samples: int, seq_len: int, tokenizer=None) -> Path:
 
 def session_options(optimize: bool = True, threads: int = 2):
     """CPU session options; optimize=False is needed for FP8 Q/DQ models (ORT mis-fuses them)."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    from qcompile.ort_runner import session_options as measuring_options
+
+    options = measuring_options(optimize)  # float activations in fused 4-bit MatMuls, as TensorRT computes them
     options.intra_op_num_threads = threads
     return options
 

@@ -45,9 +45,13 @@ def _grouped(a: np.ndarray, spec: WeightSpec) -> np.ndarray:
 
 
 def _clip(w: np.ndarray, spec: WeightSpec, ratio: np.ndarray) -> np.ndarray:
-    """Clamp each scale group of w to `ratio` [N, G] times its range (its [min, max] for asymmetric specs)."""
+    """Clamp each scale group of w to `ratio` [N, G] times its range (its [min, max] with zero points or offsets)."""
     g = _grouped(w, spec)
     r = ratio[..., None]
+    if spec.offsets:
+        lo, hi = g.min(axis=2, keepdims=True), g.max(axis=2, keepdims=True)
+        mid = (lo + hi) / 2
+        return np.clip(g, mid - (mid - lo) * r, mid + (hi - mid) * r).reshape(w.shape)
     if spec.symmetric:
         bound = np.abs(g).max(axis=2, keepdims=True) * r
         return np.clip(g, -bound, bound).reshape(w.shape)

@@ -49,7 +49,7 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
 
 
 class _ColumnQuantizer:
-    """Quantizes one column at a time with its group's scale (and zero point), recording codes and scales."""
+    """Quantizes one column at a time with its group's scale (and zero point or offset), recording codes and scales."""
 
     def __init__(self, w: np.ndarray, spec: WeightSpec):
         n, k = w.shape
@@ -60,12 +60,13 @@ class _ColumnQuantizer:
         self.codes = np.zeros((n, k), spec.fmt.code_dtype)
         self.scales = rtn.scales.copy()
         self.zeros = None if rtn.zero_points is None else rtn.zero_points.copy()
+        self.offsets = None if rtn.offsets is None else rtn.offsets.copy()
         self.channel = rtn.channel_scale
         self.exp = None if rtn.group_exp is None else rtn.group_exp.copy()
         self.ready = np.full(self.groups, not self.lazy)
 
     def set_group(self, group: int, cols: np.ndarray) -> None:
-        """Scale (and zero point / M2 exponent) of `group` from its current columns [N, group_size]."""
+        """Scale (and zero point / offset / M2 exponent) of `group` from its current columns [N, group_size]."""
         spec = self.spec
         as_channel = dataclasses.replace(spec, granularity="channel", scale_constraint=(
             "none" if spec.scale_constraint == "pow2_ratio" else spec.scale_constraint))
@@ -78,13 +79,16 @@ class _ColumnQuantizer:
         self.scales[:, group] = scale
         if self.zeros is not None:
             self.zeros[:, group] = q.zero_points[:, 0]
+        if self.offsets is not None:
+            self.offsets[:, group] = q.offsets[:, 0]
         self.ready[group] = True
 
     def quantize(self, col: np.ndarray, index: int) -> np.ndarray:
         """Codes for original column `index` are stored; returns the dequantized column (float64)."""
         group = index // self.group_size if self.lazy else 0
         scale = self.scales[:, group]
-        shifted = col.astype(np.float32) / scale
+        offset = 0.0 if self.offsets is None else self.offsets[:, group]
+        shifted = (col.astype(np.float32) - offset) / scale
         if self.zeros is not None:
             shifted = shifted + self.zeros[:, group].astype(np.float32)
         codes = self.spec.fmt.encode(shifted)
@@ -92,10 +96,10 @@ class _ColumnQuantizer:
         vals = self.spec.fmt.decode(codes)
         if self.zeros is not None:
             vals = vals - self.zeros[:, group].astype(np.float32)
-        return (vals * scale).astype(np.float64)
+        return (vals * scale + offset).astype(np.float64)
 
     def result(self) -> QuantizedWeight:
-        return QuantizedWeight(self.spec, self.codes, self.scales, self.zeros, self.channel, self.exp)
+        return QuantizedWeight(self.spec, self.codes, self.scales, self.zeros, self.channel, self.exp, self.offsets)
 
 
 def gptq(w: np.ndarray, hessian: np.ndarray, spec: WeightSpec, *, block_size: int = 128, damp: float = 0.01,

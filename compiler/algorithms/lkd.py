@@ -54,6 +54,8 @@ def lkd(w: np.ndarray, qw: QuantizedWeight, x_sample: np.ndarray, steps: int = 2
         raise RecipeError(f"unknown LKD target {tune!r}; valid: {', '.join(TUNABLE)}")
     if steps < 0 or lr <= 0:
         raise RecipeError(f"LKD needs steps >= 0 and lr > 0, got {steps} and {lr}")
+    if qw.offsets is not None:
+        raise RecipeError("LKD does not tune weights with float offsets; drop --lkd or --offsets")
     torch = _import_torch()
     spec = qw.spec
     w = np.asarray(w, np.float32)

@@ -33,6 +33,8 @@ CASES = {
     "fp4_g32_pow2_ratio": WeightSpec(get_format("fp4_e2m1"), "group", 32, scale_constraint="pow2_ratio"),
     "fp8_e4m3_tensor_pow2": WeightSpec(get_format("fp8_e4m3fn"), "tensor", scale_constraint="pow2"),
     "int4_g64_fp16_scales": WeightSpec(get_format("int4"), "group", 64, scale_dtype="float16"),
+    "int4_g32_offsets": WeightSpec(get_format("int4"), "group", 32, offsets=True),
+    "fp4_e2m1_g64_offsets": WeightSpec(get_format("fp4_e2m1"), "group", 64, scale_dtype="float16", offsets=True),
 }
 
 
@@ -54,6 +56,9 @@ def test_gptq_output_error_below_rtn(layer, case, act_order):
         np.testing.assert_array_equal(qw.scales, qw.channel_scale[:, None] * np.exp2(qw.group_exp.astype(np.float32)))
     if spec.scale_dtype == "float16":
         np.testing.assert_array_equal(qw.scales, qw.scales.astype(np.float16).astype(np.float32))
+    if spec.offsets:
+        assert qw.offsets.shape == qw.scales.shape
+        np.testing.assert_array_equal(qw.offsets, qw.offsets.astype(np.float16).astype(np.float32))
 
 
 @pytest.mark.parametrize("act_order", [False, True])
