@@ -67,8 +67,10 @@ def _plan(model: ir.Model, recipe: Recipe) -> tuple[list[_Planned], list[LayerRe
     kept = [LayerReport(s.name, s.op, (0, 0), "fp32", reason=s.reason) for s in skipped]
     planned = []
     for layer in layers:
-        choice = recipe.choice_for(layer.name)
+        choice, note = fit_group_size(layer, recipe.choice_for(layer.name))
         report = LayerReport(layer.name, layer.op, (layer.n, layer.k), choice.preset)
+        if note:
+            report.details["group_size"] = note
         reason = unsupported_reason(layer, choice)
         if reason:
             report.reason = reason
@@ -80,6 +82,20 @@ def _plan(model: ir.Model, recipe: Recipe) -> tuple[list[_Planned], list[LayerRe
         raise ModelError("model has no quantizable layer (MatMul, Gemm or Conv with a constant weight)"
                          + (f": {reasons}" if reasons else ""))
     return planned, kept
+
+
+def fit_group_size(layer: Layer, choice: LayerChoice) -> tuple[LayerChoice, str]:
+    """A GEMM whose K is not a multiple of the group size takes the largest smaller group size (64, 32)
+    that divides K, as the scale blocks must tile K; the note says so (none fits: unsupported_reason)."""
+    spec = choice.weights
+    if spec is None or spec.granularity != "group" or layer.op == "Conv" or layer.k % spec.group_size == 0:
+        return choice, ""
+    for size in (64, 32):
+        if size < spec.group_size and layer.k % size == 0:
+            weights = dataclasses.replace(spec, group_size=size)
+            return (dataclasses.replace(choice, weights=weights),
+                    f"group size {size}: K={layer.k} is not a multiple of {spec.group_size}")
+    return choice, ""
 
 
 def unsupported_reason(layer: Layer, choice: LayerChoice) -> str:

@@ -82,14 +82,19 @@ def test_report_accuracy_is_measured_not_assumed(mlp_path, monkeypatch):
     assert report.accuracy[0].cosine_mean < -0.9, report.accuracy
 
 
-def test_group_size_fallback_records_reason(tmp_path):
+def test_group_size_falls_back_to_a_divisor_of_k_or_records_why_not(tmp_path):
     path = tmp_path / "m.onnx"
-    onnx.save(tiny_models.mlp(k=96), path)  # K=96 is not a multiple of 64 or 128
+    onnx.save(tiny_models.mlp(k=96), path)  # K=96: a multiple of 32, not of 64 or 128
     artifacts = qcompile.compile(path, Recipe("w4a16", group_size=64), None, output=tmp_path / "q.onnx")
     layers = {layer.name: layer for layer in artifacts.report.layers}
-    assert layers["fc1"].reason == "K=96 is not a multiple of the group size 64"
-    assert layers["fc2"].quantized
+    assert layers["fc1"].quantized and layers["fc1"].granularity == "group 32"
+    assert layers["fc1"].details["group_size"] == "group size 32: K=96 is not a multiple of 64"
+    assert layers["fc1"].bits_per_weight == 4 + 32 / 32
+    assert layers["fc2"].quantized and layers["fc2"].granularity == "group 64"
     assert "random inputs" in artifacts.report.eval_source
+    onnx.save(tiny_models.mlp(k=80), path)  # no allowed group size divides 80
+    layers = {layer.name: layer for layer in qcompile.compile(path, Recipe("w4a16", group_size=64), None).report.layers}
+    assert layers["fc1"].reason == "K=80 is not a multiple of the group size 64"
 
 
 def test_conv_per_channel_and_int4_refused_for_conv():
