@@ -71,6 +71,7 @@ def main():
 @click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
 @click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).")
 @click.option("--asymmetric", is_flag=True, default=None, help="INT4 weights as UINT4 with zero points (onnxruntime runs them; TensorRT needs symmetric).")
+@click.option("--offsets", is_flag=True, default=None, help="Asymmetric weights TensorRT can run: each scale group spans the format's grid from its min to its max, plus a float16 offset added by a side branch.")
 @click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -85,12 +86,13 @@ def main():
 @click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: figures + HTML [default: OUTPUT stem + .mixed/].")
+@click.option("--no-guard", is_flag=True, help="--precision auto: keep the proxy plan without measuring it against the uniform plans that fit the budget.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, asymmetric, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
-                    sensitivity, sensitivity_samples, sweep, plan_path, report_dir, force, print_python, quiet):
+                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
+                    sensitivity, sensitivity_samples, sweep, plan_path, report_dir, no_guard, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -99,7 +101,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
         changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method, "algorithm": algorithm,
                                      "lorc_rank": lorc_rank, "lkd_steps": lkd_steps, "int4_plugin": int4_plugin,
-                                     "asymmetric": asymmetric,
+                                     "asymmetric": asymmetric, "offsets": offsets,
                                      "group_size": int(group_size) if group_size else None}.items() if v is not None}
         if exclude:
             changes["exclude"] = list(base.get("exclude", [])) + list(exclude)
@@ -121,7 +123,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             _compile_auto(model, calib, recipe, pairs, output, report_path, force, quiet, avg_bits=avg_bits,
                           formats=formats, method=sensitivity, sensitivity_samples=sensitivity_samples,
                           sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
-                          report_dir=report_dir)
+                          report_dir=report_dir, guard=not no_guard)
             if engine is not None:
                 _build_engine(output, engine, force, shapes)
             return

@@ -1,5 +1,6 @@
-"""`plan_auto`: per-layer sensitivity -> knapsack under an average-bits budget -> Plan; `sweep`:
-the accuracy-versus-average-bits curve; `run_auto`: what `qcompile --precision auto` calls."""
+"""`plan_auto`: per-layer sensitivity -> knapsack under an average-bits budget -> guard (the plan
+against the uniform plans that fit, measured; guard.py) -> Plan; `sweep`: the accuracy-versus-
+average-bits curve; `run_auto`: what `qcompile --precision auto` calls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Callable
 
 from qcompile.errors import RecipeError
 from qcompile.mixed.allocate import allocate
-from qcompile.mixed.candidates import DEFAULT_FORMATS, LayerInfo, layer_infos, parse_formats, preset_bits, preset_of
+from qcompile.mixed.candidates import (DEFAULT_FORMATS, HIGH_PRECISION_BITS, LayerInfo, layer_infos, parse_formats,
+                                      preset_bits, preset_of)
+from qcompile.mixed.guard import Candidate, PlanEvaluator, compare, summary
 from qcompile.mixed.plan import LayerPlan, Plan
 from qcompile.mixed.sensitivity import Context, Sensitivity, SensitivityOptions, check_method, compute
 from qcompile.recipe import SKIP, Recipe, matcher
@@ -31,6 +34,8 @@ class AutoOptions:
     holdout: float = 0.25  # calibration samples kept out of the search (compile() reports on them)
     report_methods: tuple[str, ...] = CHEAP_METHODS
     sensitivity: SensitivityOptions = SensitivityOptions()
+    guard: bool = True  # measure the plan against the uniform plans that fit and keep the best
+    guard_samples: int = 32  # calibration samples the guard runs (at most)
 
     def __post_init__(self):
         object.__setattr__(self, "formats", parse_formats(self.formats))
@@ -39,6 +44,8 @@ class AutoOptions:
         check_method(self.method)
         for m in self.report_methods:
             check_method(m)
+        if self.guard_samples < 1:
+            raise RecipeError(f"guard samples must be at least 1, not {self.guard_samples}")
         if not self.avg_bits > 0:
             raise RecipeError(f"average bits must be positive, not {self.avg_bits}")
         for pattern, value in self.overrides:
@@ -54,6 +61,7 @@ class Analysis:
     sensitivities: dict[str, Sensitivity]
     fixed: dict[str, tuple[str, float]]  # layer -> (format or preset as given, bits)
     notes: list[str]
+    evaluator: PlanEvaluator | None = None  # the guard's onnxruntime session (None: guard off)
 
 
 @dataclasses.dataclass
@@ -112,16 +120,26 @@ def analyze(model, calibration, options: AutoOptions, progress: Progress | None 
         for m in methods:
             logger.info("sensitivity: %s on %d layers", m, len(infos))
             sensitivities[m] = compute(m, ctx)
-    return Analysis(infos, sensitivities, fixed, notes)
+        evaluator = None
+        if options.guard:
+            evaluator = PlanEvaluator(path, infos, samples[:options.guard_samples], options.group_size,
+                                      options.sensitivity.measured_metric)
+    return Analysis(infos, sensitivities, fixed, notes, evaluator)
 
 
 def plan_for_budget(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None,
                     error: dict[str, dict[str, float]] | None = None) -> Plan:
-    """Allocate with `method`'s predicted errors (or an explicit error table, e.g. a random baseline)."""
+    """The raw knapsack plan with `method`'s predicted errors (or an explicit error table, e.g. a
+    random baseline); no guard."""
     method = method or options.method
     error = error if error is not None else analysis.sensitivities[method].error
     fixed_bits = {name: bits for name, (_, bits) in analysis.fixed.items()}
     result = allocate(analysis.infos, error, avg_bits, fixed_bits)
+    return _make_plan(analysis, result.choice, avg_bits, options, method, error, result.predicted_error, "search")
+
+
+def _make_plan(analysis: Analysis, choice: dict[str, str], avg_bits: float, options: AutoOptions, method: str,
+               error: dict[str, dict[str, float]], predicted: float | None, source: str) -> Plan:
     layers = {}
     for info in analysis.infos:
         sens = {m: s.score[info.name] for m, s in analysis.sensitivities.items()}
@@ -129,16 +147,38 @@ def plan_for_budget(analysis: Analysis, avg_bits: float, options: AutoOptions, *
             label, bits = analysis.fixed[info.name]
             layers[info.name] = LayerPlan(label, bits, info.params, "override", sens, error.get(info.name, {}))
         else:
-            fmt = result.choice[info.name]
-            layers[info.name] = LayerPlan(fmt, info.bits[fmt], info.params, "search", sens, error[info.name])
+            fmt = choice[info.name]
+            bits = info.bits.get(fmt, HIGH_PRECISION_BITS)  # missing: a uniform plan's fp16 fallback
+            layers[info.name] = LayerPlan(fmt, bits, info.params, source, sens, error[info.name])
     details = {m: s.details for m, s in analysis.sensitivities.items()}
     details["refused"] = {i.name: i.refused for i in analysis.infos if i.refused}
-    return Plan(avg_bits, method, layers, options.group_size, options.formats, result.predicted_error,
+    return Plan(avg_bits, method, layers, options.group_size, options.formats, predicted,
                 list(analysis.notes), details)
 
 
+def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None) -> Plan:
+    """The knapsack plan, replaced by a uniform plan that fits the budget when that one measures
+    better (guard.py); the comparison is recorded in plan.details["guard"] and the notes."""
+    plan = plan_for_budget(analysis, avg_bits, options, method=method)
+    if not options.guard or analysis.evaluator is None:
+        return plan
+    ev = analysis.evaluator
+    free = {name: lp.format for name, lp in plan.layers.items() if lp.source != "override"}
+    proxy = Candidate(f"{plan.method} plan", free, plan.average_bits)
+    runs = ev.runs
+    best, candidates = compare(ev, analysis.infos, analysis.fixed, options.formats, proxy, avg_bits)
+    if best is not proxy:
+        error = analysis.sensitivities[plan.method].error
+        predicted = sum(error[n].get(f, 0.0) for n, f in best.choice.items())
+        plan = _make_plan(analysis, best.choice, avg_bits, options, plan.method, error, predicted, "guard")
+    plan.details["guard"] = {"metric": ev.metric, "samples": len(ev.samples), "chosen": best.label,
+                             "new_runs": ev.runs - runs, "candidates": [c.to_dict() for c in candidates]}
+    plan.notes.append(summary(best, candidates, ev.metric))
+    return plan
+
+
 def plan_auto(model, calibration, options: AutoOptions, progress: Progress | None = None) -> Plan:
-    return plan_for_budget(analyze(model, calibration, options, progress), options.avg_bits, options)
+    return plan_guarded(analyze(model, calibration, options, progress), options.avg_bits, options)
 
 
 def sweep(model, calibration, options: AutoOptions, budgets, *, analysis: Analysis | None = None,
@@ -151,7 +191,7 @@ def sweep(model, calibration, options: AutoOptions, budgets, *, analysis: Analys
     points = []
     for budget in budgets:
         try:
-            plan = plan_for_budget(analysis, float(budget), options)
+            plan = plan_guarded(analysis, float(budget), options)
         except RecipeError as exc:
             points.append(SweepPoint(float(budget), None, None, None, str(exc)))
             continue
@@ -168,12 +208,13 @@ _run_sweep = sweep  # run_auto's `sweep` argument (the budgets) shadows the func
 def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORMATS, method: str = "lim",
              sensitivity_samples: int = 4, sweep=(), plan_path=None, overrides=(), output=None,
              report_dir=None, force: bool = False, progress: Progress | None = None,
-             recipe: Recipe | None = None, report_path=None):
+             recipe: Recipe | None = None, report_path=None, guard: bool = True):
     """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
     to the output (OUTPUT.plan.json), and figures + an HTML page into `report_dir` (default
     OUTPUT stem + ".mixed/"). Returns (Artifacts, Plan, [figure and HTML paths]).
 
-    `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`."""
+    `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`.
+    `guard=False` keeps the raw knapsack plan (no comparison with the uniform plans)."""
     from qcompile.mixed import figures
     from qcompile.model_io import check_output_path
     from qcompile.pipeline import compile
@@ -192,7 +233,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
         overrides.items() if isinstance(overrides, dict) else overrides)
     options = AutoOptions(avg_bits, parse_formats(formats), method, tuple(merged), base.group_size, base.holdout,
-                          sensitivity=SensitivityOptions(samples=sensitivity_samples))
+                          sensitivity=SensitivityOptions(samples=sensitivity_samples), guard=guard)
     plan_out = output.with_name(output.name + ".plan.json") if output is not None else None
     if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
         check_output_path(plan_out, [], force)
@@ -209,7 +250,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
         base = dataclasses.replace(base, group_size=plan.group_size)
     else:
         analysis = analyze(model, calibration, options, progress)
-        plan = plan_for_budget(analysis, avg_bits, options)
+        plan = plan_guarded(analysis, avg_bits, options)
     for note in plan.notes:
         logger.info("plan: %s", note)
     curve = []
@@ -220,6 +261,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
                         force=force, progress=progress)
     artifacts.report.notes.append(f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
                                   f"weight for a budget of {plan.avg_bits:g}")
+    artifacts.report.notes += [n for n in plan.notes if n.startswith("guard:")]
     for lr in artifacts.report.layers:
         if lr.name in plan.layers:
             lr.details["mixed"] = {"format": plan.layers[lr.name].format,

@@ -71,13 +71,18 @@ def sensitivity_per_layer(plan, path: Path) -> Path:
 
 def accuracy_curve(series: dict[str, list[tuple[float, float]]], path: Path, *, ylabel: str = "mean output cosine",
                    points: dict[str, list[tuple[float, float]]] | None = None, title: str = "") -> Path:
-    """Lines (name -> [(average bits, metric)]) plus isolated markers (uniform presets)."""
+    """Lines (name -> [(average bits, metric)]) plus isolated markers (uniform presets). A series
+    named "X, no guard" is drawn dashed in the colour of "X"."""
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
+    colors: dict[str, str] = {}
     for name, xy in series.items():
         xy = sorted(p for p in xy if p[1] is not None)
+        base = name.removesuffix(", no guard")
+        color = colors.setdefault(base, f"C{len(colors) % 10}")
         if xy:
-            ax.plot(*zip(*xy), marker="o", markersize=3, linewidth=1.2, label=name)
+            ax.plot(*zip(*xy), marker="o", markersize=3, linewidth=1.2, label=name, color=color,
+                    linestyle="--" if base != name else "-")
     for name, xy in (points or {}).items():
         for x, y in xy:
             ax.scatter([x], [y], marker="s", s=28, zorder=3, color="k")

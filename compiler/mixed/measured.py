@@ -14,21 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompile.accuracy import cosine
 from qcompile.mixed.candidates import weight_spec
-from qcompile.mixed.runner import WeightSwapRunner, source_layout
+from qcompile.mixed.runner import WeightSwapRunner, output_error, source_layout
 from qcompile.mixed.sensitivity import Context, Sensitivity
-
-
-def _output_error(reference, outputs, metric: str) -> float:
-    if metric == "cosine":
-        return 1.0 - float(np.mean([cosine(r, o) for ref, out in zip(reference, outputs) for r, o in zip(ref, out)]))
-    errs = []
-    for i in range(len(reference[0])):
-        num = sum(float(np.sum((np.asarray(r[i], np.float64) - o[i]) ** 2)) for r, o in zip(reference, outputs))
-        den = sum(float(np.sum(np.asarray(r[i], np.float64) ** 2)) for r in reference)
-        errs.append(num / max(den, 1e-30))
-    return float(np.mean(errs))
 
 
 def groups_for(n_layers: int, runs_per_layer: int, max_runs: int) -> list[range]:
@@ -60,7 +48,7 @@ def measured(ctx: Context) -> Sensitivity:
                 spec = weight_spec(fmt, ctx.group_size)
                 feeds = {m.layer.source.name: source_layout(m.layer, quantize_weight(m.layer.weight_nk(), spec).dequantize())
                          for m in takers}
-                e = _output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric)
+                e = output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric)
                 shares = np.array([m.params * ctx.weight_errors[m.name][fmt][1] for m in takers], np.float64)
                 shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(takers), 1.0 / len(takers))
                 for m, share in zip(takers, shares):

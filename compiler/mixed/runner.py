@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from qcompile.accuracy import cosine
 from qcompile.ort_runner import OrtModel
 from qcompile.passes.canonicalize import Layer
 
@@ -34,6 +35,20 @@ def stream(runner: WeightSwapRunner, names: list[str], samples, consume: Callabl
             done += 1
             if progress:
                 progress(done, total)
+
+
+def output_error(reference, outputs, metric: str) -> float:
+    """Model-output error of `outputs` against `reference` (per sample, a list of output tensors):
+    "cosine" = 1 - mean cosine over samples and outputs; "mse" = mean over outputs of
+    |ref - out|^2 / |ref|^2 summed over samples."""
+    if metric == "cosine":
+        return 1.0 - float(np.mean([cosine(r, o) for ref, out in zip(reference, outputs) for r, o in zip(ref, out)]))
+    errs = []
+    for i in range(len(reference[0])):
+        num = sum(float(np.sum((np.asarray(r[i], np.float64) - o[i]) ** 2)) for r, o in zip(reference, outputs))
+        den = sum(float(np.sum(np.asarray(r[i], np.float64) ** 2)) for r in reference)
+        errs.append(num / max(den, 1e-30))
+    return float(np.mean(errs))
 
 
 def source_layout(layer: Layer, w_nk: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from qcompile.mixed.candidates import LayerInfo
 
 ZD_DIRECTIONS = ("higher", "lower")
 MEASURED_METRICS = ("cosine", "mse")
+HESSIAN_NORMALIZATIONS = ("output", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class SensitivityOptions:
     zd_direction: str = "higher"  # "higher": more weights above the threshold = more important
     measured_metric: str = "cosine"  # model-output error: 1 - mean cosine, or MSE relative to the output energy
     measured_max_runs: int = 2000  # above this many onnxruntime runs, `measured` quantizes whole blocks
+    hessian_normalize: str = "output"  # "output": layer-output error relative to the output energy; "none"
     seed: int = 0
 
     def __post_init__(self):
@@ -35,6 +37,9 @@ class SensitivityOptions:
             raise RecipeError(f"zd_direction must be one of {', '.join(ZD_DIRECTIONS)}, not {self.zd_direction!r}")
         if self.measured_metric not in MEASURED_METRICS:
             raise RecipeError(f"measured metric must be one of {', '.join(MEASURED_METRICS)}, not {self.measured_metric!r}")
+        if self.hessian_normalize not in HESSIAN_NORMALIZATIONS:
+            raise RecipeError(f"hessian_normalize must be one of {', '.join(HESSIAN_NORMALIZATIONS)}, "
+                              f"not {self.hessian_normalize!r}")
         if self.samples < 1:
             raise RecipeError(f"sensitivity samples must be at least 1, not {self.samples}")
 
@@ -87,9 +92,9 @@ def _zd(ctx):
 
 
 def _hessian(ctx):
-    from qcompile.mixed.hessian_trace import hessian_trace
+    from qcompile.mixed.hessian import hessian
 
-    return hessian_trace(ctx)
+    return hessian(ctx)
 
 
 def _measured(ctx):
@@ -101,7 +106,8 @@ def _measured(ctx):
 METHODS: dict[str, tuple[Callable[[Context], Sensitivity], str]] = {
     "lim": (_lim, "layer input modification: 1 - cos(hidden state in, out) of the layer's residual block"),
     "zd": (_zd, "z-score distribution: share of weights with z-score above a threshold (data-free)"),
-    "hessian": (_hessian, "trace of the input second moment x weight MSE x N: expected |dW x|^2 (HAWQ-style)"),
+    "hessian": (_hessian, "layer-output error tr(dW E[x x^T] dW^T) of the format's RTN error over the "
+                          "output energy tr(W E[x x^T] W^T) (HAWQ-style)"),
     "measured": (_measured, "model-output error with one layer quantized, measured with onnxruntime"),
 }
 
