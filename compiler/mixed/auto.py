@@ -157,8 +157,8 @@ def _make_plan(analysis: Analysis, choice: dict[str, str], avg_bits: float, opti
 
 
 def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None) -> Plan:
-    """The knapsack plan, replaced by a uniform plan that fits the budget when that one measures
-    better (guard.py); the comparison is recorded in plan.details["guard"] and the notes."""
+    """The knapsack plan, replaced by a uniform or two-format plan that fits the budget when that one
+    measures better (guard.py); the comparison is recorded in plan.details["guard"] and the notes."""
     plan = plan_for_budget(analysis, avg_bits, options, method=method)
     if not options.guard or analysis.evaluator is None:
         return plan
@@ -166,9 +166,9 @@ def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, m
     free = {name: lp.format for name, lp in plan.layers.items() if lp.source != "override"}
     proxy = Candidate(f"{plan.method} plan", free, plan.average_bits)
     runs = ev.runs
-    best, candidates = compare(ev, analysis.infos, analysis.fixed, options.formats, proxy, avg_bits)
+    error = analysis.sensitivities[plan.method].error
+    best, candidates = compare(ev, analysis.infos, analysis.fixed, options.formats, proxy, avg_bits, error)
     if best is not proxy:
-        error = analysis.sensitivities[plan.method].error
         predicted = sum(error[n].get(f, 0.0) for n, f in best.choice.items())
         plan = _make_plan(analysis, best.choice, avg_bits, options, plan.method, error, predicted, "guard")
     plan.details["guard"] = {"metric": ev.metric, "samples": len(ev.samples), "chosen": best.label,

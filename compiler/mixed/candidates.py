@@ -60,11 +60,18 @@ class LayerInfo:
         return self.layer.n * self.layer.k
 
 
+def layer_choice(layer: Layer, preset: str, group_size: int):
+    """The preset's LayerChoice for this layer as compile() makes it (group size fitted to K)."""
+    from qcompile.pipeline import fit_group_size
+
+    return fit_group_size(layer, Recipe(precision=preset, group_size=group_size).choice_for(layer.name))[0]
+
+
 def preset_bits(layer: Layer, preset: str, group_size: int) -> tuple[float | None, str]:
     """(bits per weight, "") for a preset this layer can take, else (None, reason)."""
     from qcompile.pipeline import unsupported_reason  # the pipeline's own refusal rules, kept in one place
 
-    choice = Recipe(precision=preset, group_size=group_size).choice_for(layer.name)
+    choice = layer_choice(layer, preset, group_size)
     if choice.weights is None:
         return HIGH_PRECISION_BITS, ""
     reason = unsupported_reason(layer, choice)
@@ -90,8 +97,11 @@ def layer_infos(layers: list[Layer], formats: tuple[str, ...], group_size: int) 
     return infos
 
 
-def weight_spec(fmt: str, group_size: int):
-    return Recipe(precision=FORMAT_PRESETS[fmt], group_size=group_size).choice_for("").weights
+def weight_spec(fmt: str, group_size: int, layer: Layer | None = None):
+    """The format's WeightSpec (None for fp16); for `layer`, as compile() fits it to that layer's K."""
+    if layer is None:
+        return Recipe(precision=FORMAT_PRESETS[fmt], group_size=group_size).choice_for("").weights
+    return layer_choice(layer, FORMAT_PRESETS[fmt], group_size).weights
 
 
 def weight_errors(infos: list[LayerInfo], group_size: int) -> dict[str, dict[str, tuple[float, float]]]:
@@ -104,7 +114,7 @@ def weight_errors(infos: list[LayerInfo], group_size: int) -> dict[str, dict[str
         energy = float(np.mean(np.square(w, dtype=np.float64)))
         errors = {}
         for fmt in info.bits:
-            spec = weight_spec(fmt, group_size)
+            spec = weight_spec(fmt, group_size, info.layer)
             if spec is None:
                 errors[fmt] = (0.0, 0.0)
                 continue

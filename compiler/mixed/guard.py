@@ -1,16 +1,22 @@
-"""The guard: a proxy plan is only kept when it measures better than every uniform plan that fits.
+"""The guard: a proxy plan is only kept when it measures better than the simpler plans that fit.
 
-For a budget, the knapsack plan and every uniform single-format plan among the candidate formats
+For a budget, the knapsack plan, every uniform single-format plan among the candidate formats
 (format f on every free layer that can take it, fp16 on those that cannot, as the uniform preset
-compiles; overrides fixed as given) whose average bits fit the budget are run with onnxruntime
+compiles; overrides fixed as given) and the knapsack plan restricted to each pair of candidate
+formats (same proxy errors; e.g. fp6 on most layers and fp4 on the least sensitive ones when
+uniform fp6 is just over the budget) whose average bits fit the budget are run with onnxruntime
 on the calibration samples the sensitivities use (held-out ones excluded), each weight replaced
 by its round-to-nearest dequantized value (runner.py: a feed, nothing rebuilt), and compared by
 the `measured` metric (1 - mean output cosine by default) against the float model. The least
 error wins; ties keep the proxy plan, then the first format in candidate order.
 
-Cost: `samples` reference runs once per analysis, then `samples` runs per distinct plan; uniform
-plans do not depend on the budget and are measured once per analysis (memoized), so a budget costs
-at most (1 + candidate formats) x samples runs, samples = min(calibration samples, guard_samples).
+Why pairs: the proxies rank layers well enough but misjudge how errors of different formats add
+up across layers, so their all-format plans can lose to a two-format plan at the same budget
+(measured on all-MiniLM-L6-v2 at 6 bits: docs/MIXED_PRECISION.md).
+
+Cost: `samples` reference runs once per analysis, then `samples` runs per distinct plan (memoized;
+uniform plans do not depend on the budget), so a budget costs at most (1 + F + F(F-1)/2) x samples
+runs for F candidate formats, samples = min(calibration samples, guard_samples).
 What it does not see: activation quantization (overrides to w8a8/fp8/w4a8 are evaluated as
 weight-only; the same in every compared plan), and the recipe's weight algorithm (GPTQ, AWQ...):
 every plan is compared with RTN weights.
@@ -19,11 +25,12 @@ every plan is compared with RTN weights.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
-from qcompile.mixed.allocate import REL_TOL
-from qcompile.mixed.candidates import HIGH_PRECISION_BITS, LayerInfo, preset_of
-from qcompile.recipe import Recipe
+from qcompile.errors import RecipeError
+from qcompile.mixed.allocate import REL_TOL, allocate
+from qcompile.mixed.candidates import HIGH_PRECISION_BITS, LayerInfo, layer_choice, preset_of
 
 UNIFORM_FALLBACK = "fp16"  # what a uniform preset leaves a layer that cannot take its format
 
@@ -50,9 +57,9 @@ class PlanEvaluator:
         if key not in self._memo:
             feeds = {}
             for name, value in key:
-                spec = Recipe(precision=preset_of(value), group_size=self.group_size).choice_for(name).weights
+                layer = self.infos[name].layer
+                spec = layer_choice(layer, preset_of(value), self.group_size).weights
                 if spec is not None:
-                    layer = self.infos[name].layer
                     dequantized = quantize_weight(layer.weight_nk(), spec).dequantize()
                     feeds[layer.source.name] = source_layout(layer, dequantized)
             outputs = [self.runner.run(s, weights=feeds) for s in self.samples]
@@ -63,7 +70,7 @@ class PlanEvaluator:
 
 @dataclasses.dataclass
 class Candidate:
-    label: str  # "lim plan" or "uniform fp6"
+    label: str  # "lim plan", "uniform fp6" or "fp4+fp6"
     choice: dict[str, str]  # free layer -> format
     average_bits: float
     error: float | None = None  # None: not measured
@@ -87,20 +94,41 @@ def average_bits(infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], ch
     return sum(i.params * (fixed[i.name][1] if i.name in fixed else _bits(i, choice[i.name])) for i in infos) / total
 
 
+def pair_choice(infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], error: dict[str, dict[str, float]],
+                pair: tuple[str, str], budget: float) -> dict[str, str] | None:
+    """The knapsack plan with only the formats of `pair` (fp16 where a layer takes neither); None
+    when even the cheaper of the two does not fit."""
+    restricted = [dataclasses.replace(i, bits={f: i.bits[f] for f in pair if f in i.bits} or
+                                      {UNIFORM_FALLBACK: HIGH_PRECISION_BITS}) for i in infos]
+    table = {i.name: {f: error.get(i.name, {}).get(f, 0.0) for f in i.bits} for i in restricted}
+    try:
+        return allocate(restricted, table, budget, {name: bits for name, (_, bits) in fixed.items()}).choice
+    except RecipeError:
+        return None
+
+
 def compare(evaluator: PlanEvaluator, infos: list[LayerInfo], fixed: dict[str, tuple[str, float]],
-            formats: tuple[str, ...], proxy: Candidate, budget: float) -> tuple[Candidate, list[Candidate]]:
+            formats: tuple[str, ...], proxy: Candidate, budget: float,
+            error: dict[str, dict[str, float]]) -> tuple[Candidate, list[Candidate]]:
     """(the winner, every candidate with its measured error or why it was not measured)."""
     fixed_formats = {name: value for name, (value, _) in fixed.items()}
     candidates = [proxy]
     for fmt in formats:
         choice = uniform_choice(infos, fixed, fmt)
         candidates.append(Candidate(f"uniform {fmt}", choice, average_bits(infos, fixed, choice)))
+    for pair in itertools.combinations(formats, 2):
+        choice = pair_choice(infos, fixed, error, pair, budget)
+        if choice is not None:  # None: its cheaper format alone is over the budget (listed as uniform)
+            candidates.append(Candidate("+".join(pair), choice, average_bits(infos, fixed, choice)))
+    seen: dict[tuple, str] = {}
     for c in candidates:
+        key = tuple(sorted(c.choice.items()))
         if c.average_bits > budget * (1 + REL_TOL):
             c.note = "over the budget"
-        elif c is not proxy and c.choice == proxy.choice:
-            c.note = "same as the proxy plan"
+        elif key in seen:
+            c.note = f"same as {seen[key]}"
         else:
+            seen[key] = c.label
             c.error = evaluator.error({**fixed_formats, **c.choice})
     measured = [c for c in candidates if c.error is not None]
     best = min(measured, key=lambda c: c.error)  # min keeps the first of equals: the proxy plan, then format order
@@ -109,8 +137,8 @@ def compare(evaluator: PlanEvaluator, infos: list[LayerInfo], fixed: dict[str, t
 
 def summary(best: Candidate, candidates: list[Candidate], metric: str) -> str:
     parts = [f"{c.label} {c.error:.4g}" for c in candidates if c.error is not None]
-    skipped = [f"{c.label} ({c.note})" for c in candidates if c.error is None and c.note == "over the budget"]
+    skipped = [c.label for c in candidates if c.error is None and c.note == "over the budget"]
     verdict = "kept the proxy plan" if best is candidates[0] else f"chose {best.label} over the {candidates[0].label}"
     return (f"guard: {verdict}; measured {metric} error on the calibration samples: " + ", ".join(parts)
-            + (f"; not measured: {', '.join(skipped)}" if skipped else ""))
+            + (f"; over the budget: {', '.join(skipped)}" if skipped else ""))
 

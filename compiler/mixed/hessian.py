@@ -108,7 +108,7 @@ def hessian(ctx: Context) -> Sensitivity:
             score[info.name] = trace
             deq = {}
             for f in info.bits:
-                spec = weight_spec(f, ctx.group_size)
+                spec = weight_spec(f, ctx.group_size, layer)
                 deq[f] = w if spec is None else quantize_weight(w, spec).dequantize().astype(np.float32)
             error[info.name], energy[info.name] = output_errors(w, moment, deq)
     normalize = ctx.options.hessian_normalize

@@ -45,9 +45,8 @@ def measured(ctx: Context) -> Sensitivity:
         for fmt in quantized:
             takers = [m for m in members if fmt in m.bits]
             if takers:
-                spec = weight_spec(fmt, ctx.group_size)
-                feeds = {m.layer.source.name: source_layout(m.layer, quantize_weight(m.layer.weight_nk(), spec).dequantize())
-                         for m in takers}
+                feeds = {m.layer.source.name: source_layout(m.layer, quantize_weight(
+                    m.layer.weight_nk(), weight_spec(fmt, ctx.group_size, m.layer)).dequantize()) for m in takers}
                 e = output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric)
                 shares = np.array([m.params * ctx.weight_errors[m.name][fmt][1] for m in takers], np.float64)
                 shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(takers), 1.0 / len(takers))

@@ -66,6 +66,17 @@ def test_a_better_proxy_plan_is_kept(analysis):
     assert errors["hessian plan"] <= min(e for e in errors.values() if e is not None)
 
 
+def test_two_format_plans_are_measured_when_the_uniform_plan_is_just_over_the_budget(analysis):
+    plan = plan_guarded(analysis, 6.1, _options())  # uniform fp6: 6.125 bits
+    candidates = {c["plan"]: c for c in plan.details["guard"]["candidates"]}
+    assert candidates["uniform fp6"]["note"] == "over the budget"
+    pair = candidates["fp4+fp6"]
+    assert pair["average_bits"] <= 6.1 * (1 + TOL) and (pair["error"] is not None or pair["note"].startswith("same as"))
+    measured = [c["error"] for c in candidates.values() if c["error"] is not None]
+    assert candidates[plan.details["guard"]["chosen"]]["error"] == min(measured)
+    assert plan.average_bits <= 6.1 * (1 + TOL)
+
+
 def test_budget_and_overrides_hold_and_uniform_plans_count_them():
     options = _options(overrides={"head": "int8", "re:up0": "fp16"})
     fixed = analyze(residual_mlp(3, gains={1: 3.0}), calibration(), options)
@@ -91,7 +102,8 @@ def test_guard_is_deterministic_and_its_cost_is_bounded():
     assert first.to_dict() == second.to_dict()
     guard = first.details["guard"]
     assert guard["samples"] == 3
-    assert guard["new_runs"] <= (1 + len(FORMATS)) * 3  # the plan and each uniform plan, once per sample
+    f = len(FORMATS)
+    assert guard["new_runs"] <= (1 + f + f * (f - 1) // 2) * 3  # the plan, each uniform and pair plan, once per sample
 
 
 def test_no_guard_keeps_the_raw_plan(analysis):

@@ -98,3 +98,15 @@ def test_run_auto_needs_a_budget_or_a_plan():
     with pytest.raises(RecipeError, match="--avg-bits"):
         run_auto(residual_mlp(2), None, avg_bits=None, sweep=(), plan_path=None, overrides=(), output=None,
                  report_dir=None, force=False, progress=None)
+
+
+def test_candidate_bits_use_the_group_size_compile_fits_to_k():
+    import tiny_models
+    from qcompile.mixed.candidates import layer_infos, weight_spec
+    from qcompile.model_io import load_model
+    from qcompile.passes.canonicalize import find_layers
+
+    ir_model, _ = load_model(tiny_models.mlp(k=96))  # fc1: K=96, compiled at group 32 when 64 is asked
+    infos = {i.name: i for i in layer_infos(find_layers(ir_model.graph)[0], ("int4",), 64)}
+    assert infos["fc1"].bits["int4"] == 4 + 32 / 32 and infos["fc2"].bits["int4"] == 4 + 32 / 64
+    assert weight_spec("int4", 64, infos["fc1"].layer).group_size == 32
