@@ -29,7 +29,8 @@ TABLES = {
     "algorithms": ",".join([
         *(f"qc:w4a16:group_size={g}{a}" for g in (128, 32) for a in (
             "", ":opt.mse_clip=true", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8",
-            ":algorithm=gptq:lorc_rank=8")),
+            ":algorithm=gptq:lorc_rank=8", ":offsets=true", ":offsets=true:algorithm=gptq",
+            ":offsets=true:algorithm=gptq:lorc_rank=8")),
         *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),
         "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:opt.alpha=search",
         "ort:static:sym", "ort:static:asym"]),

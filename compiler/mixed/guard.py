@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from pathlib import Path
 
 from qcompile.errors import RecipeError
 from qcompile.mixed.allocate import REL_TOL, allocate
 from qcompile.mixed.candidates import HIGH_PRECISION_BITS, LayerInfo, layer_choice, preset_of
+
+logger = logging.getLogger(__name__)
 
 UNIFORM_FALLBACK = "fp16"  # what a uniform preset leaves a layer that cannot take its format
 
@@ -130,6 +133,7 @@ def compare(evaluator: PlanEvaluator, infos: list[LayerInfo], fixed: dict[str, t
         else:
             seen[key] = c.label
             c.error = evaluator.error({**fixed_formats, **c.choice})
+            logger.info("guard: %-22s %.3f bits  error %.4g", c.label, c.average_bits, c.error)
     measured = [c for c in candidates if c.error is not None]
     best = min(measured, key=lambda c: c.error)  # min keeps the first of equals: the proxy plan, then format order
     return best, candidates
