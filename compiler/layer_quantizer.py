@@ -71,17 +71,23 @@ def make_groups(planned: list, recipe: Recipe) -> list[Group]:
     return list(groups.values())
 
 
-def _chunks(groups: list[Group]) -> list[list[Group]]:
-    """Groups to observe together, so that the statistics held at once stay within budget."""
+def chunk_by_cost(items: list, cost: Callable, budget: int) -> list[list]:
+    """Consecutive items in chunks whose summed cost (bytes held at once) stays within budget."""
     chunks, current, used = [], [], 0
-    for g in groups:
-        cost = 8 * g.k * g.k if "hessian" in g.needs else 4 * g.k * (TOKEN_SAMPLE + 4)
-        if current and used + cost > STATS_BUDGET_BYTES:
+    for item in items:
+        c = cost(item)
+        if current and used + c > budget:
             chunks.append(current)
             current, used = [], 0
-        current.append(g)
-        used += cost
+        current.append(item)
+        used += c
     return chunks + [current] if current else chunks
+
+
+def _chunks(groups: list[Group]) -> list[list[Group]]:
+    """Groups to observe together, so that the statistics held at once stay within budget."""
+    return chunk_by_cost(groups, lambda g: 8 * g.k * g.k if "hessian" in g.needs else 4 * g.k * (TOKEN_SAMPLE + 4),
+                         STATS_BUDGET_BYTES)
 
 
 def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: Recipe,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcompile.layer_quantizer import chunk_by_cost
 from qcompile.mixed.candidates import weight_spec
 from qcompile.mixed.runner import WeightSwapRunner, stream
 from qcompile.mixed.sensitivity import Context, Sensitivity
@@ -39,24 +40,12 @@ def _rows(x: np.ndarray, conv: bool) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
-def _chunks(sizes: dict[str, int], budget: int) -> list[list[str]]:
-    chunks, current, used = [], [], 0
-    for name, k in sizes.items():
-        cost = 8 * k * k
-        if current and used + cost > budget:
-            chunks.append(current)
-            current, used = [], 0
-        current.append(name)
-        used += cost
-    return chunks + [current] if current else chunks
-
-
 def second_moments(ctx: Context, sizes: dict[str, int], conv: dict[str, bool]) -> dict[str, tuple]:
     """Input -> (E[x x^T] or None for a conv input, tr(E[x x^T]) per token row, channels), streamed
     in chunks of inputs whose K x K float64 matrices together fit GRAM_BUDGET_BYTES."""
     runner = WeightSwapRunner(ctx.path, extra_outputs=list(sizes))
     out = {}
-    for chunk in _chunks({n: 0 if conv[n] else k for n, k in sizes.items()}, GRAM_BUDGET_BYTES):
+    for chunk in chunk_by_cost(list(sizes), lambda n: 0 if conv[n] else 8 * sizes[n] ** 2, GRAM_BUDGET_BYTES):
         acc: dict[str, list] = {n: [None, 0.0, 0, 1] for n in chunk}  # gram, sum of squares, rows, channels
 
         def consume(name: str, x: np.ndarray) -> None:
