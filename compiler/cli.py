@@ -83,6 +83,7 @@ def main():
 @click.option("--formats", default="int4,fp4,fp6,int8,fp8,fp16", show_default=True, help="--precision auto: candidate weight formats.")
 @click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default="lim", show_default=True, help="--precision auto: layer sensitivity method.")
 @click.option("--sensitivity-samples", type=click.IntRange(min=1), default=4, show_default=True, help="Calibration samples for --sensitivity measured.")
+@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default="auto", show_default=True, help="--precision auto: model-output error of --sensitivity measured and the guard; auto = KL divergence on outputs named like logits, 1 - cosine on the others.")
 @click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: figures + HTML [default: OUTPUT stem + .mixed/].")
@@ -92,7 +93,7 @@ def main():
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
                     lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
-                    sensitivity, sensitivity_samples, sweep, plan_path, report_dir, no_guard, force, print_python, quiet):
+                    sensitivity, sensitivity_samples, error_metric, sweep, plan_path, report_dir, no_guard, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -122,6 +123,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             recipe = Recipe.from_dict({**base, **changes})
             _compile_auto(model, calib, recipe, pairs, output, report_path, force, quiet, avg_bits=avg_bits,
                           formats=formats, method=sensitivity, sensitivity_samples=sensitivity_samples,
+                          error_metric=error_metric,
                           sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
                           report_dir=report_dir, guard=not no_guard)
             if engine is not None:

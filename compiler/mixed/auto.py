@@ -171,9 +171,9 @@ def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, m
     if best is not proxy:
         predicted = sum(error[n].get(f, 0.0) for n, f in best.choice.items())
         plan = _make_plan(analysis, best.choice, avg_bits, options, plan.method, error, predicted, "guard")
-    plan.details["guard"] = {"metric": ev.metric, "samples": len(ev.samples), "chosen": best.label,
+    plan.details["guard"] = {"metric": ev.metric_label, "samples": len(ev.samples), "chosen": best.label,
                              "new_runs": ev.runs - runs, "candidates": [c.to_dict() for c in candidates]}
-    plan.notes.append(summary(best, candidates, ev.metric))
+    plan.notes.append(summary(best, candidates, ev.metric_label))
     return plan
 
 
@@ -208,13 +208,15 @@ _run_sweep = sweep  # run_auto's `sweep` argument (the budgets) shadows the func
 def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORMATS, method: str = "lim",
              sensitivity_samples: int = 4, sweep=(), plan_path=None, overrides=(), output=None,
              report_dir=None, force: bool = False, progress: Progress | None = None,
-             recipe: Recipe | None = None, report_path=None, guard: bool = True):
+             recipe: Recipe | None = None, report_path=None, guard: bool = True,
+             error_metric: str = "auto"):
     """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
     to the output (OUTPUT.plan.json), and figures + an HTML page into `report_dir` (default
     OUTPUT stem + ".mixed/"). Returns (Artifacts, Plan, [figure and HTML paths]).
 
     `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`.
-    `guard=False` keeps the raw knapsack plan (no comparison with the uniform plans)."""
+    `guard=False` keeps the raw knapsack plan (no comparison with the uniform plans); `error_metric`
+    is the model-output error of the measured sensitivity and the guard (runner.output_error)."""
     from qcompile.mixed import figures
     from qcompile.model_io import check_output_path
     from qcompile.pipeline import compile
@@ -233,7 +235,8 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
         overrides.items() if isinstance(overrides, dict) else overrides)
     options = AutoOptions(avg_bits, parse_formats(formats), method, tuple(merged), base.group_size, base.holdout,
-                          sensitivity=SensitivityOptions(samples=sensitivity_samples), guard=guard)
+                          sensitivity=SensitivityOptions(samples=sensitivity_samples, measured_metric=error_metric),
+                          guard=guard)
     plan_out = output.with_name(output.name + ".plan.json") if output is not None else None
     if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
         check_output_path(plan_out, [], force)

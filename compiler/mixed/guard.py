@@ -7,7 +7,8 @@ formats (same proxy errors; e.g. fp6 on most layers and fp4 on the least sensiti
 uniform fp6 is just over the budget) whose average bits fit the budget are run with onnxruntime
 on the calibration samples the sensitivities use (held-out ones excluded), each weight replaced
 by its round-to-nearest dequantized value (runner.py: a feed, nothing rebuilt), and compared by
-the `measured` metric (1 - mean output cosine by default) against the float model. The least
+the `measured` metric against the float model (runner.output_error; by default KL divergence
+of the next-token distributions on outputs named like logits, 1 - mean cosine on the others). The least
 error wins; ties keep the proxy plan, then the first format in candidate order.
 
 Why pairs: the proxies rank layers well enough but misjudge how errors of different formats add
@@ -43,11 +44,12 @@ class PlanEvaluator:
     onnxruntime session over the float model; results memoized per assignment."""
 
     def __init__(self, path: Path, infos: list[LayerInfo], samples: list[dict], group_size: int, metric: str):
-        from qcompile.mixed.runner import WeightSwapRunner
+        from qcompile.mixed.runner import WeightSwapRunner, metric_label
 
         self.infos = {info.name: info for info in infos}
         self.samples, self.group_size, self.metric = samples, group_size, metric
         self.runner = WeightSwapRunner(path, swappable=[info.layer for info in infos])
+        self.metric_label = metric_label(metric, self.runner.output_names)
         self.reference = [self.runner.run(s) for s in samples]
         self.runs = len(samples)
         self._memo: dict[tuple, float] = {}
@@ -67,7 +69,7 @@ class PlanEvaluator:
                     feeds[layer.source.name] = source_layout(layer, dequantized)
             outputs = [self.runner.run(s, weights=feeds) for s in self.samples]
             self.runs += len(self.samples)
-            self._memo[key] = max(output_error(self.reference, outputs, self.metric), 0.0)
+            self._memo[key] = max(output_error(self.reference, outputs, self.metric, self.runner.output_names), 0.0)
         return self._memo[key]
 
 

@@ -6,8 +6,8 @@ graph inputs of one session and a quantized layer is a different feed (runner.py
 `measured_max_runs` runs, consecutive layers (graph order) are quantized together in G groups,
 G = max_runs // (formats x samples), and a group's error is shared among its layers in
 proportion to params x relative weight MSE of the format.
-Error: "cosine" = 1 - mean cosine over samples and outputs; "mse" = mean over outputs of
-|ref - out|^2 / |ref|^2.
+Error: runner.output_error ("auto": KL divergence of the next-token distributions on logits,
+1 - mean cosine on other outputs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompile.mixed.candidates import weight_spec
-from qcompile.mixed.runner import WeightSwapRunner, output_error, source_layout
+from qcompile.mixed.runner import WeightSwapRunner, metric_label, output_error, source_layout
 from qcompile.mixed.sensitivity import Context, Sensitivity
 
 
@@ -47,7 +47,8 @@ def measured(ctx: Context) -> Sensitivity:
             if takers:
                 feeds = {m.layer.source.name: source_layout(m.layer, quantize_weight(
                     m.layer.weight_nk(), weight_spec(fmt, ctx.group_size, m.layer)).dequantize()) for m in takers}
-                e = output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric)
+                e = output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric,
+                                 runner.output_names)
                 shares = np.array([m.params * ctx.weight_errors[m.name][fmt][1] for m in takers], np.float64)
                 shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(takers), 1.0 / len(takers))
                 for m, share in zip(takers, shares):
@@ -59,5 +60,5 @@ def measured(ctx: Context) -> Sensitivity:
         probes = [f for f in info.bits if weight_spec(f, ctx.group_size) is not None]
         score[info.name] = error[info.name][min(probes, key=lambda f: info.bits[f])] if probes else 0.0
     return Sensitivity("measured", score, error, {
-        "metric": opts.measured_metric, "samples": len(samples), "groups": len(groups),
+        "metric": metric_label(opts.measured_metric, runner.output_names), "samples": len(samples), "groups": len(groups),
         "runs": len(groups) * len(quantized) * len(samples), "score": "error of the layer's fewest-bit format"})

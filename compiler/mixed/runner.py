@@ -37,17 +37,46 @@ def stream(runner: WeightSwapRunner, names: list[str], samples, consume: Callabl
                 progress(done, total)
 
 
-def output_error(reference, outputs, metric: str) -> float:
-    """Model-output error of `outputs` against `reference` (per sample, a list of output tensors):
-    "cosine" = 1 - mean cosine over samples and outputs; "mse" = mean over outputs of
-    |ref - out|^2 / |ref|^2 summed over samples."""
-    if metric == "cosine":
-        return 1.0 - float(np.mean([cosine(r, o) for ref, out in zip(reference, outputs) for r, o in zip(ref, out)]))
+def output_metrics(metric: str, names: list[str]) -> list[str]:
+    """The metric per output: "auto" is "kl" on outputs named like logits ("logits" in the name,
+    any case), "cosine" on the others."""
+    if metric != "auto":
+        return [metric] * len(names)
+    return ["kl" if "logits" in name.lower() else "cosine" for name in names]
+
+
+def metric_label(metric: str, names: list[str]) -> str:
+    """E.g. "kl" or "auto (kl on logits)", for plans and reports."""
+    if metric != "auto":
+        return metric
+    return "auto (" + ", ".join(f"{kind} on {name}" for kind, name in zip(output_metrics(metric, names), names)) + ")"
+
+
+def kl_divergence(reference: np.ndarray, output: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(reference) || softmax(output)), softmax over the last axis."""
+    def log_softmax(x):
+        x = np.asarray(x, np.float64)
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+    log_p, log_q = log_softmax(reference), log_softmax(output)
+    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)))
+
+
+def output_error(reference, outputs, metric: str, names: list[str]) -> float:
+    """Model-output error of `outputs` against `reference` (per sample, a list of output tensors
+    named `names`), the mean over outputs of: "cosine" = 1 - mean cosine over samples; "mse" =
+    |ref - out|^2 / |ref|^2 summed over samples; "kl" = mean KL divergence of the last axis'
+    softmax (next-token distributions for logits) over samples; "auto" = output_metrics."""
     errs = []
-    for i in range(len(reference[0])):
-        num = sum(float(np.sum((np.asarray(r[i], np.float64) - o[i]) ** 2)) for r, o in zip(reference, outputs))
-        den = sum(float(np.sum(np.asarray(r[i], np.float64) ** 2)) for r in reference)
-        errs.append(num / max(den, 1e-30))
+    for i, kind in enumerate(output_metrics(metric, names)):
+        pairs = [(np.asarray(ref[i], np.float64), np.asarray(out[i], np.float64)) for ref, out in zip(reference, outputs)]
+        if kind == "cosine":
+            errs.append(1.0 - float(np.mean([cosine(r, o) for r, o in pairs])))
+        elif kind == "kl":
+            errs.append(float(np.mean([kl_divergence(r, o) for r, o in pairs])))
+        else:
+            errs.append(sum(float(np.sum((r - o) ** 2)) for r, o in pairs) / max(sum(float(np.sum(r ** 2)) for r, _ in pairs), 1e-30))
     return float(np.mean(errs))
 
 

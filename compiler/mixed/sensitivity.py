@@ -18,7 +18,7 @@ from qcompile.errors import RecipeError
 from qcompile.mixed.candidates import LayerInfo
 
 ZD_DIRECTIONS = ("higher", "lower")
-MEASURED_METRICS = ("cosine", "mse")
+MEASURED_METRICS = ("auto", "cosine", "mse", "kl")
 HESSIAN_NORMALIZATIONS = ("output", "none")
 
 
@@ -27,7 +27,7 @@ class SensitivityOptions:
     samples: int = 4  # calibration samples the `measured` method runs (the others use all of them)
     zd_threshold: float = 1.0
     zd_direction: str = "higher"  # "higher": more weights above the threshold = more important
-    measured_metric: str = "cosine"  # model-output error: 1 - mean cosine, or MSE relative to the output energy
+    measured_metric: str = "auto"  # model-output error (runner.output_error): KL on logits, 1 - cosine elsewhere
     measured_max_runs: int = 2000  # above this many onnxruntime runs, `measured` quantizes whole blocks
     hessian_normalize: str = "output"  # "output": layer-output error relative to the output energy; "none"
     seed: int = 0
