@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from pathlib import Path
 
 from qcompile.errors import MissingDependencyError
@@ -89,7 +90,7 @@ def accuracy_curve(series: dict[str, list[tuple[float, float]]], path: Path, *, 
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
     ax.set_xlabel("average bits per weight (scales included)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "accuracy versus average bits", fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title or "accuracy versus average bits", 90)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
