@@ -8,8 +8,8 @@ uniform fp6 is just over the budget) whose average bits fit the budget are run w
 on the calibration samples the sensitivities use (held-out ones excluded), each weight replaced
 by its round-to-nearest dequantized value (runner.py: a feed, nothing rebuilt), and compared by
 the `measured` metric against the float model (runner.output_error; by default KL divergence
-of the next-token distributions on outputs named like logits, 1 - mean cosine on the others). The least
-error wins; ties keep the proxy plan, then the first format in candidate order.
+of the next-token distributions on outputs named like logits, 1 - mean cosine on the others).
+The least error wins; ties keep the proxy plan, then the first format in candidate order.
 
 Why pairs: the proxies rank layers well enough but misjudge how errors of different formats add
 up across layers, so their all-format plans can lose to a two-format plan at the same budget
