@@ -58,13 +58,6 @@ def test_offsets_spec_refuses_zero_points_and_pow2_scales():
         WeightSpec(get_format("fp4_e2m1"), "group", 32, scale_constraint="pow2_ratio", offsets=True)
 
 
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlp")
-    onnx.save(tiny_models.mlp(), folder / "mlp.onnx")
-    return folder / "mlp.onnx"
-
-
 def _initializers(model):
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 

@@ -14,13 +14,6 @@ from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.recipe import PRESETS, Recipe
 
 
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlp")
-    onnx.save(tiny_models.mlp(), folder / "mlp.onnx")
-    return folder / "mlp.onnx"
-
-
 def _layers(report):
     return {layer.name: layer for layer in report.layers}
 
