@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -154,7 +155,8 @@ def observe(run: Callable[[Sample, list[str]], list[np.ndarray]], tensors: list[
     At most `chunk` tensors are fetched per run, so memory stays bounded on large models.
     """
     samples = list(samples)
-    stats = {name: TensorStats(i) for i, name in enumerate(tensors)}
+    # seeded by name: the same tensor gets the same reservoir whichever tensors are observed with it
+    stats = {name: TensorStats(zlib.crc32(name.encode())) for name in tensors}
     chunks = [tensors[i:i + chunk] for i in range(0, len(tensors), chunk)] or [[]]
     total, done = len(chunks) * len(samples), 0
     for names in chunks:

@@ -76,6 +76,7 @@ def main():
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report JSON path [default: OUTPUT with .report.json].")
+@click.option("--sequential", is_flag=True, help="Calibrate each block on the outputs of the blocks before it with their weights already quantized (GPTQ's and LKD's setting).")
 @click.option("--no-verify", is_flag=True, help="Skip running both models with onnxruntime (no accuracy in the report).")
 @click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
 @click.option("--shapes", multiple=True, help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
@@ -92,7 +93,7 @@ def main():
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, no_verify, engine, shapes, avg_bits, formats,
+                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, no_verify, engine, shapes, avg_bits, formats,
                     sensitivity, sensitivity_samples, error_metric, sweep, plan_path, report_dir, no_guard, force, print_python, quiet):
     """Quantize MODEL and report its accuracy against the original."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -139,7 +140,8 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
 
         logger.info("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
         artifacts = qcompile.compile(model, recipe, calib, output=output, report_path=report_path, force=force,
-                                     progress=None if quiet else _Bar(), verify=not no_verify)
+                                     progress=None if quiet else _Bar(), verify=not no_verify,
+                                     sequential=sequential)
         click.echo(artifacts.report.table())
         for path in artifacts.files:
             logger.info("wrote %s", path)

@@ -29,3 +29,7 @@ class LayoutError(QCompileError):
 
 class MissingDependencyError(QCompileError):
     """An optional dependency (TensorRT, torch, CUDA) is needed and absent."""
+
+
+class CheckFailed(Exception):
+    """A stage's checker found its result wrong: a qcompile bug (not a QCompileError), named by stage."""

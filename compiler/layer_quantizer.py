@@ -35,7 +35,7 @@ MASK_RANGE = 1e30  # an additive mask built from float32's minimum (DESIGN.md): 
 class Group:
     activation: str
     k: int
-    planned: list  # pipeline._Planned, all with the same LayerChoice
+    planned: list  # planning.Planned, all with the same LayerChoice
     needs: frozenset[str]
 
     @property

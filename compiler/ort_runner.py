@@ -63,10 +63,11 @@ class OrtModel:
     """
 
     def __init__(self, path: Path, *, extra_outputs: list[str] = (), swappable: list[str] = (),
-                 optimize: bool | None = None):
+                 optimize: bool | None = None, proto: onnx.ModelProto | None = None):
+        """`proto`: run this model instead of the file's (its external data still read next to `path`)."""
         import onnxruntime as ort
 
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = onnx.load(str(path), load_external_data=False) if proto is None else proto
         self.graph_inputs = {i.name for i in proto.graph.input}
         self.output_names = [o.name for o in proto.graph.output]
         for name in extra_outputs:

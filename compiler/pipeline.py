@@ -1,11 +1,13 @@
-"""compile(): load -> find layers -> calibrate -> quantize weights -> emit -> check -> save
--> lower plugin nodes -> run both models with onnxruntime -> report."""
+"""compile(): load -> plan -> calibrate and quantize (block by block) -> emit -> check -> save
+-> verify (block by block) -> report. Each stage is one function below; `_Stages.run` times it,
+and its checker names the stage when what it produced is wrong."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,19 +16,20 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile import calibration as calib
-from qcompile import layer_quantizer
-from qcompile.accuracy import compare_outputs
-from qcompile.errors import CalibrationError, ModelError
+from qcompile import layer_quantizer, planning
+from qcompile.block_calibration import quantize_blockwise
+from qcompile.blockwise import BlockModel
+from qcompile.errors import CalibrationError, CheckFailed, ModelError
 from qcompile.model_io import check_output_path, initializer_bytes, load_model, save_model
-from qcompile.ort_runner import OrtModel
-from qcompile.passes.canonicalize import Layer, find_layers
 from qcompile.passes.check_qdq import check_qdq
+from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
-from qcompile.recipe import LayerChoice, Recipe
-from qcompile.report import LayerReport, Report
+from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
+from qcompile.recipe import Recipe
+from qcompile.report import Report
 
 logger = logging.getLogger(__name__)
 MIN_OPSET = 21
@@ -41,13 +44,39 @@ class Artifacts:
     report_path: Path | None = None
     recipe_path: Path | None = None
     files: list[Path] = dataclasses.field(default_factory=list)
+    model: ir.Model | None = None  # the quantized model in memory (weights may point at the saved file)
 
 
 @dataclasses.dataclass
-class _Planned:
-    layer: Layer
-    choice: LayerChoice
-    report: LayerReport
+class _Loaded:
+    model: ir.Model
+    source: Path | None
+    out: Path | None
+    size_before: int
+
+
+@dataclasses.dataclass
+class _Data:
+    calib_set: list
+    eval_set: list
+    eval_source: str
+
+
+class _Stages:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def run(self, name: str, fn: Callable, *args, check: Callable | None = None, **kwargs):
+        """`fn(*args, **kwargs)`, timed; `check(result)` returns the problems that must not be there."""
+        t0 = time.perf_counter()
+        logger.debug("stage %s", name)
+        result = fn(*args, **kwargs)
+        problems = check(result) if check is not None else []
+        if problems:
+            raise CheckFailed(f"stage {name!r}: " + "; ".join(problems[:5]))
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        return result
 
 
 def input_specs(model: ir.Model) -> list[calib.InputSpec]:
@@ -60,62 +89,6 @@ def input_specs(model: ir.Model) -> list[calib.InputSpec]:
         dims = tuple(d if isinstance(d, int) else None for d in value.shape) if value.shape is not None else ()
         specs.append(calib.InputSpec(value.name, dtype, dims))
     return specs
-
-
-def _plan(model: ir.Model, recipe: Recipe) -> tuple[list[_Planned], list[LayerReport]]:
-    layers, skipped = find_layers(model.graph)
-    kept = [LayerReport(s.name, s.op, (0, 0), "fp32", reason=s.reason) for s in skipped]
-    planned = []
-    for layer in layers:
-        choice, note = fit_group_size(layer, recipe.choice_for(layer.name))
-        report = LayerReport(layer.name, layer.op, (layer.n, layer.k), choice.preset)
-        if note:
-            report.details["group_size"] = note
-        reason = unsupported_reason(layer, choice)
-        if reason:
-            report.reason = reason
-            kept.append(report)
-        else:
-            planned.append(_Planned(layer, choice, report))
-    if not layers:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-        raise ModelError("model has no quantizable layer (MatMul, Gemm or Conv with a constant weight)"
-                         + (f": {reasons}" if reasons else ""))
-    return planned, kept
-
-
-def fit_group_size(layer: Layer, choice: LayerChoice) -> tuple[LayerChoice, str]:
-    """A GEMM whose K is not a multiple of the group size takes the largest smaller group size (64, 32)
-    that divides K, as the scale blocks must tile K; the note says so (none fits: unsupported_reason)."""
-    spec = choice.weights
-    if spec is None or spec.granularity != "group" or layer.op == "Conv" or layer.k % spec.group_size == 0:
-        return choice, ""
-    for size in (64, 32):
-        if size < spec.group_size and layer.k % size == 0:
-            weights = dataclasses.replace(spec, group_size=size)
-            return (dataclasses.replace(choice, weights=weights),
-                    f"group size {size}: K={layer.k} is not a multiple of {spec.group_size}")
-    return choice, ""
-
-
-def unsupported_reason(layer: Layer, choice: LayerChoice) -> str:
-    spec = choice.weights
-    if spec is None:
-        return f"left in high precision by the recipe ({choice.preset})"
-    if layer.op == "Gemm" and layer.node.attributes.get_int("transA", 0) and choice.emit == "plugin":
-        return "Gemm with transA=1 has no plugin form"
-    if spec.granularity == "group":
-        if layer.op == "Conv":
-            return "block quantization is for GEMM weights only (TensorRT has no INT4 Conv)"
-        if layer.k % spec.group_size:
-            return f"K={layer.k} is not a multiple of the group size {spec.group_size}"
-    if choice.emit == "plugin":
-        if layer.op == "Conv":
-            return f"{choice.plugin} is a GEMM plugin; Conv has no plugin form"
-        from qcompile.passes.emit_plugins import plugin_shape_problem
-
-        return plugin_shape_problem(choice.plugin, layer.n, layer.k, spec.group_size)
-    return ""
 
 
 def _ensure_opset(model: ir.Model, path: Path | None) -> ir.Model:
@@ -143,77 +116,102 @@ def _reference_path(model: ir.Model, path: Path | None, workdir: Path) -> Path:
 
 def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: str | Path | None = None,
             report_path: str | Path | None = None, force: bool = False, progress: Progress | None = None,
-            verify: bool = True) -> Artifacts:
+            verify: bool = True, sequential: bool = False) -> Artifacts:
     """Quantize `model` (a path or an onnx.ModelProto) with `recipe` (a Recipe or a preset name).
 
     `calibration` is a .npz path, a folder of them, a dict of arrays with a leading sample axis,
-    "random" (explicitly), or None (only for weight-only recipes).
+    "random" (explicitly), or None (only for weight-only recipes). `sequential`: calibrate each
+    block on the outputs of the blocks before it with their weights already quantized.
     """
-    import tempfile
-
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
     recipe = Recipe.preset(recipe) if isinstance(recipe, str) else recipe
+    stages = _Stages()
+    with tempfile.TemporaryDirectory(prefix="qcompile-") as tmp:
+        work = Path(tmp)
+        job = stages.run("load", _load, model, output, force)
+        planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
+        groups = layer_quantizer.make_groups(planned, recipe)
+        data = stages.run("data", _data, job.model, calibration, groups, recipe)
+        ref = stages.run("blocks", _blocks, job, groups, verify, work)
+        quantized = stages.run("calibrate+quantize", quantize_blockwise, ref, groups, data.calib_set, recipe,
+                               folder=work, sequential=sequential, progress=progress,
+                               check=lambda q: _check_quantized(q, planned))
+        qdq, plugins = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
+        violations = stages.run("check", check_tensorrt_rules, job.model)
+        files = stages.run("save", save_model, job.model, job.out) if job.out is not None else []
+        accuracy, blocks = stages.run("verify", _verify, ref, job, data, bool(plugins), work, progress) \
+            if verify else ([], [])
+    report = stages.run("report", _report, job, data, recipe, [p.report for p in planned] + kept,
+                        accuracy, blocks, ref, violations, bool(plugins))
+    report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
+    return _write_outputs(Artifacts(job.out, report, files=files, model=job.model), recipe, report_path)
+
+
+def _load(model, output, force: bool) -> _Loaded:
     ir_model, source = load_model(model)
     out = Path(output) if output is not None else None
     if out is not None:
         check_output_path(out, [source], force)
     ir_model = _ensure_opset(ir_model, source)
-    size_before = initializer_bytes(ir_model)
-    planned, kept = _plan(ir_model, recipe)
-    if not planned:
-        raise ModelError("no layer left to quantize: " + "; ".join(f"{r.name}: {r.reason}" for r in kept[:3]))
-    logger.info("canonicalize: %d layers to quantize, %d kept in high precision", len(planned), len(kept))
-    needs_data = any(p.choice.activations is not None for p in planned) or recipe.algorithm != "rtn" or \
-        bool(recipe.lkd_steps)
-    samples, eval_source = _samples(calibration, ir_model, needs_data, recipe)
+    return _Loaded(ir_model, source, out, initializer_bytes(ir_model))
+
+
+def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
+    needs_data = any("act" in g.needs for g in groups) or recipe.algorithm != "rtn" or bool(recipe.lkd_steps)
+    samples, eval_source = _samples(calibration, model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
-        eval_source = eval_source.replace("held-back ", "") + " (the calibration samples themselves: too few to hold any back)"
-    timings["load"] = time.perf_counter() - start
+        eval_source = eval_source.replace("held-back ", "") + \
+            " (the calibration samples themselves: too few to hold any back)"
+    return _Data(calib_set, eval_set, eval_source)
 
-    with tempfile.TemporaryDirectory(prefix="qcompile-") as work:
-        ref_path = _reference_path(ir_model, source, Path(work))
-        groups = layer_quantizer.make_groups(planned, recipe)
-        observed = sorted({g.activation for g in groups if g.needs})
-        with OrtModel(ref_path, extra_outputs=observed) as original:
-            output_names = original.output_names
-            t0 = time.perf_counter()
-            if observed:
-                logger.info("calibrate: %d activation tensors on %d samples", len(observed), len(calib_set))
-            logger.info("quantize: %d weights (%s)", len(planned), recipe.algorithm)
-            quantized = layer_quantizer.quantize_groups(groups, original.run, calib_set, recipe, progress)
-            timings["calibrate+quantize"] = time.perf_counter() - t0
-            reference = [original.run(s) for s in eval_set] if verify else []
-        qdq_layers, plugin_layers = _emit(ir_model, quantized)
-        problems = check_qdq(ir_model, qdq_layers)
-        if problems:
-            raise RuntimeError("Q/DQ check failed after emission: " + "; ".join(problems))
-        size_after = initializer_bytes(ir_model)
-        files = save_model(ir_model, out) if out is not None else []
 
-        accuracy = []
-        if verify:
-            t0 = time.perf_counter()
-            logger.info("verify: original vs quantized on %d samples with onnxruntime", len(eval_set))
-            accuracy = _verify(ir_model, output_names, eval_set, reference, bool(plugin_layers), out, progress)
-            timings["verify"] = time.perf_counter() - t0
+def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None:
+    """The original model's blocks, when anything runs it (calibration or verification)."""
+    if not verify and not any(g.needs for g in groups):
+        return None
+    ref = BlockModel(_reference_path(job.model, job.source, work))
+    logger.info("blocks: %s", f"one ({ref.blocks.reason})" if ref.blocks.reason else
+                f"{len(ref.blocks.blocks)}, found from the residual stream")
+    return ref
 
-    layer_reports = [p.report for p in planned] + kept
-    timings["total"] = time.perf_counter() - start
-    report = Report(str(source or "<in-memory model>"), recipe.to_dict(), layer_reports, size_before, size_after,
-                    accuracy, len(eval_set) if verify else 0, eval_source, timings=timings)
-    if plugin_layers:
+
+def _check_plan(result) -> list[str]:
+    planned, kept = result
+    if not planned:
+        raise ModelError("no layer left to quantize: " + "; ".join(f"{r.name}: {r.reason}" for r in kept[:3]))
+    return [f"{p.layer.name}: planned without a weight format" for p in planned if p.choice.weights is None]
+
+
+def _check_quantized(quantized, planned) -> list[str]:
+    done = {p.layer.name for qg in quantized for p in qg.group.planned if qg.results or p.report.reason}
+    return [f"{p.layer.name}: neither quantized nor refused" for p in planned if p.layer.name not in done]
+
+
+def _report(job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks, ref, violations,
+            plugins: bool) -> Report:
+    report = Report(str(job.source or "<in-memory model>"), recipe.to_dict(), layers, job.size_before,
+                    initializer_bytes(job.model), accuracy, len(data.eval_set) if accuracy else 0, data.eval_source,
+                    blocks=blocks)
+    if ref is not None:
+        report.notes.append(f"one block: {ref.blocks.reason}" if ref.blocks.reason else
+                            f"{len(ref.blocks.blocks)} blocks found from the residual stream; "
+                            "calibrated and verified block by block")
+    if plugins:
         report.notes.append("plugin GEMMs were measured on their standard-ONNX lowering (same packed bytes)")
-    artifacts = Artifacts(out, report, files=files)
-    if out is not None:
+    report.notes += [f"TensorRT pre-flight: {v}" for v in violations] or ["TensorRT pre-flight: no rule broken"]
+    return report
+
+
+def _write_outputs(artifacts: Artifacts, recipe: Recipe, report_path) -> Artifacts:
+    if artifacts.quantized_model is not None:
+        out = artifacts.quantized_model
         artifacts.recipe_path = out.with_name(out.name + ".recipe.json")
         _write_text(artifacts.recipe_path, json.dumps(recipe.to_dict(), indent=2))
         artifacts.files.append(artifacts.recipe_path)
     if report_path is not None:
         artifacts.report_path = Path(report_path)
-        report.write_json(artifacts.report_path)
+        artifacts.report.write_json(artifacts.report_path)
         artifacts.files.append(artifacts.report_path)
     return artifacts
 
@@ -278,21 +276,20 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
     return qdq, plugins
 
 
-def _verify(model: ir.Model, names, eval_set, reference, has_plugins: bool, out, progress):
-    # Saving with external data repoints the in-memory tensors at the written files, so a model
-    # that was saved is read back from disk rather than reused.
-    if has_plugins:
+def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work: Path, progress):
+    """Original and quantized, block by block. Saving with external data repoints the in-memory tensors
+    at the written files, so a saved model is read back from disk rather than reused."""
+    from qcompile.block_verify import verify_blockwise
+
+    logger.info("verify: original vs quantized on %d samples with onnxruntime, block by block", len(data.eval_set))
+    path = job.out
+    if has_plugins or path is None:
         from qcompile.passes.lower_plugins import LowerPluginNodes
 
-        model = ir.load(out) if out is not None else model
-        LowerPluginNodes()(model)
-        session = OrtModel.from_ir(model)
-    else:
-        session = OrtModel(out) if out is not None else OrtModel.from_ir(model)
-    with session as quantized:
-        results = []
-        for i, sample in enumerate(eval_set):
-            results.append(quantized.run(sample, names))
-            if progress:
-                progress("verify", i + 1, len(eval_set))
-    return compare_outputs(names, reference, results)
+        model = ir.load(job.out) if job.out is not None else job.model
+        if has_plugins:
+            LowerPluginNodes()(model)
+        path = work / "quantized.onnx"
+        save_model(model, path, check=False)
+    (work / "verify").mkdir()
+    return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)

@@ -38,6 +38,17 @@ class OutputAccuracy:
 
 
 @dataclasses.dataclass
+class BlockError:
+    """Error of a block's output (original vs quantized model, each fed its own previous blocks)."""
+
+    block: int
+    value: str
+    cosine_mean: float
+    cosine_min: float
+    relative_mse: float  # sum((ref - q)^2) / sum(ref^2) over the evaluation samples
+
+
+@dataclasses.dataclass
 class Report:
     model: str
     recipe: dict
@@ -49,6 +60,7 @@ class Report:
     eval_source: str  # "held-back calibration samples" or a warning about random data
     notes: list[str] = dataclasses.field(default_factory=list)
     timings: dict = dataclasses.field(default_factory=dict)
+    blocks: list[BlockError] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return _clean(dataclasses.asdict(self))
@@ -78,6 +90,10 @@ class Report:
             for acc in self.accuracy:
                 lines.append(f"  {acc.name}: cosine mean {acc.cosine_mean:.5f} min {acc.cosine_min:.5f}, "
                              f"max |err| {acc.max_abs_error:.4g}, mean |err| {acc.mean_abs_error:.4g}")
+        if self.blocks:
+            lines.append("error at the end of each block (original vs quantized, each fed its own earlier blocks):")
+            lines += [f"  block {b.block} ({b.value}): cosine {b.cosine_mean:.5f}, relative MSE {b.relative_mse:.3g}"
+                      for b in self.blocks]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

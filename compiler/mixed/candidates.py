@@ -62,14 +62,14 @@ class LayerInfo:
 
 def layer_choice(layer: Layer, preset: str, group_size: int):
     """The preset's LayerChoice for this layer as compile() makes it (group size fitted to K)."""
-    from qcompile.pipeline import fit_group_size
+    from qcompile.planning import fit_group_size
 
     return fit_group_size(layer, Recipe(precision=preset, group_size=group_size).choice_for(layer.name))[0]
 
 
 def preset_bits(layer: Layer, preset: str, group_size: int) -> tuple[float | None, str]:
     """(bits per weight, "") for a preset this layer can take, else (None, reason)."""
-    from qcompile.pipeline import unsupported_reason  # the pipeline's own refusal rules, kept in one place
+    from qcompile.planning import unsupported_reason  # the pipeline's own refusal rules, kept in one place
 
     choice = layer_choice(layer, preset, group_size)
     if choice.weights is None:
