@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from qcompile import console
 from qcompile.errors import QCompileError, RecipeError
 
 logger = logging.getLogger("qcompile")
@@ -20,25 +21,6 @@ class _DefaultToCompile(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["compile", *args]
         return super().parse_args(ctx, args)
-
-
-class _Bar:
-    """One progress line per stage on stderr: redrawn on a terminal, every 25% otherwise."""
-
-    def __init__(self):
-        self.tty = sys.stderr.isatty()
-        self.last: dict[str, int] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        pct = 100 * done // max(total, 1)
-        if self.tty:
-            filled = pct // 4
-            end = "\n" if done >= total else ""
-            sys.stderr.write(f"\r  {stage:<10} [{'#' * filled}{'.' * (25 - filled)}] {done}/{total}{end}")
-            sys.stderr.flush()
-        elif pct // 25 != self.last.get(stage, -1):
-            self.last[stage] = pct // 25
-            sys.stderr.write(f"  {stage}: {done}/{total}\n")
 
 
 def _fail(exc: QCompileError) -> None:
@@ -91,12 +73,13 @@ def main():
 @click.option("--no-guard", is_flag=True, help="--precision auto: keep the proxy plan without measuring it against the uniform plans that fit the budget.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table: no progress, no log lines.")
+@click.option("-v", "--verbose", count=True, help="Also the libraries' messages (onnx-ir, onnxruntime, warnings).")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
                     lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, no_verify, engine, shapes, avg_bits, formats,
-                    sensitivity, sensitivity_samples, error_metric, sweep, plan_path, report_dir, no_guard, force, print_python, quiet):
+                    sensitivity, sensitivity_samples, error_metric, sweep, plan_path, report_dir, no_guard, force, print_python, quiet, verbose):
     """Quantize MODEL and report its accuracy against the original."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    progress = console.configure(quiet=quiet, verbose=verbose)
     try:
         from qcompile.recipe import Recipe
 
@@ -122,7 +105,7 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             changes.pop("precision", None)
             base.pop("precision", None)
             recipe = Recipe.from_dict({**base, **changes})
-            _compile_auto(model, calib, recipe, pairs, output, report_path, force, quiet, avg_bits=avg_bits,
+            _compile_auto(model, calib, recipe, pairs, output, report_path, force, progress, avg_bits=avg_bits,
                           formats=formats, method=sensitivity, sensitivity_samples=sensitivity_samples,
                           error_metric=error_metric,
                           sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
@@ -138,9 +121,9 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
         import qcompile
 
-        logger.info("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
+        logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
         artifacts = qcompile.compile(model, recipe, calib, output=output, report_path=report_path, force=force,
-                                     progress=None if quiet else _Bar(), verify=not no_verify,
+                                     progress=progress, verify=not no_verify,
                                      sequential=sequential)
         click.echo(artifacts.report.table())
         for path in artifacts.files:
@@ -149,6 +132,9 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             _build_engine(output, engine, force, shapes)
     except QCompileError as exc:
         _fail(exc)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _budget(text: str) -> float:
@@ -158,13 +144,13 @@ def _budget(text: str) -> float:
         raise RecipeError(f"--sweep: {text!r} is not a number of bits") from None
 
 
-def _compile_auto(model, calib, recipe, overrides, output, report_path, force, quiet, **options) -> None:
+def _compile_auto(model, calib, recipe, overrides, output, report_path, force, progress, **options) -> None:
     from qcompile.mixed import run_auto
 
     if report_path.exists() and not force:
         raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
     artifacts, plan, figures = run_auto(model, calib, overrides=overrides, output=output, force=force,
-                                        progress=None if quiet else _Bar(), recipe=recipe,
+                                        progress=progress, recipe=recipe,
                                         report_path=report_path, **options)
     click.echo(plan.table())
     click.echo(artifacts.report.table())
@@ -232,7 +218,7 @@ def check_command(model):
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
 def build_command(model, engine, shapes, force):
     """Build a TensorRT engine from a quantized MODEL (needs TensorRT and the plugin library)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    console.configure()
     try:
         if not model.is_file():
             raise QCompileError(f"model not found: {model}")

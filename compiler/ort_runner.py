@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,7 +31,8 @@ def session_options(optimize: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # onnxruntime's warnings only when the caller's logging asks for the libraries' messages (qcompile -v)
+    options.log_severity_level = 2 if logging.getLogger("onnxruntime").isEnabledFor(logging.INFO) else 3
     options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
