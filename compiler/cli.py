@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from qcompile import console
+from qcompile import cli_tools, console
 from qcompile.errors import QCompileError, RecipeError
 
 logger = logging.getLogger("qcompile")
@@ -34,7 +34,7 @@ def main():
     """Quantize an ONNX model for TensorRT: `qcompile MODEL --precision w4a8 --calib calib.npz`.
 
     Commands: compile (the default), check (TensorRT pre-flight rules), build (engine from a
-    quantized model).
+    quantized model), lower (plugin nodes as standard ONNX for onnxruntime).
     """
 
 
@@ -226,6 +226,8 @@ def build_command(model, engine, shapes, force):
     except QCompileError as exc:
         _fail(exc)
 
+
+cli_tools.register(main)
 
 if __name__ == "__main__":
     main()

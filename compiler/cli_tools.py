@@ -1,0 +1,43 @@
+"""The `qcompile lower` and `qcompile inspect` commands (registered on the main group by cli.py)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from qcompile import console
+from qcompile.errors import QCompileError
+
+logger = logging.getLogger("qcompile")
+
+
+def _fail(exc: QCompileError) -> None:
+    click.echo(f"qcompile: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.command("lower")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Standard-ONNX model path [default: MODEL with .ref.onnx].")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-v", "--verbose", count=True, help="Also the libraries' messages.")
+def lower_command(model, output, force, quiet, verbose):
+    """Write MODEL's plugin nodes as standard ONNX (decoding the same packed bytes), for onnxruntime."""
+    console.configure(quiet=quiet, verbose=verbose)
+    try:
+        from qcompile.lowering import lower_file
+
+        output = output or model.with_name(model.name.removesuffix(".onnx") + ".ref.onnx")
+        for path in lower_file(model, output, force=force):
+            logger.info("wrote %s", path)
+    except QCompileError as exc:
+        _fail(exc)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(lower_command)
