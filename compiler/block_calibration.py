@@ -47,11 +47,13 @@ def quantized_weights(done: list[QuantizedGroup]) -> dict[str, np.ndarray]:
 
 
 def quantize_blockwise(model: BlockModel | None, groups: list[Group], samples: list, recipe: Recipe, *,
-                       folder: Path, sequential: bool = False,
-                       progress: Callable | None = None) -> list[QuantizedGroup]:
-    """Quantize every group; statistics come from running `model`'s blocks on `samples` in order."""
+                       folder: Path, sequential: bool = False, progress: Callable | None = None,
+                       spill: bool = False) -> list[QuantizedGroup]:
+    """Quantize every group; statistics come from running `model`'s blocks on `samples` in order.
+    `spill`: keep each layer's codes in `folder` (memory-mapped) rather than in memory."""
+    spill_to = folder if spill else None
     if model is None or not any(g.needs for g in groups):
-        return quantize_groups(groups, None, [], recipe, progress)
+        return quantize_groups(groups, None, [], recipe, progress, spill_to)
     by_block: dict[int, list[Group]] = {}
     for g in groups:
         by_block.setdefault(_block_index(model, g), []).append(g)
@@ -72,7 +74,7 @@ def quantize_blockwise(model: BlockModel | None, groups: list[Group], samples: l
         with session:
             logger.info("block %d/%d: %d layers, %d tensors observed", block.index + 1, len(blocks),
                         sum(len(g.planned) for g in mine), len(observed))
-            done = quantize_groups(mine, session.run, feeds, recipe, bar)
+            done = quantize_groups(mine, session.run, feeds, recipe, bar, spill_to)
             offset += sum(len(g.planned) for g in mine)
             out += done
             if block is not blocks[-1]:

@@ -9,7 +9,9 @@ of the activation, and LoRC's input factor is shared; results are split back per
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,13 +23,16 @@ from qcompile.algorithms.hessian import HessianAccumulator, TokenSample
 from qcompile.algorithms.layer import output_mse
 from qcompile.algorithms.options import LkdOptions, LorcOptions
 from qcompile.passes.add_low_rank import takes_side_branch
-from qcompile.quantizer import QuantizedWeight, quantize_weight, sqnr_db
+from qcompile.quantizer import QuantizedWeight, quantize_weight
 from qcompile.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 # Statistics held at once while observing (GPTQ Hessians are K x K float64 each).
 STATS_BUDGET_BYTES = 1_500_000_000
 TOKEN_SAMPLE = 512
+ROW_CHUNK = 1 << 24  # RTN quantizes a weight in row chunks of about this many elements
+SPILL_MIN_BYTES = 1 << 20  # smaller code arrays stay in memory
+_spilled = itertools.count()
 MASK_RANGE = 1e30  # an additive mask built from float32's minimum (DESIGN.md): never quantized
 
 
@@ -91,8 +96,10 @@ def _chunks(groups: list[Group]) -> list[list[Group]]:
 
 
 def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: Recipe,
-                    progress: Callable | None) -> list[QuantizedGroup]:
-    """`run(sample, names)` returns the named tensors for one calibration sample."""
+                    progress: Callable | None, spill: Path | None = None) -> list[QuantizedGroup]:
+    """`run(sample, names)` returns the named tensors for one calibration sample. `spill`: a folder
+    where each layer's codes go once quantized, read back memory-mapped (a large model's codes are
+    then never all resident)."""
     options = make_options(recipe.algorithm, recipe.algorithm_options)
     done, total, out = 0, sum(len(g.planned) for g in groups), []
     for chunk in _chunks(groups):
@@ -112,6 +119,9 @@ def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: R
             stats = {}
         for g in chunk:
             out.append(_quantize_group(g, stats.get(g.activation), accumulators, recipe, options))
+            if spill is not None:
+                for r in out[-1].results:
+                    r.qw.codes = _to_disk(r.qw.codes, spill)
             done += len(g.planned)
             if progress:
                 progress("quantize", done, total)
@@ -157,7 +167,7 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     for p in g.planned:
         _release(p.layer.source.const_value)
     w = weights[0] if len(weights) == 1 else np.concatenate(weights)
-    result = ALGORITHMS[recipe.algorithm].apply(w, spec, cal, options)
+    result = _apply(w, spec, cal, recipe.algorithm, options)
     if recipe.lkd_steps:
         result = ALGORITHMS["lkd"].apply(w, spec, cal, LkdOptions(steps=recipe.lkd_steps), base=result)
     if recipe.lorc_rank and all(takes_side_branch(p.layer) for p in g.planned):
@@ -170,6 +180,31 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     for p, w_layer, r in zip(g.planned, weights, results):
         _fill_report(p, w_layer, r, cal, recipe)
     return QuantizedGroup(g, results, act_scale)
+
+
+def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) -> LayerResult:
+    """The algorithm on `w`; RTN on a large weight by row chunks (rows are independent unless one
+    scale spans the tensor), so its temporaries stay small."""
+    apply = ALGORITHMS[algorithm].apply
+    if algorithm != "rtn" or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
+        return apply(w, spec, cal, options)
+    rows = max(1, ROW_CHUNK // w.shape[1])
+    parts = [apply(w[r:r + rows], spec, cal, options).qw for r in range(0, w.shape[0], rows)]
+
+    def cat(field):
+        values = [getattr(p, field) for p in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return LayerResult(QuantizedWeight(parts[0].spec, cat("codes"), cat("scales"), cat("zero_points"),
+                                       cat("channel_scale"), cat("group_exp"), cat("offsets")))
+
+
+def _to_disk(codes: np.ndarray, folder: Path) -> np.ndarray:
+    if codes.nbytes < SPILL_MIN_BYTES:
+        return codes
+    path = folder / f"codes-{next(_spilled)}.npy"
+    np.save(path, codes)
+    return np.load(path, mmap_mode="r")
 
 
 def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
@@ -189,8 +224,7 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
     r.weight_format = spec.fmt.name
     r.granularity = spec.granularity + (f" {spec.group_size}" if spec.granularity == "group" else "")
     r.bits_per_weight = spec.bits_per_weight(p.layer.n, p.layer.k)
-    effective = result.effective_weight()
-    r.weight_sqnr_db = sqnr_db(w, effective)
+    r.weight_sqnr_db = weight_sqnr_db(w, result)
     r.activation_format = p.choice.activations.fmt.name if p.choice.activations else None
     r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
     algorithms = [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
@@ -207,11 +241,24 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
     if cal.x_sample is not None:
         rtn = quantize_weight(w, p.choice.weights).dequantize()
         r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
-        r.details["output_mse"] = output_mse(cal.x_sample, w, effective)
+        r.details["output_mse"] = output_mse(cal.x_sample, w, result.effective_weight())
     if not spec.offsets and (spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"):
         from qcompile.fold import constraint_costs
 
         r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+
+
+def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 22) -> float:
+    """sqnr_db(w, result.effective_weight()) by row chunks of about `chunk` elements, so that no
+    full-size float64 copy of a large weight is made."""
+    rows = max(1, chunk // w.shape[1])
+    sig = err = 0.0
+    for r0 in range(0, w.shape[0], rows):
+        ref = w[r0:r0 + rows].astype(np.float64)
+        diff = ref - _split(result, r0, r0 + rows).effective_weight()
+        sig += float(np.vdot(ref, ref))
+        err += float(np.vdot(diff, diff))
+    return float("inf") if err == 0 else 10 * np.log10(max(sig, 1e-300) / err)
 
 
 def _summary(info) -> dict:

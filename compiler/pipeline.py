@@ -30,9 +30,11 @@ from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
 from qcompile.recipe import Recipe
 from qcompile.report import Report
+from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
 MIN_OPSET = 21
+STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
 
 Progress = Callable[[str, int, int], None]
 
@@ -134,14 +136,16 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         ref = stages.run("blocks", _blocks, job, groups, verify, work)
         quantized = stages.run("calibrate+quantize", quantize_blockwise, ref, groups, data.calib_set, recipe,
                                folder=work, sequential=sequential, progress=progress,
-                               check=lambda q: _check_quantized(q, planned))
-        qdq, plugins = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
+                               spill=job.size_before > STREAM_BYTES, check=lambda q: _check_quantized(q, planned))
+        emitted = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
+        plugins = bool(emitted[1])
+        del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
         violations = stages.run("check", check_tensorrt_rules, job.model)
-        files = stages.run("save", save_model, job.model, job.out) if job.out is not None else []
-        accuracy, blocks = stages.run("verify", _verify, ref, job, data, bool(plugins), work, progress) \
+        files = stages.run("save", _save, job.model, job.out) if job.out is not None else []
+        accuracy, blocks = stages.run("verify", _verify, ref, job, data, plugins, work, progress) \
             if verify else ([], [])
     report = stages.run("report", _report, job, data, recipe, [p.report for p in planned] + kept,
-                        accuracy, blocks, ref, violations, bool(plugins))
+                        accuracy, blocks, ref, violations, plugins)
     report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
     return _write_outputs(Artifacts(job.out, report, files=files, model=job.model), recipe, report_path)
 
@@ -174,6 +178,12 @@ def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None
     logger.info("blocks: %s", f"one ({ref.blocks.reason})" if ref.blocks.reason else
                 f"{len(ref.blocks.blocks)}, found from the residual stream")
     return ref
+
+
+def _save(model: ir.Model, out: Path) -> list[Path]:
+    if initializer_bytes(model) > STREAM_BYTES:
+        return save_streaming(model, out)
+    return save_model(model, out)
 
 
 def _check_plan(result) -> list[str]:

@@ -27,11 +27,16 @@ class QuantizedLayer:
     act_scale: float | None = None
 
 
+def _as_ml_dtype(codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return codes.view(dtype) if codes.dtype.itemsize == dtype.itemsize == 1 else codes.astype(dtype)
+
+
 def weight_arrays(ql: QuantizedLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
     """(codes, scale, zero point, DQ attributes) in the layout the op reads its weight operand."""
     layer, qw = ql.layer, ql.weight
     fmt = qw.spec.fmt
-    codes = qw.codes.view(np.uint8).view(fmt.ml_dtype) if fmt.kind == "float" else qw.codes.astype(fmt.ml_dtype)
+    # a view, not a copy: a large model's codes are held once
+    codes = qw.codes.view(np.uint8).view(fmt.ml_dtype) if fmt.kind == "float" else _as_ml_dtype(qw.codes, fmt.ml_dtype)
     scales, zeros = qw.scales, qw.zero_points
     groups = scales.shape[1]
     kn = layer.layout == "kn"

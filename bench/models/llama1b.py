@@ -8,7 +8,10 @@ heads, an additive causal mask (MASK_VALUE above the diagonal, a separate tensor
 quantize the Add that takes it), RMSNorm, SiLU-gated MLP. Weights are generated one tensor at
 a time and streamed into `<name>.onnx.data`, so memory stays at about one weight matrix.
 
-    python bench/models/llama1b.py OUT_DIR [--layers 16] [--seed 0]
+    python bench/models/llama1b.py OUT_DIR [--size 1b|7b] [--layers 16] [--seed 0] [--opset 21]
+
+--size 7b is LLaMA-2-7B's shape (6.7B parameters, 27 GB of fp32 weights). --opset 17 writes
+ReduceMean's axes as an attribute (the form exporters emit below opset 18).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 from bench.models.onnx_build import (ExternalDataWriter, GraphBuilder, attention_core, merge_heads,
                                      positions, save_model, split_heads)
 
+SIZES = {"1b": {}, "7b": {"layers": 32, "hidden": 4096, "intermediate": 11008, "heads": 32, "kv_heads": 32}}
 MASK_VALUE = float(np.finfo(np.float32).min)  # what transformers uses for masked positions
 WEIGHT_STD = 0.02  # LLaMA's initializer_range
 CHUNK_ELEMENTS = 1 << 22  # 16 MiB of float32 in memory while generating weights
@@ -50,7 +54,7 @@ class LlamaShape:
 
 
 def build_llama_onnx(out_dir, shape: LlamaShape = LlamaShape(), seed: int = 0,
-                     name: str = "llama1b") -> tuple[Path, int]:
+                     name: str = "llama1b", opset: int = 21) -> tuple[Path, int]:
     """Write OUT_DIR/<name>.onnx and <name>.onnx.data; return (model path, parameter count)."""
     import onnx
 
@@ -62,8 +66,8 @@ def build_llama_onnx(out_dir, shape: LlamaShape = LlamaShape(), seed: int = 0,
     rng = np.random.default_rng(seed)
     with ExternalDataWriter(out_dir / f"{name}.onnx.data") as external:
         g = GraphBuilder(external)
-        _build_graph(g, shape, rng)
-        model = g.model(name)
+        _build_graph(g, shape, rng, opset)
+        model = g.model(name, opset)
     save_model(model, model_path)
     onnx.checker.check_model(str(model_path), full_check=True)
     return model_path, g.n_params
@@ -87,7 +91,7 @@ def _proj(g: GraphBuilder, rng: np.random.Generator, x: str, k: int, n: int, sco
     return g.op("MatMul", [x, _random_weight(g, rng, name, k, n)], f"{scope}/MatMul")
 
 
-def _build_graph(g: GraphBuilder, s: LlamaShape, rng: np.random.Generator) -> None:
+def _build_graph(g: GraphBuilder, s: LlamaShape, rng: np.random.Generator, opset: int) -> None:
     import onnx
 
     ids = g.input("input_ids", onnx.TensorProto.INT64, ["batch", "seq"])
@@ -98,8 +102,8 @@ def _build_graph(g: GraphBuilder, s: LlamaShape, rng: np.random.Generator) -> No
     sin = positions(g, g.const(sin, "model.rope.sin"), ids, "/model/rope/sin")
     mask = _causal_mask(g, ids)
     for i in range(s.layers):
-        x = _block(g, x, s, rng, i, cos, sin, mask)
-    x = _rms_norm(g, x, s, "model.norm", "/model/norm")
+        x = _block(g, x, s, rng, i, cos, sin, mask, opset)
+    x = _rms_norm(g, x, s, "model.norm", "/model/norm", opset)
     logits = _proj(g, rng, x, s.hidden, s.vocab, "/lm_head", "lm_head.weight")
     g.output(logits, "logits", onnx.TensorProto.FLOAT, ["batch", "seq", s.vocab])
 
@@ -127,11 +131,14 @@ def _scalar_tensor(value: float):
     return onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [value])
 
 
-def _rms_norm(g: GraphBuilder, x: str, s: LlamaShape, prefix: str, scope: str) -> str:
+def _rms_norm(g: GraphBuilder, x: str, s: LlamaShape, prefix: str, scope: str, opset: int) -> str:
     """x / sqrt(mean(x^2) + eps) * weight, as exported from LlamaRMSNorm."""
     sq = g.op("Mul", [x, x], f"{scope}/Mul_square")
-    axes = g.const(np.array([-1], np.int64), f"{scope}/axes")
-    mean = g.op("ReduceMean", [sq, axes], f"{scope}/ReduceMean", keepdims=1)
+    if opset >= 18:
+        axes = g.const(np.array([-1], np.int64), f"{scope}/axes")
+        mean = g.op("ReduceMean", [sq, axes], f"{scope}/ReduceMean", keepdims=1)
+    else:
+        mean = g.op("ReduceMean", [sq], f"{scope}/ReduceMean", keepdims=1, axes=[-1])
     mean = g.op("Add", [mean, g.const(np.float32(s.rms_eps), f"{scope}/eps")], f"{scope}/Add_eps")
     inv = g.op("Reciprocal", [g.op("Sqrt", [mean], f"{scope}/Sqrt")], f"{scope}/Reciprocal")
     x = g.op("Mul", [x, inv], f"{scope}/Mul_normalize")
@@ -162,10 +169,10 @@ def _repeat_kv(g: GraphBuilder, x: str, s: LlamaShape, scope: str) -> str:
 
 
 def _block(g: GraphBuilder, x: str, s: LlamaShape, rng: np.random.Generator, i: int,
-           cos: str, sin: str, mask: str) -> str:
+           cos: str, sin: str, mask: str, opset: int) -> str:
     p, sc = f"model.layers.{i}", f"/model/layers.{i}"
     kv_dim = s.kv_heads * s.head_dim
-    h = _rms_norm(g, x, s, f"{p}.input_layernorm", f"{sc}/input_layernorm")
+    h = _rms_norm(g, x, s, f"{p}.input_layernorm", f"{sc}/input_layernorm", opset)
     q = _proj(g, rng, h, s.hidden, s.hidden, f"{sc}/self_attn/q_proj", f"{p}.self_attn.q_proj.weight")
     k = _proj(g, rng, h, s.hidden, kv_dim, f"{sc}/self_attn/k_proj", f"{p}.self_attn.k_proj.weight")
     v = _proj(g, rng, h, s.hidden, kv_dim, f"{sc}/self_attn/v_proj", f"{p}.self_attn.v_proj.weight")
@@ -180,7 +187,7 @@ def _block(g: GraphBuilder, x: str, s: LlamaShape, rng: np.random.Generator, i: 
     a = merge_heads(g, a, s.hidden, f"{sc}/self_attn/merge_heads")
     a = _proj(g, rng, a, s.hidden, s.hidden, f"{sc}/self_attn/o_proj", f"{p}.self_attn.o_proj.weight")
     x = g.op("Add", [x, a], f"{sc}/Add_attn_residual")
-    h = _rms_norm(g, x, s, f"{p}.post_attention_layernorm", f"{sc}/post_attention_layernorm")
+    h = _rms_norm(g, x, s, f"{p}.post_attention_layernorm", f"{sc}/post_attention_layernorm", opset)
     gate = _proj(g, rng, h, s.hidden, s.intermediate, f"{sc}/mlp/gate_proj", f"{p}.mlp.gate_proj.weight")
     up = _proj(g, rng, h, s.hidden, s.intermediate, f"{sc}/mlp/up_proj", f"{p}.mlp.up_proj.weight")
     act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{sc}/mlp/act/Sigmoid")], f"{sc}/mlp/act/Mul")
@@ -198,20 +205,24 @@ def make_calibration(vocab: int, samples: int = 8, seq: int = 32, seed: int = 0)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--layers", type=int, default=LlamaShape.layers)
-    parser.add_argument("--hidden", type=int, default=LlamaShape.hidden)
-    parser.add_argument("--intermediate", type=int, default=LlamaShape.intermediate)
-    parser.add_argument("--heads", type=int, default=LlamaShape.heads)
+    parser.add_argument("--size", choices=sorted(SIZES), default="1b", help="shape preset (options below override it)")
+    parser.add_argument("--layers", type=int, default=None)
+    parser.add_argument("--hidden", type=int, default=None)
+    parser.add_argument("--intermediate", type=int, default=None)
+    parser.add_argument("--heads", type=int, default=None)
     parser.add_argument("--kv-heads", type=int, default=None, help="default: same as --heads")
     parser.add_argument("--vocab", type=int, default=LlamaShape.vocab)
     parser.add_argument("--max-positions", type=int, default=LlamaShape.max_positions)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--opset", type=int, default=21)
+    parser.add_argument("--name", default="llama1b", help="file stem of the model")
     args = parser.parse_args(argv)
-    shape = LlamaShape(layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
-                       heads=args.heads, kv_heads=args.kv_heads or args.heads, vocab=args.vocab,
-                       max_positions=args.max_positions)
+    preset = dataclasses.asdict(LlamaShape(**SIZES[args.size]))
+    chosen = {k: getattr(args, k) for k in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab",
+                                            "max_positions") if getattr(args, k) is not None}
+    shape = LlamaShape(**{**preset, "kv_heads": chosen.get("heads", preset["kv_heads"]), **chosen})
     start = time.perf_counter()
-    model_path, n_params = build_llama_onnx(args.out_dir, shape, args.seed)
+    model_path, n_params = build_llama_onnx(args.out_dir, shape, args.seed, args.name, args.opset)
     calib_path = args.out_dir / "llama_calib.npz"
     np.savez(calib_path, **make_calibration(shape.vocab, seed=args.seed))
     data_path = model_path.with_name(model_path.name + ".data")

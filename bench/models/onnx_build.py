@@ -127,12 +127,12 @@ class GraphBuilder:
         self.nodes.append(onnx.helper.make_node(op_type, inputs, outputs, node_name, **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def model(self, graph_name: str):
+    def model(self, graph_name: str, opset: int = OPSET):
         import onnx
 
         graph = onnx.helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs,
                                        self.initializers)
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
                                        producer_name="qcompile-bench")
         model.ir_version = IR_VERSION
         return model

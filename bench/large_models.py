@@ -1,0 +1,85 @@
+"""qcompile against onnxruntime's MatMulNBitsQuantizer on a LLaMA-shaped model of 1B or 7B
+parameters (random weights, fp32 external data): wall time and peak RSS of each tool, each in
+its own child process, in one run, and their ratios.
+
+    python -m bench.large_models [--size 1b|7b] [--dir /tmp/qc-llama1b] [--opset 21]
+                                 [--rows rtn,rtn-no-verify,gptq,ort-rtn] [--calib-samples 16 --calib-seq 256]
+
+The model is generated once into --dir (1B: 3.8 GB; 7B: 27 GB; never commit it). Peak RSS is
+the child's ru_maxrss (resource.getrusage(RUSAGE_CHILDREN) of a wrapper process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import timed_child
+
+ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
+       "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
+
+
+def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[str]]]:
+    def qc(name, *extra):
+        return ["qcompile", str(model), "--precision", "w4a16", "-o", str(folder / f"q.{name}.onnx"), "--force", "-q",
+                *extra]
+
+    return {
+        "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
+        "rtn-no-verify": ("qcompile w4a16 RTN --no-verify", qc("rtn-nv", "--no-verify")),
+        "gptq": ("qcompile w4a16 GPTQ (calibration file, verification)",
+                 qc("gptq", "--algorithm", "gptq", "--calib", str(calib))),
+        "gptq-sequential": ("qcompile w4a16 GPTQ --sequential",
+                            qc("gptq-seq", "--algorithm", "gptq", "--calib", str(calib), "--sequential")),
+        "ort-rtn": ("onnxruntime MatMulNBitsQuantizer (RTN, block 128)",
+                    [sys.executable, "-c", ORT, str(model), str(folder / "ort.rtn.onnx")]),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["1b", "7b"], default="1b")
+    parser.add_argument("--dir", type=Path, default=None, help="default: /tmp/qc-llama<size>")
+    parser.add_argument("--opset", type=int, default=21)
+    parser.add_argument("--rows", default="rtn,rtn-no-verify,ort-rtn")
+    parser.add_argument("--calib-samples", type=int, default=16)
+    parser.add_argument("--calib-seq", type=int, default=256)
+    args = parser.parse_args(argv)
+    folder = args.dir or Path(f"/tmp/qc-llama{args.size}")
+    model = folder / "llama.onnx"
+    if not model.exists():
+        wall, _, rc = timed_child([sys.executable, "bench/models/llama1b.py", str(folder), "--size", args.size,
+                                   "--opset", str(args.opset), "--name", "llama"])
+        if rc:
+            return rc
+        print(f"generated {model} in {wall:.0f} s")
+    weight_bytes = (folder / "llama.onnx.data").stat().st_size
+    calib = folder / f"calib_{args.calib_samples}x{args.calib_seq}.npz"
+    rng = np.random.default_rng(0)
+    np.savez(calib, input_ids=rng.integers(0, 32000, (args.calib_samples, 1, args.calib_seq), dtype=np.int64))
+    print(f"fp32 weights: {weight_bytes / 1e9:.2f} GB; calibration {args.calib_samples} x {args.calib_seq} tokens")
+
+    table = _rows(model, folder, calib)
+    results = []
+    for key in args.rows.split(","):
+        name, cmd = table[key]
+        wall, rss, rc = timed_child(cmd)
+        results.append((key, name, wall, rss, rc))
+        print(f"  {name}: {wall:.1f} s, {rss / 1e9:.2f} GB{'' if rc == 0 else f' (exit {rc})'}", flush=True)
+    ort = next((r for r in results if r[0] == "ort-rtn" and r[4] == 0), None)
+    print(f"\n| tool | wall s | peak RSS GB | RSS / fp32 weights | time vs onnxruntime | RSS vs onnxruntime |")
+    print("|---|---|---|---|---|---|")
+    for key, name, wall, rss, rc in results:
+        status = "" if rc == 0 else f" (exit {rc})"
+        speed = f"{ort[2] / wall:.2f}x faster" if ort and key != "ort-rtn" else "-"
+        memory = f"{rss / ort[3]:.2f}x" if ort and key != "ort-rtn" else "-"
+        print(f"| {name}{status} | {wall:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} | {speed} | {memory} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""Save a large quantized model tensor by tensor into its external-data file, the graph last.
+
+Each initializer's bytes are written (4-bit codes packed on the way) and the model is repointed
+at the written bytes at once, so an in-memory or memory-mapped tensor is released as soon as it
+is written. Both files are written under temporary names in the output's folder and renamed at
+the end (data first), so a failure or Ctrl-C leaves no partial output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+INLINE_BELOW = 1024  # shape constants and scalars stay in the graph (onnxruntime reads them there)
+ALIGNMENT = 4096  # page-aligned tensors can be memory-mapped
+
+
+def save_streaming(model: ir.Model, out: Path) -> list[Path]:
+    """Write `out` and `out.name + '.data'`; returns both paths."""
+    out = Path(out)
+    data_name = out.name + ".data"
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staged = staging / out.name
+        with open(staging / data_name, "wb") as data:
+            for value in model.graph.initializers.values():
+                _write_tensor(value, data, data_name, staging)
+        ir.save(model, staged)
+        onnx.checker.check_model(str(staged))  # the graph; external data is only located
+        os.replace(staging / data_name, out.parent / data_name)
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _repoint(model, staging, out.parent)
+    return [out, out.parent / data_name]
+
+
+def _write_tensor(value: ir.Value, data, data_name: str, staging: Path) -> None:
+    tensor = value.const_value
+    if tensor is None:
+        return
+    if tensor.nbytes < INLINE_BELOW:
+        if isinstance(tensor, ir.ExternalTensor):  # it points into the input model's files
+            value.const_value = ir.Tensor(np.array(tensor.numpy()), dtype=tensor.dtype, name=tensor.name)
+        return
+    data.seek(-data.tell() % ALIGNMENT, os.SEEK_CUR)
+    offset, raw = data.tell(), tensor.tobytes()
+    data.write(raw)
+    value.const_value = ir.ExternalTensor(data_name, offset, len(raw), tensor.dtype, shape=tensor.shape,
+                                          name=value.name, base_dir=staging)
+    if isinstance(tensor, ir.ExternalTensor):
+        tensor.release()
+
+
+def _repoint(model: ir.Model, staging: Path, folder: Path) -> None:
+    """The tensors point at the staging folder: point them at the final file."""
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ir.ExternalTensor) and Path(tensor.base_dir) == staging:
+            value.const_value = ir.ExternalTensor(tensor.location, tensor.offset, tensor.length, tensor.dtype,
+                                                  shape=tensor.shape, name=tensor.name, base_dir=folder)
