@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         results.append((key, name, wall, rss, rc))
         print(f"  {name}: {wall:.1f} s, {rss / 1e9:.2f} GB{'' if rc == 0 else f' (exit {rc})'}", flush=True)
     ort = next((r for r in results if r[0] == "ort-rtn" and r[4] == 0), None)
-    print(f"\n| tool | wall s | peak RSS GB | RSS / fp32 weights | time vs onnxruntime | RSS vs onnxruntime |")
+    print("\n| tool | wall s | peak RSS GB | RSS / fp32 weights | time vs onnxruntime | RSS vs onnxruntime |")
     print("|---|---|---|---|---|---|")
     for key, name, wall, rss, rc in results:
         status = "" if rc == 0 else f" (exit {rc})"

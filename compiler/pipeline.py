@@ -21,12 +21,12 @@ from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
 from qcompile.errors import CalibrationError, CheckFailed, ModelError
 from qcompile.model_io import check_output_path, initializer_bytes, load_model, save_model
-from qcompile.passes.check_qdq import check_qdq
-from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
+from qcompile.passes.check_qdq import check_qdq
 from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
+from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
 from qcompile.recipe import Recipe
 from qcompile.report import Report

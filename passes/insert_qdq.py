@@ -13,9 +13,9 @@ import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
+from qcompile.formats import Format
 from qcompile.passes.canonicalize import Layer
 from qcompile.passes.initializers import add_initializer, unique_name
-from qcompile.formats import Format
 from qcompile.quantizer import QuantizedWeight
 
 

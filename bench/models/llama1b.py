@@ -27,8 +27,15 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.models.onnx_build import (ExternalDataWriter, GraphBuilder, attention_core, merge_heads,
-                                     positions, save_model, split_heads)
+from bench.models.onnx_build import (
+    ExternalDataWriter,
+    GraphBuilder,
+    attention_core,
+    merge_heads,
+    positions,
+    save_model,
+    split_heads,
+)
 
 SIZES = {"1b": {}, "7b": {"layers": 32, "hidden": 4096, "intermediate": 11008, "heads": 32, "kv_heads": 32}}
 MASK_VALUE = float(np.finfo(np.float32).min)  # what transformers uses for masked positions

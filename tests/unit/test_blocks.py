@@ -19,7 +19,6 @@ from qcompile.blockwise import BlockModel, Carry, run_block
 from qcompile.ort_runner import OrtModel
 from qcompile.passes.find_blocks import find_blocks
 from qcompile.recipe import Recipe
-
 from tiny_models import mlp
 
 SHAPE = LlamaShape(layers=3, hidden=64, intermediate=128, heads=4, kv_heads=2, vocab=50, max_positions=32)
@@ -34,7 +33,8 @@ def llama(tmp_path_factory):
 
 
 def _weights(block) -> list[str]:
-    return [n.inputs[1].name for n in block.nodes if n.op_type == "MatMul" and n.inputs[1].const_value is not None]
+    return [n.inputs[1].name for n in block.nodes
+            if n.op_type == "MatMul" and n.inputs[1].const_value is not None]
 
 
 def test_llama_blocks_are_its_layers_then_the_head(llama):
@@ -72,7 +72,8 @@ def test_blocks_run_in_turn_give_the_whole_model_outputs(llama, tmp_path, budget
     with OrtModel(path) as whole:
         for sample, values in zip(samples, carry.values):
             want = whole.run(sample)[0]
-            np.testing.assert_allclose(values["logits"], want, rtol=ROUNDOFF, atol=ROUNDOFF * np.abs(want).max())
+            atol = ROUNDOFF * np.abs(want).max()
+            np.testing.assert_allclose(values["logits"], want, rtol=ROUNDOFF, atol=atol)
 
 
 def _quantize(path, samples, recipe, tmp_path, *, cuts=None, sequential=False):

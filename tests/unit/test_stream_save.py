@@ -19,7 +19,6 @@ from qcompile.algorithms.options import RtnOptions
 from qcompile.ort_runner import OrtModel
 from qcompile.recipe import Recipe
 from qcompile.stream_save import save_streaming
-
 from tiny_models import calibration, mlp
 
 
@@ -49,7 +48,8 @@ def test_streamed_save_runs_like_the_model_in_memory(tmp_path):
         assert np.array_equal(session.run({"x": x})[0], want)
     # the model in memory now reads its weights from the written file
     moved = [v for v in model.graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
-    assert {v.name for v in moved} == external and all(Path(v.const_value.base_dir) == tmp_path for v in moved)
+    assert {v.name for v in moved} == external
+    assert all(Path(v.const_value.base_dir) == tmp_path for v in moved)
     assert np.array_equal(model.graph.initializers["w1"].const_value.numpy(), onnx.numpy_helper.to_array(
         next(t for t in mlp().graph.initializer if t.name == "w1")))
 
