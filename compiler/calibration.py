@@ -33,6 +33,12 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise CalibrationError(f"cannot read calibration file {path}: {str(exc)[:120]}") from None
 
 
+def calibration_files(source) -> list[Path]:
+    """The calibration files a path names (a .npz, or the .npz files of a folder)."""
+    path = Path(source)
+    return sorted(path.glob("*.npz")) if path.is_dir() else [path]
+
+
 def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_samples: int = 16) -> list[Sample]:
     """Samples from a .npz, a folder of .npz, a dict of arrays (leading sample axis), or "random"."""
     if isinstance(source, str) and source == RANDOM:
@@ -42,7 +48,7 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
     else:
         path = Path(source)
         if path.is_dir():
-            files = sorted(path.glob("*.npz"))
+            files = calibration_files(path)
             if not files:
                 raise CalibrationError(f"calibration folder {path} holds no .npz files")
             arrays = [_load_npz(f) for f in files]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -14,13 +15,42 @@ from qcompile.errors import QCompileError, RecipeError
 logger = logging.getLogger("qcompile")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where Python next runs so that every `with` block cleans up on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 class _DefaultToCompile(click.Group):
-    """`qcompile MODEL ...` means `qcompile compile MODEL ...`."""
+    """`qcompile MODEL ...` means `qcompile compile MODEL ...`. Exit codes: 0 done, 2 a problem with the
+    input or usage (one line), 130 Ctrl-C, 2 SIGTERM; 1 (with a traceback) only for qcompile bugs."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["compile", *args]
         return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, **extra):
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"qcompile: error: {' '.join(exc.format_message().split())} (see qcompile --help)", err=True)
+            sys.exit(2)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("qcompile: interrupted; no output was written", err=True)
+            sys.exit(130)
+        except Terminated:
+            click.echo("qcompile: error: terminated (SIGTERM); no output was written", err=True)
+            sys.exit(2)
+        except QCompileError as exc:
+            _fail(exc)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(exc: QCompileError) -> None:
@@ -99,8 +129,12 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         auto = changes.get("precision", base.get("precision")) == "auto"
         if pairs and not auto:
             changes["overrides"] = {**base.get("overrides", {}), **dict(pairs)}
-        output = output or model.with_name(model.name.removesuffix(".onnx") + ".q.onnx")
-        report_path = report_path or output.with_name(output.name.removesuffix(".onnx") + ".report.json")
+        from qcompile.outputs import check_path, sidecar
+
+        output = output or sidecar(model, ".q.onnx")
+        report_path = report_path or sidecar(output, ".report.json")
+        if engine is not None:
+            check_path(engine, [model, output], force)
         if auto:
             changes.pop("precision", None)
             base.pop("precision", None)
@@ -117,8 +151,6 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
         if print_python:
             click.echo(_python_call(model, recipe, calib, output, report_path, force))
             return
-        if report_path.exists() and not force:
-            raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
         import qcompile
 
         logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
@@ -146,9 +178,10 @@ def _budget(text: str) -> float:
 
 def _compile_auto(model, calib, recipe, overrides, output, report_path, force, progress, **options) -> None:
     from qcompile.mixed import run_auto
+    from qcompile.model_io import model_files
+    from qcompile.outputs import plan_outputs
 
-    if report_path.exists() and not force:
-        raise QCompileError(f"{report_path} exists; pass --force to overwrite it")
+    plan_outputs(output, report=report_path, inputs=model_files(model), force=force)  # before the search
     artifacts, plan, figures = run_auto(model, calib, overrides=overrides, output=output, force=force,
                                         progress=progress, recipe=recipe,
                                         report_path=report_path, **options)
@@ -199,7 +232,7 @@ def check_command(model):
         from qcompile.model_io import load_model
         from qcompile.passes.trt_preflight import check_tensorrt_rules
 
-        ir_model, _ = load_model(model)
+        ir_model, _ = load_model(model, upgrade=False)
         violations = check_tensorrt_rules(ir_model)
     except QCompileError as exc:
         _fail(exc)

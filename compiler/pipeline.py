@@ -20,7 +20,8 @@ from qcompile import layer_quantizer, planning
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
 from qcompile.errors import CalibrationError, CheckFailed, ModelError
-from qcompile.model_io import check_output_path, initializer_bytes, load_model, save_model
+from qcompile.model_io import MIN_OPSET  # noqa: F401  (re-exported)
+from qcompile.model_io import initializer_bytes, load_model, model_files, repoint_external_data, save_model
 from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.check_qdq import check_qdq
@@ -28,12 +29,12 @@ from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
+from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.recipe import Recipe
 from qcompile.report import Report
 from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
-MIN_OPSET = 21
 STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
 
 Progress = Callable[[str, int, int], None]
@@ -55,6 +56,8 @@ class _Loaded:
     source: Path | None
     out: Path | None
     size_before: int
+    paths: OutputPaths | None = None  # every output, checked before any work
+    staged: Path | None = None  # the saved model's staged copy, until everything succeeded
 
 
 @dataclasses.dataclass
@@ -93,21 +96,6 @@ def input_specs(model: ir.Model) -> list[calib.InputSpec]:
     return specs
 
 
-def _ensure_opset(model: ir.Model, path: Path | None) -> ir.Model:
-    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
-    if opset >= MIN_OPSET:
-        return model
-    from onnx import version_converter
-
-    try:
-        proto = version_converter.convert_version(ir.to_proto(model), MIN_OPSET)
-    except Exception as exc:
-        raise ModelError(f"model opset {opset} could not be converted to opset {MIN_OPSET} "
-                         f"(Q/DQ with INT4 and block scales need it): {str(exc)[:120]}") from None
-    logger.info("converted opset %d -> %d", opset, MIN_OPSET)
-    return ir.serde.deserialize_model(proto)
-
-
 def _reference_path(model: ir.Model, path: Path | None, workdir: Path) -> Path:
     if path is not None:
         return path
@@ -127,9 +115,9 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
     """
     recipe = Recipe.preset(recipe) if isinstance(recipe, str) else recipe
     stages = _Stages()
-    with tempfile.TemporaryDirectory(prefix="qcompile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="qcompile-") as tmp, Staging() as staging:
         work = Path(tmp)
-        job = stages.run("load", _load, model, output, force)
+        job = stages.run("load", _load, model, output, report_path, calibration, force)
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
         groups = layer_quantizer.make_groups(planned, recipe)
         data = stages.run("data", _data, job.model, calibration, groups, recipe)
@@ -141,22 +129,28 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         plugins = bool(emitted[1])
         del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
         violations = stages.run("check", check_tensorrt_rules, job.model)
-        files = stages.run("save", _save, job.model, job.out) if job.out is not None else []
+        if job.paths is not None:
+            job.staged = stages.run("save", _save, job.model, job.paths.model, staging)[0]
         accuracy, blocks = stages.run("verify", _verify, ref, job, data, plugins, work, progress) \
             if verify else ([], [])
-    report = stages.run("report", _report, job, data, recipe, [p.report for p in planned] + kept,
-                        accuracy, blocks, ref, violations, plugins)
-    report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
-    return _write_outputs(Artifacts(job.out, report, files=files, model=job.model), recipe, report_path)
+        report = stages.run("report", _report, job, data, recipe, [p.report for p in planned] + kept,
+                            accuracy, blocks, ref, violations, plugins)
+        report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
+        return _write_outputs(Artifacts(job.out, report, model=job.model), recipe, job, report_path, staging)
 
 
-def _load(model, output, force: bool) -> _Loaded:
+def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
+    """The model (opset upgraded) and every output path, refused before any work when unsafe (the
+    model, its external data and the calibration files are inputs no output may replace)."""
     ir_model, source = load_model(model)
     out = Path(output) if output is not None else None
-    if out is not None:
-        check_output_path(out, [source], force)
-    ir_model = _ensure_opset(ir_model, source)
-    return _Loaded(ir_model, source, out, initializer_bytes(ir_model))
+    inputs = model_files(source) if source is not None else []
+    if isinstance(calibration, (str, Path)) and str(calibration) != calib.RANDOM:
+        inputs += calib.calibration_files(calibration)
+    paths = plan_outputs(out, report=report_path, inputs=inputs, force=force) if out is not None else None
+    if out is None and report_path is not None:
+        check_path(report_path, inputs, force)
+    return _Loaded(ir_model, source, out, initializer_bytes(ir_model), paths)
 
 
 def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
@@ -180,10 +174,11 @@ def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None
     return ref
 
 
-def _save(model: ir.Model, out: Path) -> list[Path]:
+def _save(model: ir.Model, out: Path, staging: Staging) -> list[Path]:
+    """The model staged (committed with the sidecars once everything succeeded)."""
     if initializer_bytes(model) > STREAM_BYTES:
-        return save_streaming(model, out)
-    return save_model(model, out)
+        return save_streaming(model, out, staging=staging)
+    return save_model(model, out, staging=staging)
 
 
 def _check_plan(result) -> list[str]:
@@ -213,23 +208,20 @@ def _report(job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks,
     return report
 
 
-def _write_outputs(artifacts: Artifacts, recipe: Recipe, report_path) -> Artifacts:
-    if artifacts.quantized_model is not None:
-        out = artifacts.quantized_model
-        artifacts.recipe_path = out.with_name(out.name + ".recipe.json")
-        _write_text(artifacts.recipe_path, json.dumps(recipe.to_dict(), indent=2))
-        artifacts.files.append(artifacts.recipe_path)
+def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_path,
+                   staging: Staging) -> Artifacts:
+    """Everything succeeded: stage the recipe (and the report, if asked for), move all into place."""
+    paths = job.paths
+    if paths is not None:
+        artifacts.recipe_path = paths.recipe
+        staging.temp_for(paths.recipe).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
     if report_path is not None:
-        artifacts.report_path = Path(report_path)
-        artifacts.report.write_json(artifacts.report_path)
-        artifacts.files.append(artifacts.report_path)
+        artifacts.report_path = paths.report_json if paths is not None else Path(report_path)
+        staging.temp_for(artifacts.report_path).write_text(json.dumps(artifacts.report.to_dict(), indent=2) + "\n")
+    artifacts.files = staging.commit()
+    if job.staged is not None:
+        repoint_external_data(artifacts.model, job.staged.parent, paths.model.parent)
     return artifacts
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
 
 
 def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
@@ -292,11 +284,11 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
     from qcompile.block_verify import verify_blockwise
 
     logger.info("verify: original vs quantized on %d samples with onnxruntime, block by block", len(data.eval_set))
-    path = job.out
+    path = job.staged
     if has_plugins or path is None:
         from qcompile.passes.lower_plugins import LowerPluginNodes
 
-        model = ir.load(job.out) if job.out is not None else job.model
+        model = ir.load(job.staged) if job.staged is not None else job.model
         if has_plugins:
             LowerPluginNodes()(model)
         path = work / "quantized.onnx"

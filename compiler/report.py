@@ -66,10 +66,9 @@ class Report:
         return _clean(dataclasses.asdict(self))
 
     def write_json(self, path: Path) -> None:
-        text = json.dumps(self.to_dict(), indent=2)
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
+        from qcompile.outputs import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def table(self) -> str:
         rows = [("layer", "op", "N x K", "format", "gran.", "bits/w", "SQNR dB", "act", "as / reason")]

@@ -2,42 +2,43 @@
 
 Each initializer's bytes are written (4-bit codes packed on the way) and the model is repointed
 at the written bytes at once, so an in-memory or memory-mapped tensor is released as soon as it
-is written. Both files are written under temporary names in the output's folder and renamed at
-the end (data first), so a failure or Ctrl-C leaves no partial output."""
+is written. Both files are staged (qcompile.outputs.Staging) and renamed into place at the end
+(data first), so a failure or Ctrl-C leaves no partial output."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
+from qcompile.outputs import Staging
+
 INLINE_BELOW = 1024  # shape constants and scalars stay in the graph (onnxruntime reads them there)
 ALIGNMENT = 4096  # page-aligned tensors can be memory-mapped
 
 
-def save_streaming(model: ir.Model, out: Path) -> list[Path]:
-    """Write `out` and `out.name + '.data'`; returns both paths."""
+def save_streaming(model: ir.Model, out: Path, *, staging: Staging | None = None) -> list[Path]:
+    """Write `out` and `out.name + '.data'`; returns both paths. Within `staging` the two files are
+    only staged (the staged paths are returned, the caller commits)."""
     out = Path(out)
     data_name = out.name + ".data"
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        staged = staging / out.name
-        with open(staging / data_name, "wb") as data:
-            for value in model.graph.initializers.values():
-                _write_tensor(value, data, data_name, staging)
-        ir.save(model, staged)
-        onnx.checker.check_model(str(staged))  # the graph; external data is only located
-        os.replace(staging / data_name, out.parent / data_name)
-        os.replace(staged, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _repoint(model, staging, out.parent)
-    return [out, out.parent / data_name]
+    if staging is None:
+        with Staging() as own:
+            staged = save_streaming(model, out, staging=own)
+            own.commit()
+        _repoint(model, staged[0].parent, out.parent)
+        return [out, out.parent / data_name]
+    staged = staging.temp_for(out)
+    data_path = staging.temp_for(out.with_name(data_name))
+    with open(data_path, "wb") as data:
+        for value in model.graph.initializers.values():
+            _write_tensor(value, data, data_name, staged.parent)
+    ir.save(model, staged)
+    onnx.checker.check_model(str(staged))  # the graph; external data is only located
+    return [staged, data_path]
 
 
 def _write_tensor(value: ir.Value, data, data_name: str, staging: Path) -> None:

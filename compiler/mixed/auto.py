@@ -219,6 +219,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     is the model-output error of the measured sensitivity and the guard (runner.output_error)."""
     from qcompile.mixed import figures
     from qcompile.model_io import check_output_path
+    from qcompile.outputs import sidecar
     from qcompile.pipeline import compile
 
     base = recipe or Recipe()
@@ -229,7 +230,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
         avg_bits = loaded.avg_bits
     output = Path(output) if output is not None else None
     if report_dir is None and output is not None:
-        report_dir = output.with_name(output.name.removesuffix(".onnx") + ".mixed")
+        report_dir = sidecar(output, ".mixed")
     if report_dir is not None:
         figures.require_matplotlib()
     merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
@@ -237,7 +238,7 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     options = AutoOptions(avg_bits, parse_formats(formats), method, tuple(merged), base.group_size, base.holdout,
                           sensitivity=SensitivityOptions(samples=sensitivity_samples, measured_metric=error_metric),
                           guard=guard)
-    plan_out = output.with_name(output.name + ".plan.json") if output is not None else None
+    plan_out = sidecar(output, ".plan.json") if output is not None else None
     if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
         check_output_path(plan_out, [], force)
     analysis = None

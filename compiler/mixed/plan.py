@@ -101,11 +101,9 @@ class Plan:
                               '{"avg_bits": ..., "layers": {name: {"format": ...}}}') from None
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(_finite(self.to_dict()), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        from qcompile.outputs import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(_finite(self.to_dict()), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:

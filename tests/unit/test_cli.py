@@ -33,7 +33,7 @@ def test_compile_writes_model_report_and_recipe(workdir):
     result = run(workdir / "mlp.onnx", "--precision", "w8a8", "--calib", workdir / "calib.npz", "-q")
     assert result.exit_code == 0, result.output
     assert "cosine mean" in result.output
-    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.onnx.recipe.json", "mlp.q.report.json"]
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.json"]
 
 
 def test_existing_output_needs_force(workdir):
@@ -57,7 +57,7 @@ def _bad_calib(folder, **arrays):
     ("calib_name", "missing ['x']"),
     ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
     ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
-    ("same_output", "is the input model"),
+    ("same_output", "is an input file"),
     ("no_calib", "needs calibration data"),
     ("bad_override", "is not NAME=PRECISION"),
 ])
@@ -124,7 +124,7 @@ def test_engine_without_tensorrt_fails_cleanly_but_keeps_outputs(workdir):
     assert result.exit_code == 2, result.output
     assert "TensorRT is not installed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.onnx.recipe.json", "mlp.q.report.json"]
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.json"]
 
 
 def test_check_command_flags_a_broken_graph(workdir):
@@ -146,7 +146,7 @@ def test_auto_precision_from_the_command_line(workdir):
                  "--calib", workdir / "calib.npz", "-q")
     assert result.exit_code == 0, result.output
     assert "average bits per weight" in result.output
-    assert (workdir / "mlp.q.onnx.plan.json").is_file() and (workdir / "mlp.q.mixed" / "index.html").is_file()
+    assert (workdir / "mlp.q.plan.json").is_file() and (workdir / "mlp.q.mixed" / "index.html").is_file()
     too_low = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force")
     assert too_low.exit_code == 2 and "minimum" in too_low.stderr, too_low.stderr
 
@@ -155,3 +155,11 @@ def test_build_command_checks_its_arguments(workdir):
     assert run("build", workdir / "nope.onnx").exit_code == 2
     bad = run("build", workdir / "mlp.onnx", "--shapes", "x:1x256")
     assert bad.exit_code == 2 and "NAME:MIN,OPT,MAX" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("args", [["--no-such-option"], ["-p"], ["compile"], ["--group-size", "7"]])
+def test_usage_errors_are_one_line_exit_2(workdir, args):
+    result = run(*([workdir / "mlp.onnx"] if args != ["compile"] else []), *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("qcompile: error:"), result.stderr
+    assert _outputs(workdir) == []

@@ -124,7 +124,7 @@ def test_cli_no_guard_and_plan_reload(tmp_path):
     for flag in ((), ("--no-guard",)):
         result = CliRunner().invoke(main, [*args, *flag])
         assert result.exit_code == 0, result.output
-        plans[flag] = json.loads((tmp_path / "toy.q.onnx.plan.json").read_text())
+        plans[flag] = json.loads((tmp_path / "toy.q.plan.json").read_text())
     assert "guard" in plans[()]["details"] and "guard" not in plans[("--no-guard",)]["details"]
     report = json.loads((tmp_path / "toy.q.report.json").read_text())
     assert not any("guard:" in n for n in report.get("notes", []))

@@ -98,7 +98,7 @@ def test_cli_error_metric(tmp_path):
     assert result.exit_code == 0, result.output
     import json
 
-    plan = json.loads((tmp_path / "m.q.onnx.plan.json").read_text())
+    plan = json.loads((tmp_path / "m.q.plan.json").read_text())
     assert plan["details"]["guard"]["metric"] == "kl"
     bad = CliRunner().invoke(main, [*args, "--error-metric", "l1", "--force"])
     assert bad.exit_code != 0 and "l1" in bad.output

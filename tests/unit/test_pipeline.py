@@ -118,7 +118,7 @@ def test_activation_presets_need_calibration(mlp_path):
 
 def test_input_model_never_overwritten(mlp_path):
     before = mlp_path.read_bytes()
-    with pytest.raises(OutputError, match="is the input model"):
+    with pytest.raises(OutputError, match="is an input file"):
         qcompile.compile(mlp_path, "w4a16", None, output=mlp_path, force=True)
     assert mlp_path.read_bytes() == before
 
@@ -173,6 +173,6 @@ def test_external_data_input_small_output_is_self_contained(tmp_path):
     out = tmp_path / "out" / "q.onnx"
     out.parent.mkdir()
     qcompile.compile(src / "ext.onnx", Recipe("w4a16", exclude=("fc2",)), None, output=out)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["q.onnx", "q.onnx.recipe.json"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["q.onnx", "q.recipe.json"]
     onnx.checker.check_model(str(out))
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in onnx.load(str(out)).graph.initializer)
