@@ -39,9 +39,11 @@ def _check_inside(path: Path, folder: Path, location: str, name: str) -> None:
     root = folder.resolve()
     target = path.resolve()
     if not location or os.path.isabs(location) or "://" in location or root not in target.parents:
-        raise ModelError(f"tensor {name!r} points outside the model's folder ({location!r}); refusing to read it")
+        raise ModelError(f"tensor {name!r} points outside the model's folder ({location!r}); "
+                         "refusing to read it")
     if not target.is_file():
-        raise ModelError(f"external data file {location!r} of tensor {name!r} is missing or not a regular file")
+        raise ModelError(f"external data file {location!r} of tensor {name!r} is missing or not a "
+                         "regular file")
     if target.stat().st_nlink > 1:
         raise ModelError(f"external data file {location!r} of tensor {name!r} has several hard links; "
                          "refusing to read it (copy it instead)")
@@ -71,12 +73,16 @@ def _all_tensors(proto: onnx.ModelProto):
         yield from node_tensors(function.node)
 
 
+def _initializer_tensors(graph: ir.Graph):
+    return (v.const_value for v in graph.initializers.values() if v.const_value is not None)
+
+
 def _ir_tensors(model: ir.Model):
     """Every tensor of the IR model: initializers and attributes, in subgraphs and functions."""
     graphs = [model.graph, *model.functions.values()]
     for graph in graphs:
         if isinstance(graph, ir.Graph):
-            yield from (v.const_value for v in graph.initializers.values() if v.const_value is not None)
+            yield from _initializer_tensors(graph)
         for node in ir.traversal.RecursiveGraphIterator(graph):
             for attr in node.attributes.values():
                 if attr.type == ir.AttributeType.TENSOR:
@@ -84,10 +90,10 @@ def _ir_tensors(model: ir.Model):
                 elif attr.type == ir.AttributeType.TENSORS:
                     yield from attr.value
                 elif attr.type == ir.AttributeType.GRAPH:
-                    yield from (v.const_value for v in attr.value.initializers.values() if v.const_value is not None)
+                    yield from _initializer_tensors(attr.value)
                 elif attr.type == ir.AttributeType.GRAPHS:
                     for g in attr.value:
-                        yield from (v.const_value for v in g.initializers.values() if v.const_value is not None)
+                        yield from _initializer_tensors(g)
 
 
 def repoint_external_data(model: ir.Model, staged: Path, folder: Path) -> None:
@@ -105,7 +111,8 @@ def _anchor_external_data(model: ir.Model, folder: Path) -> None:
             _check_inside(Path(tensor.path), folder, str(tensor.location), tensor.name or "")
 
 
-def load_model(model: str | os.PathLike | onnx.ModelProto, *, upgrade: bool = True) -> tuple[ir.Model, Path | None]:
+def load_model(model: str | os.PathLike | onnx.ModelProto, *,
+               upgrade: bool = True) -> tuple[ir.Model, Path | None]:
     """The model in memory (weights in external data stay lazy, read only from the model's folder,
     or the working folder for an in-memory ModelProto) and the path it came from. `upgrade` converts
     models below MIN_OPSET (weights untouched)."""
@@ -118,7 +125,8 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, *, upgrade: bool = Tr
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ValueError...
-            raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
+            raise ModelError(f"{path} is not a readable ONNX model "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
         folder = path.parent.absolute()
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{path or 'the model'} is not a readable ONNX model (no graph)")
@@ -163,7 +171,7 @@ def upgrade_opset(model: ir.Model, folder: Path, target: int = MIN_OPSET) -> ir.
         result = ir.serde.deserialize_model(converted)
     except Exception as exc:
         raise ModelError(f"model opset {opset} could not be converted to opset {target} "
-                         f"(Q/DQ with INT4 and block scales need it): {str(exc).splitlines()[0][:160]}") from None
+                         f"(Q/DQ with INT4 and block scales need it): {_first_line(exc)}") from None
     for value in result.graph.inputs:
         if value.name in tensors:
             value.const_value = tensors[value.name]
@@ -176,6 +184,10 @@ def upgrade_opset(model: ir.Model, folder: Path, target: int = MIN_OPSET) -> ir.
     _anchor_external_data(result, folder)
     logger.info("converted opset %d -> %d", opset, target)
     return result
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
 def model_files(model: str | os.PathLike) -> list[Path]:
@@ -211,7 +223,8 @@ def _inline_external_tensors(model: ir.Model) -> None:
             tensor.release()
 
 
-def save_model(model: ir.Model, out: Path, *, check: bool = True, staging: Staging | None = None) -> list[Path]:
+def save_model(model: ir.Model, out: Path, *, check: bool = True,
+               staging: Staging | None = None) -> list[Path]:
     """Write `model` as `out` (with `out.name + '.data'` if large). Within `staging` the files are only
     staged and their temp paths returned (the caller commits); without it they are committed here."""
     out = Path(out)

@@ -60,7 +60,8 @@ def plan_outputs(output: str | os.PathLike, *, report: str | os.PathLike | None 
     for path in paths.all():
         key = os.path.realpath(path)
         if key in seen:
-            raise OutputError(f"two outputs would be the same file: {seen[key]} and {path}; choose other paths")
+            raise OutputError(f"two outputs would be the same file: {seen[key]} and {path}; "
+                              "choose other paths")
         seen[key] = path
     for path in paths.all():
         check_path(path, inputs, force, folder=path == paths.figures)
@@ -135,7 +136,10 @@ class Staging:
 
     def commit(self) -> list[Path]:
         """Rename every staged file into place, model graphs last (their .data before them)."""
-        order = sorted(self._staged, key=lambda p: p.suffix == ".onnx" or p.with_name(p.name + ".data") in self._staged)
+        def graph_last(p: Path) -> bool:
+            return p.suffix == ".onnx" or p.with_name(p.name + ".data") in self._staged
+
+        order = sorted(self._staged, key=graph_last)
         for final in order:
             os.replace(self._staged[final], final)
         self._committed = True

@@ -15,7 +15,6 @@ import qcompile
 import tiny_models
 from qcompile.errors import ModelError
 from qcompile.model_io import MIN_OPSET, load_model, onnx_opset, upgrade_opset
-from qcompile.recipe import Recipe
 
 
 def _external(model: onnx.ModelProto, folder, name="model.onnx", location="weights.bin"):
@@ -52,7 +51,8 @@ def test_external_model_compiled_from_another_folder_reads_its_own_data(tmp_path
     assert got.keys() == want.keys()
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    assert artifacts.report.accuracy[0].cosine_mean == pytest.approx(expected.report.accuracy[0].cosine_mean, abs=0)
+    got_cos, want_cos = artifacts.report.accuracy[0].cosine_mean, expected.report.accuracy[0].cosine_mean
+    assert got_cos == pytest.approx(want_cos, abs=0)
 
 
 def test_decoy_in_working_folder_with_model_data_missing_is_refused(tmp_path, monkeypatch):

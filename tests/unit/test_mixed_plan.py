@@ -80,7 +80,7 @@ def test_run_auto_compiles_the_plan_and_reuses_it(tmp_path):
     assert artifacts.report.accuracy[0].cosine_mean > 0.9  # 4/8-bit weights on a 7-layer toy: a loose sanity floor
     assert {p.name for p in files} == {"bits_per_layer.png", "sensitivity.png", "accuracy_vs_bits.png", "index.html"}
     assert "data:image/png;base64," in (tmp_path / "fig" / "index.html").read_text()
-    plan_file = out.with_name(out.name + ".plan.json")
+    plan_file = out.with_name("toy.q.plan.json")
     assert plan_file in artifacts.files
     # hand edit: every layer int8, then compile from the file without searching
     data = json.loads(plan_file.read_text())
