@@ -28,7 +28,7 @@ TABLES = {
     "fp": "qc:w6a16,qc:w6a16:algorithm=fpsearch,qc:wfp4a8:scale_constraint=pow2,qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
     "algorithms": ",".join([
         *(f"qc:w4a16:group_size={g}{a}" for g in (128, 32) for a in (
-            "", ":opt.mse_clip=true", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8",
+            "", ":opt.mse_clip=false", ":algorithm=hqq", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8",
             ":algorithm=gptq:lorc_rank=8", ":offsets=true", ":offsets=true:algorithm=gptq",
             ":offsets=true:algorithm=gptq:lorc_rank=8")),
         *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),

@@ -78,7 +78,7 @@ def main():
 @click.option("--calib", default=None, help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.")
 @click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None, help="Group size of block-quantized weights [default: 128].")
 @click.option("--calib-method", type=click.Choice(["amax", "percentile"]), default=None, help="Activation range [default: amax].")
-@click.option("--algorithm", default=None, help="Weight algorithm: rtn, gptq, awq, smoothquant, llmfp4, fpsearch [default: rtn].")
+@click.option("--algorithm", default=None, help="Weight algorithm: rtn, hqq, gptq, awq, smoothquant, llmfp4, fpsearch [default: rtn].")
 @click.option("--lorc", "lorc_rank", type=click.IntRange(min=0), default=None, help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).")
 @click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
 @click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).")

@@ -59,7 +59,7 @@ def _needs(recipe: Recipe, choice) -> frozenset[str]:
     needs = set(ALGORITHMS[recipe.algorithm].needs)
     if recipe.lkd_steps:
         needs |= set(ALGORITHMS["lkd"].needs)
-    if recipe.algorithm != "rtn" or recipe.lkd_steps or recipe.lorc_rank:
+    if ALGORITHMS[recipe.algorithm].needs or recipe.lkd_steps or recipe.lorc_rank:
         needs.add("x_sample")  # the report's per-layer output error before and after
     if choice.activations is not None:
         needs.add("act")

@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from qcompile import calibration as calib
 from qcompile import layer_quantizer, planning
+from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
 from qcompile.errors import CalibrationError, CheckFailed, ModelError
@@ -154,7 +155,8 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
 
 
 def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
-    needs_data = any("act" in g.needs for g in groups) or recipe.algorithm != "rtn" or bool(recipe.lkd_steps)
+    needs_data = any("act" in g.needs for g in groups) or bool(ALGORITHMS[recipe.algorithm].needs) or \
+        bool(recipe.lkd_steps)
     samples, eval_source = _samples(calibration, model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:

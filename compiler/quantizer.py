@@ -1,7 +1,8 @@
 """Round-to-nearest weight quantization of a `W[N, K]` matrix onto any registered format.
 
 Granularity: per tensor, per output channel, or per group of `g` consecutive input channels.
-Scales are symmetric (`amax / format.max`) unless an asymmetric integer format is asked for
+Scales are symmetric (`amax / format.max`; for signed integers a group whose extreme value is
+negative maps it onto the most negative code, so the whole code range is used) unless an asymmetric integer format is asked for
 (integer zero points) or float offsets are (`w = s * decode(q) + m` per scale group: the group's
 [min, max] spans the format's whole grid, m is a float16 value added by a side branch); they can be constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
 real scale per output channel (M2), and rounded to float16 when a kernel reads them so.
@@ -33,6 +34,9 @@ class WeightSpec:
     scale_constraint: str = "none"
     scale_dtype: str = "float32"
     offsets: bool = False  # a float16 offset per scale group: w = s * decode(q) + m
+    # signed integers: a group whose extreme value is negative maps it to the most negative code (-8, -128),
+    # as onnxruntime does; scales stay positive (TensorRT requires it), so a positive extreme maps to qmax
+    full_range: bool = True
 
     def __post_init__(self):
         if self.granularity not in GRANULARITIES:
@@ -89,10 +93,16 @@ class QuantizedWeight:
 
 
 def _amax(w: np.ndarray, spec: WeightSpec) -> np.ndarray:
+    """Per scale group [N, G], the magnitude that symmetric_scales maps onto `fmt.max`: amax, or with
+    `full_range` amax * qmax / |qmin| where the group's extreme is negative (it lands on qmin exactly)."""
     n, k = w.shape
-    if spec.granularity == "tensor":
-        return np.full((n, 1), np.abs(w).max(), np.float32)
-    return np.abs(w.reshape(n, spec.groups(k), -1)).max(axis=2)
+    grouped = w.reshape(1, 1, -1) if spec.granularity == "tensor" else w.reshape(n, spec.groups(k), -1)
+    hi, lo = grouped.max(axis=2), grouped.min(axis=2)
+    amax = np.maximum(hi, -lo)
+    fmt = spec.fmt
+    if spec.full_range and isinstance(fmt, IntFormat) and fmt.signed:
+        amax = np.where(-lo > hi, amax * np.float32(fmt.qmax / -fmt.qmin), amax)
+    return np.broadcast_to(amax, (n, amax.shape[1])).astype(np.float32)
 
 
 def _pow2_ceil(x: np.ndarray) -> np.ndarray:
@@ -166,10 +176,16 @@ def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None =
     return QuantizedWeight(spec, codes, scales.astype(np.float32), zero, channel, exp)
 
 
+def clip_searchable(spec: WeightSpec) -> bool:
+    """Whether mse_clipped_scales applies: symmetric scales without offsets or a power-of-two constraint."""
+    return spec.symmetric and not spec.offsets and spec.scale_constraint == "none"
+
+
 def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.ndarray:
-    """Per-group symmetric scales [N, G] whose amax is shrunk by the ratio in [0.5, 1] that
-    minimizes the group's weight squared error (ratio 1, plain amax, is always a candidate)."""
-    if not spec.symmetric or spec.offsets or spec.scale_constraint != "none":
+    """Per-group symmetric scales [N, G] whose range (`_amax`: full-range for signed integers) is shrunk by
+    the ratio in [0.5, 1] that minimizes the group's weight squared error (ratio 1 is always a candidate).
+    For minifloats, whose grid is symmetric, this is the best-fitting scale on the grid of ratios."""
+    if not clip_searchable(spec):
         raise RecipeError("mse_clip takes symmetric scales without offsets or a power-of-two constraint")
     w = np.asarray(w, np.float32)
     n, k = w.shape

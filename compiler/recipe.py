@@ -130,7 +130,9 @@ class Recipe:
         if self.int4_plugin and choice.emit == "qdq" and choice.weights is not None and \
                 choice.weights.fmt.name in ("int4", "uint4"):
             choice = _as_int4_plugin(choice)
-        if self.offsets and choice.weights is not None:
+        hqq = self.algorithm == "hqq" and choice.weights is not None and choice.weights.fmt.kind == "int" \
+            and choice.plugin != "QcW4A8Gemm" and not self.asymmetric
+        if (self.offsets or hqq) and choice.weights is not None:
             if self.asymmetric:
                 raise RecipeError("choose zero points (asymmetric) or float offsets, not both")
             if choice.plugin == "QcW4A8Gemm":

@@ -17,8 +17,8 @@ from qcompile.errors import RecipeError
 from qcompile.quantizer import WeightSpec, quantize_weight
 
 from qcompile.algorithms.layer import LayerCalibration, LayerResult
-from qcompile.algorithms.options import (AwqOptions, FpSearchOptions, GptqOptions, LkdOptions, LlmFp4Options,
-                                         LorcOptions, RtnOptions, SmoothQuantOptions)
+from qcompile.algorithms.options import (AwqOptions, FpSearchOptions, GptqOptions, HqqOptions, LkdOptions,
+                                         LlmFp4Options, LorcOptions, RtnOptions, SmoothQuantOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +32,21 @@ class AlgorithmEntry:
 
 
 def _rtn(w, spec: WeightSpec, calib: LayerCalibration, options: RtnOptions, base=None) -> LayerResult:
-    if options.mse_clip:
-        from qcompile.quantizer import mse_clipped_scales
+    from qcompile.quantizer import clip_searchable, mse_clipped_scales
 
+    if options.mse_clip and clip_searchable(spec):
         return LayerResult(quantize_weight(w, spec, scales=mse_clipped_scales(w, spec, options.grid)))
     return LayerResult(quantize_weight(w, spec))
+
+
+def _hqq(w, spec: WeightSpec, calib, options: HqqOptions, base=None) -> LayerResult:
+    from qcompile.algorithms.hqq import hqq
+
+    if not (spec.offsets and spec.fmt.kind == "int" and spec.fmt.signed):
+        result = _rtn(w, spec, calib, RtnOptions())  # no offset to fit (Conv, Gemm transA=1, minifloats)
+        return dataclasses.replace(result, info={"hqq": {"applied": False, "fallback": "rtn"}})
+    qw, info = hqq(w, spec, iters=options.iters, lp_norm=options.lp_norm, beta=options.beta, kappa=options.kappa)
+    return LayerResult(qw, info={"hqq": info})
 
 
 def _gptq(w, spec, calib, options: GptqOptions, base=None) -> LayerResult:
@@ -133,7 +143,9 @@ def _lkd(w, spec, calib, options: LkdOptions, base: LayerResult | None = None) -
 
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
-    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest with amax scales"),
+    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest, full code range, per-group MSE clip search (mse_clip)"),
+    AlgorithmEntry("hqq", HqqOptions, _hqq, "quantize", (),
+                   "data-free half-quadratic fit of each group's float offset (emitted with --offsets' side branch)"),
     AlgorithmEntry("gptq", GptqOptions, _gptq, "quantize", ("hessian",),
                    "column-wise quantization with Hessian-based error feedback"),
     AlgorithmEntry("awq", AwqOptions, _awq, "quantize", ("x_absmean", "x_sample"),

@@ -24,15 +24,33 @@ def _number_in(value, low: float, high: float, *, open_low: bool = False, open_h
 
 @dataclasses.dataclass(frozen=True)
 class RtnOptions:
-    """Round to nearest. mse_clip: shrink each group's amax by the ratio in [0.5, 1] (grid points)
-    that minimizes that group's weight squared error, instead of using amax itself."""
+    """Round to nearest. mse_clip (default on; symmetric unconstrained scales only, others keep their
+    range): shrink each group's range by the ratio in [0.5, 1] (grid points) that minimizes that group's
+    weight squared error, instead of using the range itself."""
 
-    mse_clip: bool = False
+    mse_clip: bool = True
     grid: int = 20
 
     def __post_init__(self):
         _check(isinstance(self.mse_clip, bool), f"rtn mse_clip must be true or false, not {self.mse_clip!r}")
         _check(_int_at_least(self.grid, 1), f"rtn grid must be an integer >= 1, not {self.grid!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class HqqOptions:
+    """HQQ's proximal schedule: `iters` steps, l_p norm `lp_norm` (< 1 lets a few weights stay wrong),
+    shrink strength `beta` multiplied by `kappa` each step."""
+
+    iters: int = 20
+    lp_norm: float = 0.7
+    beta: float = 10.0
+    kappa: float = 1.01
+
+    def __post_init__(self):
+        _check(_int_at_least(self.iters, 0), f"hqq iters must be an integer >= 0, not {self.iters!r}")
+        _check(_number_in(self.lp_norm, 0.0, 1.0, open_low=True), f"hqq lp_norm must be in (0, 1], not {self.lp_norm!r}")
+        _check(_number_in(self.beta, 0.0, 1e6, open_low=True), f"hqq beta must be in (0, 1e6], not {self.beta!r}")
+        _check(_number_in(self.kappa, 1.0, 10.0), f"hqq kappa must be in [1, 10], not {self.kappa!r}")
 
 
 @dataclasses.dataclass(frozen=True)
