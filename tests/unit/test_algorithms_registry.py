@@ -30,7 +30,7 @@ def layer():
 
 
 def test_registered_names_and_option_types():
-    assert list(ALGORITHMS) == ["rtn", "gptq", "awq", "smoothquant", "llmfp4", "fpsearch", "lorc", "lkd"]
+    assert list(ALGORITHMS) == ["rtn", "hqq", "gptq", "awq", "smoothquant", "llmfp4", "fpsearch", "lorc", "lkd"]
     for name, entry in ALGORITHMS.items():
         assert entry.name == name and entry.stage in ("quantize", "refine")
         options = entry.options()
@@ -41,7 +41,7 @@ def test_registered_names_and_option_types():
 
 
 def test_unknown_algorithm_names_the_registered_ones():
-    with pytest.raises(RecipeError, match="rtn, gptq, awq, smoothquant, llmfp4, fpsearch, lorc, lkd"):
+    with pytest.raises(RecipeError, match="rtn, hqq, gptq, awq, smoothquant, llmfp4, fpsearch, lorc, lkd"):
         get_algorithm("gptqq")
 
 
