@@ -183,10 +183,10 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
 
 
 def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) -> LayerResult:
-    """The algorithm on `w`; RTN on a large weight by row chunks (rows are independent unless one
+    """The algorithm on `w`; RTN and HQQ on a large weight by row chunks (rows are independent unless one
     scale spans the tensor), so its temporaries stay small."""
     apply = ALGORITHMS[algorithm].apply
-    if algorithm != "rtn" or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
+    if algorithm not in ("rtn", "hqq") or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
         return apply(w, spec, cal, options)
     rows = max(1, ROW_CHUNK // w.shape[1])
     parts = [apply(w[r:r + rows], spec, cal, options).qw for r in range(0, w.shape[0], rows)]
