@@ -39,8 +39,10 @@ def calibration_files(source) -> list[Path]:
     return sorted(path.glob("*.npz")) if path.is_dir() else [path]
 
 
-def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_samples: int = 16) -> list[Sample]:
-    """Samples from a .npz, a folder of .npz, a dict of arrays (leading sample axis), or "random"."""
+def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_samples: int = 16,
+                     optional: tuple[str, ...] = ()) -> list[Sample]:
+    """Samples from a .npz, a folder of .npz, a dict of arrays (leading sample axis), or "random".
+    `optional`: inputs the data may leave out (the caller completes them: KV-cache models)."""
     if isinstance(source, str) and source == RANDOM:
         return _random_samples(inputs, random_samples, seed)
     if isinstance(source, dict):
@@ -58,7 +60,7 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
             raise CalibrationError(f"calibration data not found: {path}")
     samples: list[Sample] = []
     for group in arrays:
-        _check_arrays(group, inputs)
+        _check_arrays(group, inputs, optional)
         count = len(next(iter(group.values())))
         samples.extend({name: group[name][i] for name in group} for i in range(count))
     if not samples:
@@ -66,9 +68,9 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
     return samples
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec]) -> None:
+def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec], optional=()) -> None:
     expected = {spec.name: spec for spec in inputs}
-    missing = sorted(set(expected) - set(arrays))
+    missing = sorted(set(expected) - set(arrays) - set(optional))
     extra = sorted(set(arrays) - set(expected))
     if missing or extra:
         raise CalibrationError(

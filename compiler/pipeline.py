@@ -20,7 +20,7 @@ from qcompile import layer_quantizer, planning
 from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
-from qcompile.errors import CalibrationError, CheckFailed, ModelError
+from qcompile.errors import CheckFailed, ModelError
 from qcompile.model_io import MIN_OPSET  # noqa: F401  (re-exported)
 from qcompile.model_io import initializer_bytes, load_model, model_files, repoint_external_data, save_model
 from qcompile.passes.add_group_offsets import AddGroupOffsets
@@ -66,6 +66,7 @@ class _Data:
     calib_set: list
     eval_set: list
     eval_source: str
+    notes: list = dataclasses.field(default_factory=list)
 
 
 class _Stages:
@@ -157,13 +158,13 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
 def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
     needs_data = any("act" in g.needs for g in groups) or bool(ALGORITHMS[recipe.algorithm].needs) or \
         bool(recipe.lkd_steps)
-    samples, eval_source = _samples(calibration, model, needs_data, recipe)
+    samples, eval_source, notes = _samples(calibration, model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
         eval_source = eval_source.replace("held-back ", "") + \
             " (the calibration samples themselves: too few to hold any back)"
-    return _Data(calib_set, eval_set, eval_source)
+    return _Data(calib_set, eval_set, eval_source, notes)
 
 
 def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None:
@@ -200,6 +201,7 @@ def _report(job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks,
     report = Report(str(job.source or "<in-memory model>"), recipe.to_dict(), layers, job.size_before,
                     initializer_bytes(job.model), accuracy, len(data.eval_set) if accuracy else 0, data.eval_source,
                     blocks=blocks)
+    report.notes += data.notes
     if ref is not None:
         report.notes.append(f"one block: {ref.blocks.reason}" if ref.blocks.reason else
                             f"{len(ref.blocks.blocks)} blocks found from the residual stream; "
@@ -227,20 +229,10 @@ def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_pa
 
 
 def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
-    specs = input_specs(model)
-    if calibration is None:
-        if needs_data:
-            raise CalibrationError(
-                f"--precision {recipe.precision} with --algorithm {recipe.algorithm} needs calibration data "
-                "(--calib FILE.npz); "
-                "pass '--calib random' only if you accept scales fitted to random inputs, which rarely match real "
-                "activation ranges and silently cost accuracy")
-        return calib.load_calibration(calib.RANDOM, specs), \
-            "random inputs (no calibration data given: accuracy on real data may differ)"
-    if isinstance(calibration, str) and calibration == calib.RANDOM:
-        logger.warning("calibrating on random inputs: activation scales will not match real data")
-        return calib.load_calibration(calibration, specs), "random inputs (--calib random)"
-    return calib.load_calibration(calibration, specs), "held-back calibration samples"
+    """(samples, evaluation source, report notes): the user's data, random inputs, or generated ones."""
+    from qcompile.calibration_sources import prepare_samples
+
+    return prepare_samples(calibration, model, input_specs(model), needs_data)
 
 
 def _layers(qg) -> list[QuantizedLayer]:

@@ -58,7 +58,7 @@ def _bad_calib(folder, **arrays):
     ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
     ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
     ("same_output", "is an input file"),
-    ("no_calib", "needs calibration data"),
+    ("no_calib", "cannot generate calibration data"),
     ("bad_override", "is not NAME=PRECISION"),
 ])
 def test_bad_input(workdir, case, expect):

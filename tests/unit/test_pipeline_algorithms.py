@@ -65,8 +65,8 @@ def test_lorc_branch_is_emitted_counted_and_helps(mlp, tmp_path):
     assert onnx.load(str(out)).graph.output[0].name == "y"
 
 
-def test_algorithms_need_real_calibration_data(mlp):
-    with pytest.raises(CalibrationError, match="--algorithm gptq needs calibration data"):
+def test_algorithms_refuse_to_invent_float_inputs(mlp):
+    with pytest.raises(CalibrationError, match="input 'x' is a float tensor: qcompile cannot generate"):
         qcompile.compile(mlp, Recipe("w4a16", algorithm="gptq"), None)
 
 

@@ -1,0 +1,162 @@
+"""Calibration data qcompile makes itself when none is given (LLM-QAT's data-free generation).
+
+Token-id inputs: sequences sampled from the model itself (a random first token, then each next
+token drawn from the model's own output distribution, batch by batch); when the model has no
+output over the vocabulary (an encoder), uniform random tokens. Other integer inputs: a mask is
+ones, token-type / segment ids are zeros, an index into a constant table is uniform over its
+rows. Float inputs have no range qcompile can know: refused unless `--calib random`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from qcompile.errors import CalibrationError
+
+logger = logging.getLogger(__name__)
+SEQUENCES = 8
+LENGTH = 64
+BATCH = 4
+
+
+def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten")) -> list[ir.Node]:
+    """Nodes reading `value`, looking through shape-only and cast ops."""
+    found = []
+    for node, _ in value.uses():
+        if node.op_type in ops:
+            found += _consumers(node.outputs[0], ops)
+        else:
+            found.append(node)
+    return found
+
+
+def table_rows(value: ir.Value) -> int | None:
+    """Rows of the constant table a Gather indexes with `value` (the vocabulary of token ids)."""
+    for node in _consumers(value):
+        if node.op_type == "Gather" and node.inputs[0] is not None and node.inputs[0].const_value is not None \
+                and node.attributes.get_int("axis", 0) == 0:
+            return int(node.inputs[0].shape[0])
+    return None
+
+
+def _kind(value: ir.Value) -> str:
+    name = value.name.lower()
+    if value.dtype is not None and value.dtype.is_floating_point():
+        return "float"
+    if "mask" in name:
+        return "mask"
+    if "type" in name or "segment" in name:
+        return "zeros"
+    if "position" in name:
+        return "positions"
+    return "tokens" if table_rows(value) is not None else "unknown"
+
+
+def _logits(model: ir.Model, vocab: int) -> str | None:
+    for out in model.graph.outputs:
+        dims = list(out.shape) if out.shape is not None else []
+        if out.name == "logits" or (len(dims) == 3 and dims[-1] == vocab):
+            return out.name
+    return None
+
+
+def generate(model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int = SEQUENCES,
+             length: int = LENGTH) -> tuple[list[dict], str]:
+    """Samples (batch 1 each) for `model`'s inputs and a sentence saying how they were made.
+    `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if any."""
+    from qcompile import kv_cache
+
+    initializers = set(model.graph.initializers)
+    inputs = [v for v in model.graph.inputs if v.name not in initializers]
+    kinds = {v.name: _kind(v) for v in inputs}
+    derived = set(layout.derived) if layout else set()
+    for v in inputs:
+        if v.name in derived:
+            continue
+        if kinds[v.name] == "float":
+            raise CalibrationError(
+                f"input {v.name!r} is a float tensor: qcompile cannot generate calibration data for it; give "
+                "--calib FILE.npz, or --calib random to accept scales fitted to random inputs")
+        if kinds[v.name] == "unknown":
+            raise CalibrationError(f"integer input {v.name!r} indexes no constant table, so its range is unknown: "
+                                   "give --calib FILE.npz (or --calib random)")
+    tokens = [v for v in inputs if kinds[v.name] == "tokens" and v.name not in derived]
+    if len(tokens) != 1:
+        raise CalibrationError(f"cannot generate calibration data: expected one token-id input, found "
+                               f"{[v.name for v in tokens]}; give --calib FILE.npz")
+    ids = tokens[0]
+    vocab = table_rows(ids)
+    dims = list(ids.shape) if ids.shape is not None else [None, None]
+    batch = dims[0] if isinstance(dims[0], int) else BATCH
+    length = dims[1] if len(dims) > 1 and isinstance(dims[1], int) else length
+    logits = _logits(model, vocab)
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(ids.dtype.numpy())
+
+    def fill(sample: dict) -> dict:
+        if layout:
+            return kv_cache.complete(layout, sample)[0]
+        seq = sample[ids.name]
+        for v in inputs:
+            if v.name == ids.name:
+                continue
+            vd = np.dtype(v.dtype.numpy())
+            kind = kinds[v.name]
+            sample[v.name] = np.ones(seq.shape, vd) if kind == "mask" else np.zeros(seq.shape, vd) \
+                if kind == "zeros" else np.broadcast_to(np.arange(seq.shape[1], dtype=vd), seq.shape).copy() \
+                if kind == "positions" else rng.integers(0, table_rows(v), seq.shape).astype(vd)
+        return sample
+
+    sequences_out = []
+    for _ in range(max(1, -(-sequences // batch))):
+        seq = rng.integers(0, vocab, (batch, 1)).astype(dtype)
+        if logits is not None:
+            past = {}
+            for _ in range(length - 1):
+                step = {ids.name: seq[:, -1:] if past else seq, **past} if layout else {ids.name: seq}
+                names = [logits] + ([p for _, p in layout.pasts] if layout else [])
+                result = run(fill(dict(step)), names)
+                if layout:
+                    past = {p: v for (p, _), v in zip(layout.pasts, result[1:])}
+                z = result[0][:, -1].astype(np.float64)
+                prob = np.exp(z - z.max(axis=1, keepdims=True))
+                prob /= prob.sum(axis=1, keepdims=True)
+                nxt = [rng.choice(prob.shape[1], p=p) for p in prob]
+                seq = np.concatenate([seq, np.array(nxt, dtype)[:, None]], axis=1)
+        else:
+            seq = np.concatenate([seq, rng.integers(0, vocab, (batch, length - 1)).astype(dtype)], axis=1)
+        rows = [seq] if isinstance(dims[0], int) else [seq[i:i + 1] for i in range(batch)]
+        sequences_out += [fill({ids.name: r}) for r in rows]
+    how = "sampled from the model's own next-token distribution (LLM-QAT)" if logits else \
+        "uniform random tokens (the model has no output over its vocabulary)"
+    source = f"{len(sequences_out)} generated sequences of {length} tokens, {how}"
+    logger.info("no calibration data: %s", source)
+    return sequences_out[:max(sequences, 1)] if not isinstance(dims[0], int) else sequences_out, source
+
+
+def in_range(model: ir.Model, samples: list[dict], *, seed: int = 0) -> list[dict]:
+    """Random samples with their integer inputs redrawn inside the ranges the model implies (token ids
+    below the table size, masks of ones, type ids zero, positions counting up); other inputs untouched."""
+    rng = np.random.default_rng(seed)
+    values = {v.name: v for v in model.graph.inputs}
+    out = []
+    for sample in samples:
+        sample = dict(sample)
+        for name, array in sample.items():
+            v = values.get(name)
+            if v is None or v.dtype is None or not v.dtype.is_integer() or array.ndim == 0:
+                continue
+            kind = _kind(v)
+            if kind == "tokens":
+                sample[name] = rng.integers(0, table_rows(v), array.shape).astype(array.dtype)
+            elif kind == "mask":
+                sample[name] = np.ones_like(array)
+            elif kind == "zeros":
+                sample[name] = np.zeros_like(array)
+            elif kind == "positions":
+                sample[name] = np.broadcast_to(np.arange(array.shape[-1], dtype=array.dtype), array.shape).copy()
+        out.append(sample)
+    return out
