@@ -8,7 +8,8 @@ Metrics: all-MiniLM-L6-v2, mean sentence-embedding cosine on 64 held-out sentenc
 SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tokens). Caveat for
 SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
 Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed; `opt.NAME=value` sets an
-algorithm option, `search` meaning None), `ort:static:sym|asym`,
+algorithm option, `search` meaning None; `calib=none` compiles without calibration data, so
+qcompile generates its own, `calib=random` passes --calib random), `ort:static:sym|asym`,
 `ort:nbits:RTN|GPTQ|HQQ:BLOCK`.
 """
 
@@ -42,8 +43,12 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     from qcompile.recipe import Recipe
 
     fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}, "group_size": group_size}
+    calibration = bench.calib
     for item in spec[1:]:
         key, value = item.split("=")
+        if key == "calib":  # calib=none: qcompile generates its own; calib=random: --calib random
+            calibration = None if value == "none" else value
+            continue
         value = {"search": None, "true": True, "false": False}.get(value, int(value) if value.lstrip("-").isdigit() else value)
         if key.startswith("opt."):
             fields["algorithm_options"][key[4:]] = value
@@ -51,7 +56,7 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
             fields[key] = value
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
-    artifacts = qcompile.compile(bench.model, recipe, bench.calib, output=path, force=True, verify=False)
+    artifacts = qcompile.compile(bench.model, recipe, calibration, output=path, force=True, verify=False)
     bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
         path = lowered(path)
@@ -98,9 +103,13 @@ def main(argv=None) -> int:
     parser.add_argument("--group-size", type=int, default=128, help="qcompile rows' group size unless a row sets it")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--eval-text", default="eval", help="bench/texts/NAME.txt to evaluate on (eval3: a third "
+                        "text; MiniLM: its sentences instead of the built-in evaluation sentences)")
+    parser.add_argument("--eval-windows", type=int, help="SmolLM2: at most this many 128-token windows")
     args = parser.parse_args(argv)
     rows = (args.rows or TABLES[args.table or "e2e"]).split(",")
-    bench = MiniLM() if args.model == "minilm" else SmolLM2()
+    bench = MiniLM(args.eval_text) if args.model == "minilm" else \
+        SmolLM2(eval_windows=args.eval_windows, eval_text=args.eval_text)
     out = bench.out
     results = [("fp32 (original)", "32", bench.baseline(), 0.0)]
     for row in rows:

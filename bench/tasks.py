@@ -11,7 +11,7 @@ OUT = Path("bench/out")
 class MiniLM:
     key, name, metric, higher_is_better = "minilm", "all-MiniLM-L6-v2", "mean embedding cosine", True
 
-    def __init__(self):
+    def __init__(self, eval_text: str = "eval"):
         from bench.models import minilm
 
         self.m = minilm
@@ -21,7 +21,7 @@ class MiniLM:
         if not self.model.exists():
             minilm.build_minilm_onnx(self.model)
         self.calib = minilm.make_calibration_npz(self.out / "calib.npz")
-        self.feeds = minilm.tokenize(minilm.SENTENCES_EVAL)
+        self.feeds = minilm.tokenize(minilm.SENTENCES_EVAL if eval_text == "eval" else _sentences(eval_text))
         self.reference = self._embed(self.model, True)
 
     def _embed(self, path: Path, optimize: bool):
@@ -40,7 +40,8 @@ class MiniLM:
 class SmolLM2:
     key, name, metric, higher_is_better = "smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF weights)", "perplexity", False
 
-    def __init__(self, calib_samples: int = 32, eval_windows: int | None = None, calib_name: str = "calib.npz"):
+    def __init__(self, calib_samples: int = 32, eval_windows: int | None = None, calib_name: str = "calib.npz",
+                 eval_text: str = "eval"):
         from bench.models import smollm2
 
         self.m = smollm2
@@ -51,7 +52,7 @@ class SmolLM2:
             smollm2.build_smollm2_onnx(self.model)
         tokenizer = smollm2.load_tokenizer()
         self.calib = smollm2.calibration_npz(self.out / calib_name, calib_samples, 128, tokenizer)
-        text = (smollm2.TEXTS_DIR / "eval.txt").read_text(encoding="utf-8")
+        text = (smollm2.TEXTS_DIR / f"{eval_text}.txt").read_text(encoding="utf-8")
         self.windows = smollm2.make_windows(text, 128, eval_windows, tokenizer)
 
     def score(self, path: Path, optimize: bool = False) -> float:
@@ -59,6 +60,14 @@ class SmolLM2:
 
     def baseline(self) -> float:
         return self.score(self.model, True)
+
+
+def _sentences(eval_text: str) -> list[str]:
+    """The sentences of bench/texts/<eval_text>.txt (a third text, distinct from calibration and eval)."""
+    import re
+
+    text = (Path(__file__).parent / "texts" / f"{eval_text}.txt").read_text(encoding="utf-8")
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
 
 
 def lowered(path: Path) -> Path:
