@@ -22,8 +22,13 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray], optimize: bool = True) ->
 
 def ort_quantize_static(src: Path, dst: Path, calib: dict[str, np.ndarray], *, symmetric_activations: bool) -> Path:
     """onnxruntime's quantize_static: QDQ, per-channel INT8 weights, MinMax, MatMul only."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -84,10 +89,17 @@ def _reader(calib, count):
 
 def timed_child(argv: list[str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in bytes of the child, exit code) of a command."""
+    wall, rss, rc, _ = measured_child(argv)
+    return wall, rss, rc
+
+
+def measured_child(argv: list[str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS bytes, exit code, CPU seconds user + system) of a command and its
+    children; CPU time says what wall time means on a machine other jobs share."""
     code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "rc = subprocess.call(sys.argv[1:]); wall = time.perf_counter() - t; "
-            "print(f'{wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024} {rc}', file=sys.stderr)")
+            "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(f'{wall} {u.ru_maxrss * 1024} {rc} {u.ru_utime + u.ru_stime}', file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code, *argv], stderr=subprocess.PIPE, text=True)
-    wall, rss, rc = proc.stderr.strip().splitlines()[-1].split()
-    return float(wall), float(rss), int(rc)
-
+    wall, rss, rc, cpu = proc.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(rss), int(rc), float(cpu)

@@ -6,7 +6,10 @@ its own child process, in one run, and their ratios.
                                  [--rows rtn,rtn-no-verify,gptq,ort-rtn] [--calib-samples 16 --calib-seq 256]
 
 The model is generated once into --dir (1B: 3.8 GB; 7B: 27 GB; never commit it). Peak RSS is
-the child's ru_maxrss (resource.getrusage(RUSAGE_CHILDREN) of a wrapper process).
+the child's ru_maxrss (resource.getrusage(RUSAGE_CHILDREN) of a wrapper process); CPU seconds
+(user + system) are printed too, as wall time on a shared machine depends on the other jobs.
+Ratios are onnxruntime's figure over qcompile's for time (above 1: qcompile faster) and
+qcompile's over onnxruntime's for memory (below 1: qcompile leaner).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import timed_child
+from bench.common import measured_child, timed_child
 
 ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
        "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
@@ -25,8 +28,8 @@ ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmu
 
 def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[str]]]:
     def qc(name, *extra):
-        return ["qcompile", str(model), "--precision", "w4a16", "-o", str(folder / f"q.{name}.onnx"), "--force", "-q",
-                *extra]
+        out = folder / f"q.{name}.onnx"
+        return ["qcompile", str(model), "--precision", "w4a16", "-o", str(out), "--force", "-q", *extra]
 
     return {
         "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
@@ -52,8 +55,8 @@ def main(argv=None) -> int:
     folder = args.dir or Path(f"/tmp/qc-llama{args.size}")
     model = folder / "llama.onnx"
     if not model.exists():
-        wall, _, rc = timed_child([sys.executable, "bench/models/llama1b.py", str(folder), "--size", args.size,
-                                   "--opset", str(args.opset), "--name", "llama"])
+        wall, _, rc = timed_child([sys.executable, "bench/models/llama1b.py", str(folder), "--size",
+                                   args.size, "--opset", str(args.opset), "--name", "llama"])
         if rc:
             return rc
         print(f"generated {model} in {wall:.0f} s")
@@ -61,23 +64,28 @@ def main(argv=None) -> int:
     calib = folder / f"calib_{args.calib_samples}x{args.calib_seq}.npz"
     rng = np.random.default_rng(0)
     np.savez(calib, input_ids=rng.integers(0, 32000, (args.calib_samples, 1, args.calib_seq), dtype=np.int64))
-    print(f"fp32 weights: {weight_bytes / 1e9:.2f} GB; calibration {args.calib_samples} x {args.calib_seq} tokens")
+    print(f"fp32 weights: {weight_bytes / 1e9:.2f} GB; "
+          f"calibration {args.calib_samples} x {args.calib_seq} tokens")
 
     table = _rows(model, folder, calib)
     results = []
     for key in args.rows.split(","):
         name, cmd = table[key]
-        wall, rss, rc = timed_child(cmd)
-        results.append((key, name, wall, rss, rc))
-        print(f"  {name}: {wall:.1f} s, {rss / 1e9:.2f} GB{'' if rc == 0 else f' (exit {rc})'}", flush=True)
-    ort = next((r for r in results if r[0] == "ort-rtn" and r[4] == 0), None)
-    print("\n| tool | wall s | peak RSS GB | RSS / fp32 weights | time vs onnxruntime | RSS vs onnxruntime |")
-    print("|---|---|---|---|---|---|")
-    for key, name, wall, rss, rc in results:
+        wall, rss, rc, cpu = measured_child(cmd)
+        results.append((key, name, wall, rss, rc, cpu))
         status = "" if rc == 0 else f" (exit {rc})"
-        speed = f"{ort[2] / wall:.2f}x faster" if ort and key != "ort-rtn" else "-"
-        memory = f"{rss / ort[3]:.2f}x" if ort and key != "ort-rtn" else "-"
-        print(f"| {name}{status} | {wall:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} | {speed} | {memory} |")
+        print(f"  {name}: {wall:.1f} s ({cpu:.1f} s CPU), {rss / 1e9:.2f} GB{status}", flush=True)
+    ort = next((r for r in results if r[0] == "ort-rtn" and r[4] == 0), None)
+    print("\n| tool | wall s | CPU s | peak RSS GB | RSS / fp32 weights | speed vs onnxruntime (wall, CPU) "
+          "| RSS vs onnxruntime |")
+    print("|---|---|---|---|---|---|---|")
+    for key, name, wall, rss, rc, cpu in results:
+        status = "" if rc == 0 else f" (exit {rc})"
+        ours = ort and key != "ort-rtn"
+        speed = f"{ort[2] / wall:.2f}x, {ort[5] / cpu:.2f}x" if ours else "-"
+        memory = f"{rss / ort[3]:.2f}x" if ours else "-"
+        print(f"| {name}{status} | {wall:.1f} | {cpu:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} | {speed} "
+              f"| {memory} |")
     return 0
 
 
