@@ -99,7 +99,7 @@ def main():
 @click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default="auto", show_default=True, help="--precision auto: model-output error of --sensitivity measured and the guard; auto = KL divergence on outputs named like logits, 1 - cosine on the others.")
 @click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: figures + HTML [default: OUTPUT stem + .mixed/].")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: also write the figures as PNG files (and an index.html) into this folder; OUT.report.html holds them already.")
 @click.option("--no-guard", is_flag=True, help="--precision auto: keep the proxy plan without measuring it against the uniform plans that fit the budget.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")

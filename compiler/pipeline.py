@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile import calibration as calib
-from qcompile import layer_quantizer, planning
+from qcompile import layer_quantizer, planning, report_html
 from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
@@ -33,6 +33,7 @@ from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  
 from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.recipe import Recipe
 from qcompile.report import Report
+from qcompile.report_html import html_beside
 from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Artifacts:
     report: Report
     report_path: Path | None = None
     recipe_path: Path | None = None
+    report_html: Path | None = None
     files: list[Path] = dataclasses.field(default_factory=list)
     model: ir.Model | None = None  # the quantized model in memory (weights may point at the saved file)
 
@@ -152,6 +154,7 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
     paths = plan_outputs(out, report=report_path, inputs=inputs, force=force) if out is not None else None
     if out is None and report_path is not None:
         check_path(report_path, inputs, force)
+        check_path(html_beside(report_path), inputs, force)
     return _Loaded(ir_model, source, out, initializer_bytes(ir_model), paths)
 
 
@@ -222,6 +225,8 @@ def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_pa
     if report_path is not None:
         artifacts.report_path = paths.report_json if paths is not None else Path(report_path)
         staging.temp_for(artifacts.report_path).write_text(json.dumps(artifacts.report.to_dict(), indent=2) + "\n")
+        artifacts.report_html = paths.report_html if paths is not None else html_beside(report_path)
+        staging.temp_for(artifacts.report_html).write_text(report_html.render(artifacts.report))
     artifacts.files = staging.commit()
     if job.staged is not None:
         repoint_external_data(artifacts.model, job.staged.parent, paths.model.parent)

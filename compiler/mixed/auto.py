@@ -211,8 +211,9 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
              recipe: Recipe | None = None, report_path=None, guard: bool = True,
              error_metric: str = "auto"):
     """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
-    to the output (OUTPUT.plan.json), and figures + an HTML page into `report_dir` (default
-    OUTPUT stem + ".mixed/"). Returns (Artifacts, Plan, [figure and HTML paths]).
+    to the output (OUT.plan.json); the report HTML (OUT.report.html) gets the format map and the
+    accuracy-versus-bits curve; `report_dir`, when given, also receives them as PNG files with an
+    index.html. Returns (Artifacts, Plan, [figure and HTML paths in report_dir]).
 
     `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`.
     `guard=False` keeps the raw knapsack plan (no comparison with the uniform plans); `error_metric`
@@ -229,8 +230,6 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
             raise RecipeError("--precision auto needs --avg-bits (or --plan FILE)")
         avg_bits = loaded.avg_bits
     output = Path(output) if output is not None else None
-    if report_dir is None and output is not None:
-        report_dir = sidecar(output, ".mixed")
     if report_dir is not None:
         figures.require_matplotlib()
     merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
@@ -272,6 +271,11 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
                                    "sensitivity": plan.layers[lr.name].sensitivity}
     if artifacts.report_path is not None:
         artifacts.report.write_json(artifacts.report_path)
+    if artifacts.report_html is not None:
+        from qcompile.outputs import write_text_atomic
+        from qcompile.report_html import render
+
+        write_text_atomic(artifacts.report_html, render(artifacts.report, plan=plan, curve=curve))
     if plan_out is not None:
         artifacts.files.append(plan.save(plan_out))
     written = figures.write_report(plan, curve, artifacts.report, Path(report_dir)) if report_dir is not None else []

@@ -33,7 +33,7 @@ def test_compile_writes_model_report_and_recipe(workdir):
     result = run(workdir / "mlp.onnx", "--precision", "w8a8", "--calib", workdir / "calib.npz", "-q")
     assert result.exit_code == 0, result.output
     assert "cosine mean" in result.output
-    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.json"]
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.html", "mlp.q.report.json"]
 
 
 def test_existing_output_needs_force(workdir):
@@ -124,7 +124,7 @@ def test_engine_without_tensorrt_fails_cleanly_but_keeps_outputs(workdir):
     assert result.exit_code == 2, result.output
     assert "TensorRT is not installed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.json"]
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.html", "mlp.q.report.json"]
 
 
 def test_check_command_flags_a_broken_graph(workdir):
@@ -146,7 +146,9 @@ def test_auto_precision_from_the_command_line(workdir):
                  "--calib", workdir / "calib.npz", "-q")
     assert result.exit_code == 0, result.output
     assert "average bits per weight" in result.output
-    assert (workdir / "mlp.q.plan.json").is_file() and (workdir / "mlp.q.mixed" / "index.html").is_file()
+    assert (workdir / "mlp.q.plan.json").is_file() and not (workdir / "mlp.q.mixed").exists()
+    page = (workdir / "mlp.q.report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # depth figure and the plan's format map
     too_low = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force")
     assert too_low.exit_code == 2 and "minimum" in too_low.stderr, too_low.stderr
 
