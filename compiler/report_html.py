@@ -133,11 +133,13 @@ def _table(head, rows, numeric=(), kept=()) -> str:
     return "".join(out) + "</table>"
 
 
-def _summary(report: Report) -> list[str]:
+def _summary(report: Report, plan=None) -> list[str]:
     quantized = [lr for lr in report.layers if lr.quantized]
     ratio = report.size_before / max(report.size_after, 1)
     size = f"{report.size_before / 1e6:.2f} MB -> {report.size_after / 1e6:.2f} MB ({ratio:.2f}x smaller)"
-    rows = [("model", report.model), ("precision", report.recipe.get("precision", "?")),
+    precision = report.recipe.get("precision", "?") if plan is None else \
+        f"auto ({plan.method}): {plan.average_bits:.3f} average bits for a budget of {plan.avg_bits:g}"
+    rows = [("model", report.model), ("precision", precision),
             ("algorithm", report.recipe.get("algorithm", "rtn")),
             ("layers quantized", f"{len(quantized)} of {len(report.layers)}"), ("size", size)]
     out = [_table(None, rows)]
@@ -171,7 +173,7 @@ def render(report: Report, *, plan=None, curve=None) -> str:
     """The page as a string."""
     page = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
             f"<title>qcompile report: {_e(report.model)}</title><style>{CSS}</style></head><body>",
-            f"<h1>qcompile report: {_e(report.model)}</h1>", "<h2>Summary</h2>", *_summary(report)]
+            f"<h1>qcompile report: {_e(report.model)}</h1>", "<h2>Summary</h2>", *_summary(report, plan)]
     page.append("<h2>Figures</h2>")
     try:
         import matplotlib  # noqa: F401
