@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from qcompile import cli_tools, console
-from qcompile.errors import QCompileError, RecipeError
+from qcompile.errors import QCompileError
 
 logger = logging.getLogger("qcompile")
 
@@ -88,79 +88,56 @@ def main():
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report JSON path [default: OUTPUT with .report.json].")
-@click.option("--sequential", is_flag=True, help="Calibrate each block on the outputs of the blocks before it with their weights already quantized (GPTQ's and LKD's setting).")
-@click.option("--no-verify", is_flag=True, help="Skip running both models with onnxruntime (no accuracy in the report).")
+@click.option("--sequential", is_flag=True, default=None, help="Calibrate each block on the outputs of the blocks before it with their weights already quantized (GPTQ's and LKD's setting).")
+@click.option("--verify/--no-verify", default=None, help="Run both models with onnxruntime for the report's accuracy [default: verify].")
 @click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
 @click.option("--shapes", multiple=True, help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
 @click.option("--avg-bits", type=float, default=None, help="--precision auto: average bits per weight, scales included (e.g. 4.5).")
-@click.option("--formats", default="int4,fp4,fp6,int8,fp8,fp16", show_default=True, help="--precision auto: candidate weight formats.")
-@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default="lim", show_default=True, help="--precision auto: layer sensitivity method.")
-@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=4, show_default=True, help="Calibration samples for --sensitivity measured.")
-@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default="auto", show_default=True, help="--precision auto: model-output error of --sensitivity measured and the guard; auto = KL divergence on outputs named like logits, 1 - cosine on the others.")
+@click.option("--formats", default=None, help="--precision auto: candidate weight formats [default: int4,fp4,fp6,int8,fp8,fp16].")
+@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default=None, help="--precision auto: layer sensitivity method [default: lim].")
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=None, help="Calibration samples for --sensitivity measured [default: 4].")
+@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default=None, help="--precision auto: model-output error of --sensitivity measured and the guard; auto = KL divergence on outputs named like logits, 1 - cosine on the others [default: auto].")
 @click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: also write the figures as PNG files (and an index.html) into this folder; OUT.report.html holds them already.")
-@click.option("--no-guard", is_flag=True, help="--precision auto: keep the proxy plan without measuring it against the uniform plans that fit the budget.")
+@click.option("--guard/--no-guard", default=None, help="--precision auto: measure the proxy plan against the uniform plans that fit the budget and keep the best [default: guard].")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table: no progress, no log lines.")
 @click.option("-v", "--verbose", count=True, help="Also the libraries' messages (onnx-ir, onnxruntime, warnings).")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, no_verify, engine, shapes, avg_bits, formats,
-                    sensitivity, sensitivity_samples, error_metric, sweep, plan_path, report_dir, no_guard, force, print_python, quiet, verbose):
+                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, verify,
+                    engine, shapes, avg_bits, formats, sensitivity, sensitivity_samples, error_metric, sweep,
+                    plan_path, report_dir, guard, force, print_python, quiet, verbose):
     """Quantize MODEL and report its accuracy against the original."""
     progress = console.configure(quiet=quiet, verbose=verbose)
     try:
-        from qcompile.recipe import Recipe
-
-        base = Recipe.from_file(recipe_file).to_dict() if recipe_file else {}
-        changes = {k: v for k, v in {"precision": precision, "calib_method": calib_method, "algorithm": algorithm,
-                                     "lorc_rank": lorc_rank, "lkd_steps": lkd_steps, "int4_plugin": int4_plugin,
-                                     "asymmetric": asymmetric, "offsets": offsets,
-                                     "group_size": int(group_size) if group_size else None}.items() if v is not None}
-        if exclude:
-            changes["exclude"] = list(base.get("exclude", [])) + list(exclude)
-        pairs = []
-        for item in override:
-            pattern, sep, value = item.rpartition("=")
-            if not sep or not pattern:
-                raise RecipeError(f"--override {item!r} is not NAME=PRECISION")
-            pairs.append((pattern, value))
-        auto = changes.get("precision", base.get("precision")) == "auto"
-        if pairs and not auto:
-            changes["overrides"] = {**base.get("overrides", {}), **dict(pairs)}
+        from qcompile import recipe_file as rf
         from qcompile.outputs import check_path, sidecar
 
+        settings = rf.merge(
+            rf.read(recipe_file) if recipe_file else None,
+            {"precision": precision, "calib_method": calib_method, "algorithm": algorithm, "lorc_rank": lorc_rank,
+             "lkd_steps": lkd_steps, "int4_plugin": int4_plugin, "asymmetric": asymmetric, "offsets": offsets,
+             "group_size": int(group_size) if group_size else None, "exclude": list(exclude),
+             "overrides": rf.parse_overrides(override)},
+            {"avg_bits": avg_bits, "formats": formats, "sensitivity": sensitivity,
+             "sensitivity_samples": sensitivity_samples, "error_metric": error_metric, "sweep": sweep,
+             "plan": plan_path, "guard": guard},
+            {"calib": calib, "verify": verify, "sequential": sequential, "shapes": list(shapes) or None})
         output = output or sidecar(model, ".q.onnx")
         report_path = report_path or sidecar(output, ".report.json")
         if engine is not None:
             check_path(engine, [model, output], force)
-        if auto:
-            changes.pop("precision", None)
-            base.pop("precision", None)
-            recipe = Recipe.from_dict({**base, **changes})
-            _compile_auto(model, calib, recipe, pairs, output, report_path, force, progress, avg_bits=avg_bits,
-                          formats=formats, method=sensitivity, sensitivity_samples=sensitivity_samples,
-                          error_metric=error_metric,
-                          sweep=[_budget(b) for b in sweep.split(",")] if sweep else (), plan_path=plan_path,
-                          report_dir=report_dir, guard=not no_guard)
-            if engine is not None:
-                _build_engine(output, engine, force, shapes)
-            return
-        recipe = Recipe.from_dict({**base, **changes})
+        shapes = _parse_shapes(settings.run["shapes"])
+        code = _compile_auto(model, settings, output, report_path, report_dir, force, progress, print_python) \
+            if settings.is_auto else \
+            _compile_uniform(model, settings, output, report_path, force, progress, print_python)
         if print_python:
-            click.echo(_python_call(model, recipe, calib, output, report_path, force))
-            return
-        import qcompile
+            from qcompile.python_call import engine_call
 
-        logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
-        artifacts = qcompile.compile(model, recipe, calib, output=output, report_path=report_path, force=force,
-                                     progress=progress, verify=not no_verify,
-                                     sequential=sequential)
-        click.echo(artifacts.report.table())
-        for path in artifacts.files:
-            logger.info("wrote %s", path)
-        if engine is not None:
+            click.echo(code + (engine_call(output, engine, shapes) if engine is not None else ""), nl=False)
+        elif engine is not None:
             _build_engine(output, engine, force, shapes)
     except QCompileError as exc:
         _fail(exc)
@@ -169,34 +146,65 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
             progress.close()
 
 
-def _budget(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise RecipeError(f"--sweep: {text!r} is not a number of bits") from None
+def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
+    """One preset for every layer (with overrides); returns the Python code when only printing it."""
+    from qcompile.recipe import Recipe
+
+    recipe, run = Recipe.from_dict(settings.recipe), settings.run
+    if print_python:
+        from qcompile.python_call import compile_call
+
+        return compile_call(model, recipe, run["calib"], output, report_path, force, run["verify"],
+                            run["sequential"])
+    import qcompile
+
+    logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
+    artifacts = qcompile.compile(model, recipe, run["calib"], output=output, report_path=report_path, force=force,
+                                 progress=progress, verify=run["verify"], sequential=run["sequential"])
+    click.echo(artifacts.report.table())
+    for path in artifacts.files:
+        logger.info("wrote %s", path)
+    return ""
 
 
-def _compile_auto(model, calib, recipe, overrides, output, report_path, force, progress, **options) -> None:
+def _compile_auto(model, settings, output, report_path, report_dir, force, progress, print_python) -> str:
+    """`--precision auto`: overrides (formats or presets, from the file and the flags) go to the planner;
+    returns the Python code when only printing it."""
+    from qcompile import recipe_file as rf
     from qcompile.mixed import run_auto
     from qcompile.model_io import model_files
     from qcompile.outputs import plan_outputs
+    from qcompile.recipe import Recipe
 
+    fields = {k: v for k, v in settings.recipe.items() if k not in ("precision", "overrides")}
+    overrides = settings.recipe.get("overrides", {})
+    overrides = list(overrides.items() if isinstance(overrides, dict) else overrides)
+    recipe, auto = Recipe.from_dict(fields), settings.auto
+    options = {"avg_bits": auto["avg_bits"], "formats": auto["formats"], "method": auto["sensitivity"],
+               "sensitivity_samples": auto["sensitivity_samples"], "error_metric": auto["error_metric"],
+               "sweep": rf.budgets(auto["sweep"]), "plan_path": auto["plan"], "report_dir": report_dir,
+               "guard": auto["guard"]}
+    if print_python:
+        from qcompile.python_call import auto_call
+
+        return auto_call(model, settings.run["calib"], recipe, overrides, output, report_path, force, options)
     plan_outputs(output, report=report_path, inputs=model_files(model), force=force)  # before the search
-    artifacts, plan, figures = run_auto(model, calib, overrides=overrides, output=output, force=force,
-                                        progress=progress, recipe=recipe,
-                                        report_path=report_path, **options)
+    artifacts, plan, figures = run_auto(model, settings.run["calib"], overrides=overrides, output=output,
+                                        force=force, progress=progress, recipe=recipe, report_path=report_path,
+                                        **options)
     click.echo(plan.table())
     click.echo(artifacts.report.table())
     for path in [*artifacts.files, *figures]:
         logger.info("wrote %s", path)
+    return ""
 
 
-def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes=()) -> None:
+def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes: dict) -> None:
     from qcompile.model_io import check_output_path
     from qcompile.trt_build import build_engine, find_plugin_library
 
     check_output_path(engine, [onnx_path], force)
-    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), shapes=_parse_shapes(shapes) or None,
+    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), shapes=shapes or None,
                  progress=lambda line: click.echo(f"  {line}", err=True))
     logger.info("wrote %s", engine)
 
@@ -204,7 +212,7 @@ def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes=()) -> None
 def _parse_shapes(items) -> dict:
     """`NAME:MIN,OPT,MAX` with dims like 1x16 -> {NAME: ((1, 16), ...)}."""
     shapes = {}
-    for item in items:
+    for item in items or ():
         name, sep, triple = item.rpartition(":")
         dims = triple.split(",")
         try:
@@ -214,14 +222,6 @@ def _parse_shapes(items) -> dict:
         except ValueError:
             raise QCompileError(f"--shapes {item!r} is not NAME:MIN,OPT,MAX (dims like 1x16)") from None
     return shapes
-
-
-def _python_call(model, recipe, calib, output, report_path, force) -> str:
-    fields = ", ".join(f"{k}={v!r}" for k, v in recipe.to_dict().items())
-    return (f"import qcompile\nfrom qcompile.recipe import Recipe\n\n"
-            f"artifacts = qcompile.compile(\n    {str(model)!r},\n    Recipe({fields}),\n    {calib!r},\n"
-            f"    output={str(output)!r},\n    report_path={str(report_path)!r},\n    force={force!r},\n)\n"
-            f"print(artifacts.report.table())")
 
 
 @main.command("check")
@@ -255,7 +255,7 @@ def build_command(model, engine, shapes, force):
     try:
         if not model.is_file():
             raise QCompileError(f"model not found: {model}")
-        _build_engine(model, engine or model.with_suffix(".engine"), force, shapes)
+        _build_engine(model, engine or model.with_suffix(".engine"), force, _parse_shapes(shapes))
     except QCompileError as exc:
         _fail(exc)
 

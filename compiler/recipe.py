@@ -84,12 +84,15 @@ class Recipe:
     int4_plugin: bool = False
     asymmetric: bool = False  # INT4 weights as UINT4 with zero points (onnxruntime; TensorRT wants symmetric)
     offsets: bool = False  # a float16 offset per weight scale group, added by a side branch (TensorRT runs it)
-    scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2)
+    scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2);
+    # "preset" (the TOML spelling of None) keeps the preset's
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
     holdout: float = 0.25
 
     def __post_init__(self):
+        if self.scale_constraint == "preset":
+            object.__setattr__(self, "scale_constraint", None)
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "overrides", tuple(tuple(o) for o in (
             self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)))
@@ -155,21 +158,10 @@ class Recipe:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Recipe:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
-        try:
-            if path.suffix == ".toml":
-                import tomllib
+        """The file's top-level keys (its [auto] and [run] tables are for the command line, recipe_file.py)."""
+        from qcompile.recipe_file import read
 
-                data = tomllib.loads(text)
-            else:
-                data = json.loads(text)
-        except ValueError as exc:
-            raise RecipeError(f"recipe {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read(path)["recipe"])
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

@@ -85,15 +85,18 @@ class AwqOptions:
 
 @dataclasses.dataclass(frozen=True)
 class SmoothQuantOptions:
-    """alpha: a fixed migration strength in [0, 1], or None to search `alphas` per layer."""
+    """alpha: a fixed migration strength in [0, 1], or None (in a recipe file "search") to search
+    `alphas` per layer."""
 
     alpha: float | None = 0.5
     alphas: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
 
     def __post_init__(self):
         object.__setattr__(self, "alphas", tuple(self.alphas))
+        if self.alpha == "search":
+            object.__setattr__(self, "alpha", None)
         _check(self.alpha is None or _number_in(self.alpha, 0.0, 1.0),
-               f"smoothquant alpha must be in [0, 1] or None (search), not {self.alpha!r}")
+               f"smoothquant alpha must be in [0, 1] or 'search' (None in Python), not {self.alpha!r}")
         _check(len(self.alphas) > 0 and all(_number_in(a, 0.0, 1.0) for a in self.alphas),
                f"smoothquant alphas must be a non-empty list of values in [0, 1], not {self.alphas!r}")
 
