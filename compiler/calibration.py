@@ -19,7 +19,7 @@ _RESERVOIR = 65536
 class InputSpec:
     name: str
     dtype: np.dtype
-    shape: tuple  # ints for static dims, None or str for dynamic ones
+    shape: tuple | None  # ints for static dims, None or str for dynamic ones; None: no shape given
 
 
 Sample = dict[str, np.ndarray]
@@ -81,9 +81,11 @@ def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec], option
         raise CalibrationError(f"calibration arrays have different sample counts {counts}")
     for name, arr in arrays.items():
         spec = expected[name]
-        want = "[samples, " + ", ".join("?" if not isinstance(d, int) else str(d) for d in spec.shape) + "]"
+        want = "[samples, " + ", ".join("?" if not isinstance(d, int) else str(d) for d in spec.shape or ["..."]) + "]"
         if arr.dtype != spec.dtype:
             raise CalibrationError(f"input {name!r}: calibration dtype {arr.dtype}, model expects {spec.dtype} with shape {want}")
+        if spec.shape is None:  # the model does not say
+            continue
         per_sample = arr.shape[1:]
         if len(per_sample) != len(spec.shape) or any(
                 isinstance(d, int) and d != s for d, s in zip(spec.shape, per_sample)):
@@ -96,7 +98,8 @@ def _random_samples(inputs: list[InputSpec], count: int, seed: int) -> list[Samp
     for _ in range(count):
         sample = {}
         for spec in inputs:
-            shape = tuple(d if isinstance(d, int) else (1 if i == 0 else 16) for i, d in enumerate(spec.shape))
+            dims = spec.shape if spec.shape is not None else (None, None)  # no shape in the model: a guess
+            shape = tuple(d if isinstance(d, int) else (1 if i == 0 else 16) for i, d in enumerate(dims))
             if np.issubdtype(spec.dtype, np.floating):
                 sample[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
             elif spec.dtype == np.bool_:

@@ -13,6 +13,7 @@ import onnx_ir as ir
 
 from qcompile.errors import ModelError
 from qcompile.outputs import Staging, check_path
+from qcompile.validate import validate_model
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, *,
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{path or 'the model'} is not a readable ONNX model (no graph)")
     _check_external_paths(proto, folder)
+    validate_model(proto, path, folder)
     try:
         ir_model = ir.serde.deserialize_model(proto)
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from qcompile.errors import ModelError
 from qcompile.model_io import save_model
 
 
@@ -111,3 +113,28 @@ class OrtModel:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def ort_errors() -> tuple[type[Exception], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+
+
+def ort_message(exc: Exception) -> str:
+    """onnxruntime's message without its status prefix and C++ source location."""
+    import re
+
+    from qcompile.validate import one_line
+
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", one_line(exc))
+    return re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\)\S* ", "", text)
+
+
+@contextlib.contextmanager
+def user_model_errors(what: str):
+    """onnxruntime failing on the user's model or data is a problem the user fixes: one line, exit 2."""
+    try:
+        yield
+    except ort_errors() as exc:
+        raise ModelError(f"onnxruntime cannot run {what}: {ort_message(exc)}") from None

@@ -30,6 +30,7 @@ from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
+from qcompile.ort_runner import ort_errors, ort_message, user_model_errors
 from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.recipe import Recipe
 from qcompile.report import Report
@@ -69,6 +70,8 @@ class _Data:
     eval_set: list
     eval_source: str
     notes: list = dataclasses.field(default_factory=list)
+    guessed: bool = False  # random inputs whose unknown dimensions were guessed
+    skipped: str = ""  # why verification was skipped
 
 
 class _Stages:
@@ -95,7 +98,7 @@ def input_specs(model: ir.Model) -> list[calib.InputSpec]:
         if value.name in initializers:
             continue
         dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
-        dims = tuple(d if isinstance(d, int) else None for d in value.shape) if value.shape is not None else ()
+        dims = tuple(d if isinstance(d, int) else None for d in value.shape) if value.shape is not None else None
         specs.append(calib.InputSpec(value.name, dtype, dims))
     return specs
 
@@ -124,11 +127,12 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         job = stages.run("load", _load, model, output, report_path, calibration, force)
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
         groups = layer_quantizer.make_groups(planned, recipe)
-        data = stages.run("data", _data, job.model, calibration, groups, recipe)
-        ref = stages.run("blocks", _blocks, job, groups, verify, work)
-        quantized = stages.run("calibrate+quantize", quantize_blockwise, ref, groups, data.calib_set, recipe,
-                               folder=work, sequential=sequential, progress=progress,
-                               spill=job.size_before > STREAM_BYTES, check=lambda q: _check_quantized(q, planned))
+        with user_model_errors("the model on its calibration inputs"):
+            data = stages.run("data", _data, job.model, calibration, groups, recipe)
+            ref = stages.run("blocks", _blocks, job, groups, verify, work)
+            quantized = stages.run("calibrate+quantize", quantize_blockwise, ref, groups, data.calib_set, recipe,
+                                   folder=work, sequential=sequential, progress=progress,
+                                   spill=job.size_before > STREAM_BYTES, check=lambda q: _check_quantized(q, planned))
         emitted = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
         plugins = bool(emitted[1])
         del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
@@ -161,13 +165,13 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
 def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
     needs_data = any("act" in g.needs for g in groups) or bool(ALGORITHMS[recipe.algorithm].needs) or \
         bool(recipe.lkd_steps)
-    samples, eval_source, notes = _samples(calibration, model, needs_data, recipe)
+    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
         eval_source = eval_source.replace("held-back ", "") + \
             " (the calibration samples themselves: too few to hold any back)"
-    return _Data(calib_set, eval_set, eval_source, notes)
+    return _Data(calib_set, eval_set, eval_source, notes, guessed)
 
 
 def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None:
@@ -211,6 +215,8 @@ def _report(job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks,
                             "calibrated and verified block by block")
     if plugins:
         report.notes.append("plugin GEMMs were measured on their standard-ONNX lowering (same packed bytes)")
+    if data.skipped:
+        report.notes.append(data.skipped)
     report.notes += [f"TensorRT pre-flight: {v}" for v in violations] or ["TensorRT pre-flight: no rule broken"]
     return report
 
@@ -234,10 +240,15 @@ def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_pa
 
 
 def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
-    """(samples, evaluation source, report notes): the user's data, random inputs, or generated ones."""
+    """(samples, evaluation source, report notes, whether random input shapes had to be guessed): the
+    user's data, random inputs, or generated ones."""
     from qcompile.calibration_sources import prepare_samples
+    from qcompile.input_shapes import random_specs
 
-    return prepare_samples(calibration, model, input_specs(model), needs_data)
+    specs, guessed = input_specs(model), False
+    if calibration is None or (isinstance(calibration, str) and calibration == calib.RANDOM):
+        specs, guessed = random_specs(model, specs)
+    return (*prepare_samples(calibration, model, specs, needs_data), guessed)
 
 
 def _layers(qg) -> list[QuantizedLayer]:
@@ -293,4 +304,13 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
         path = work / "quantized.onnx"
         save_model(model, path, check=False)
     (work / "verify").mkdir()
-    return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
+    if not data.guessed:
+        with user_model_errors("the model on its calibration inputs"):
+            return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
+    try:
+        return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
+    except ort_errors() as exc:
+        data.skipped = (f"verification skipped: the model's input shapes are not all known and random inputs of "
+                        f"guessed shapes failed ({ort_message(exc)[:120]}); pass --calib with real inputs")
+        logger.warning("%s", data.skipped)
+        return [], []
