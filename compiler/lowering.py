@@ -11,21 +11,24 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from qcompile.model_io import check_output_path, load_model, save_model
+from qcompile.model_io import initializer_bytes, load_model, model_files, save_model
+from qcompile.outputs import Staging, check_path
 
 logger = logging.getLogger(__name__)
 
 
 def lower_file(model: str | Path, output: str | Path, *, force: bool = False) -> list[Path]:
-    """Write the standard-ONNX lowering of `model` to `output`; returns the files written."""
+    """Write the standard-ONNX lowering of `model` to `output`; returns the files written. Refused
+    before any work: an output that is the model or one of its external-data files, or exists
+    without `force`."""
     from qcompile.passes.lower_plugins import LowerPluginNodes
     from qcompile.plugin_specs import load_specs
 
-    ir_model, source = load_model(model)
     out = Path(output)
-    inputs = [source, *_external_files(ir_model, source)]
-    check_output_path(out, inputs, force)
-    check_output_path(out.with_name(out.name + ".data"), inputs, force=True)
+    inputs = model_files(model) if Path(model).is_file() else []
+    check_path(out, inputs, force)
+    check_path(out.with_name(out.name + ".data"), inputs, force=True)
+    ir_model, source = load_model(model)
     plugins = sum(1 for node in ir_model.graph if node.domain == load_specs().namespace)
     if not LowerPluginNodes()(ir_model).modified:
         logger.warning("%s has no qcompile plugin node (standard ONNX already): written unchanged", source)
@@ -34,12 +37,13 @@ def lower_file(model: str | Path, output: str | Path, *, force: bool = False) ->
     return _write(ir_model, out)
 
 
-def _external_files(model: ir.Model, source: Path) -> list[Path]:
-    files = {Path(v.const_value.base_dir) / v.const_value.location for v in model.graph.initializers.values()
-             if isinstance(v.const_value, ir.ExternalTensor)}
-    return sorted(files)
-
-
 def _write(model: ir.Model, out: Path) -> list[Path]:
-    """Atomic write (the model's .data, when large, beside it)."""
-    return save_model(model, out)
+    """Staged and renamed into place; large models tensor by tensor into `out.name + '.data'`, as
+    compile() saves them."""
+    from qcompile.pipeline import STREAM_BYTES
+    from qcompile.stream_save import save_streaming
+
+    with Staging() as staging:
+        save = save_streaming if initializer_bytes(model) > STREAM_BYTES else save_model
+        save(model, out, staging=staging)
+        return staging.commit()

@@ -72,3 +72,17 @@ def test_lower_default_name_and_external_data(quantized, tmp_path):
     x = tiny_models.calibration()["x"][0]
     expected = _outputs(tmp_path / "inline.ref.onnx", x)
     np.testing.assert_array_equal(_outputs(tmp_path / "ext.q.ref.onnx", x), expected)
+
+
+def test_lower_streams_large_models_into_external_data(quantized, tmp_path, monkeypatch):
+    import qcompile.pipeline
+
+    monkeypatch.setattr(qcompile.pipeline, "STREAM_BYTES", 0)  # every model counts as large
+    out = tmp_path / "big.ref.onnx"
+    assert run("lower", quantized, "-o", out, "-q").exit_code == 0
+    assert (tmp_path / "big.ref.onnx.data").is_file()
+    monkeypatch.undo()
+    assert run("lower", quantized, "-o", tmp_path / "small.ref.onnx", "-q").exit_code == 0
+    assert not (tmp_path / "small.ref.onnx.data").exists()
+    x = tiny_models.calibration()["x"][0]
+    np.testing.assert_array_equal(_outputs(out, x), _outputs(tmp_path / "small.ref.onnx", x))
