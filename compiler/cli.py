@@ -88,23 +88,37 @@ def main():
 @click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report JSON path [default: OUTPUT with .report.json].")
-@click.option("--sequential", is_flag=True, default=None, help="Calibrate each block on the outputs of the blocks before it with their weights already quantized (GPTQ's and LKD's setting).")
-@click.option("--verify/--no-verify", default=None, help="Run both models with onnxruntime for the report's accuracy [default: verify].")
+@click.option("--sequential", is_flag=True, default=None,
+              help="Calibrate each block on the outputs of the blocks before it with their weights already"
+                   " quantized (GPTQ's and LKD's setting).")
+@click.option("--verify/--no-verify", default=None,
+              help="Run both models with onnxruntime for the report's accuracy [default: verify].")
 @click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
 @click.option("--shapes", multiple=True, help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
 @click.option("--avg-bits", type=float, default=None, help="--precision auto: average bits per weight, scales included (e.g. 4.5).")
-@click.option("--formats", default=None, help="--precision auto: candidate weight formats [default: int4,fp4,fp6,int8,fp8,fp16].")
-@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default=None, help="--precision auto: layer sensitivity method [default: lim].")
-@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=None, help="Calibration samples for --sensitivity measured [default: 4].")
-@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default=None, help="--precision auto: model-output error of --sensitivity measured and the guard; auto = KL divergence on outputs named like logits, 1 - cosine on the others [default: auto].")
+@click.option("--formats", default=None,
+              help="--precision auto: candidate weight formats [default: int4,fp4,fp6,int8,fp8,fp16].")
+@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default=None,
+              help="--precision auto: layer sensitivity method [default: lim].")
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=None,
+              help="Calibration samples for --sensitivity measured [default: 4].")
+@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default=None,
+              help="--precision auto: model-output error of --sensitivity measured and the guard; auto = "
+                   "KL divergence on outputs named like logits, 1 - cosine on the others [default: auto].")
 @click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--precision auto: also write the figures as PNG files (and an index.html) into this folder; OUT.report.html holds them already.")
-@click.option("--guard/--no-guard", default=None, help="--precision auto: measure the proxy plan against the uniform plans that fit the budget and keep the best [default: guard].")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="--precision auto: also write the figures as PNG files (and an index.html) into this "
+                   "folder; OUT.report.html holds them already.")
+@click.option("--guard/--no-guard", default=None,
+              help="--precision auto: measure the proxy plan against the uniform plans that fit the budget"
+                   " and keep the best [default: guard].")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table: no progress, no log lines.")
-@click.option("-v", "--verbose", count=True, help="Also the libraries' messages (onnx-ir, onnxruntime, warnings).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only errors and the final table: no progress, no log lines.")
+@click.option("-v", "--verbose", count=True,
+              help="Also the libraries' messages (onnx-ir, onnxruntime, warnings).")
 def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
                     lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, verify,
                     engine, shapes, avg_bits, formats, sensitivity, sensitivity_samples, error_metric, sweep,
