@@ -52,6 +52,8 @@ class StageProgress:
                             dynamic_ncols=True, mininterval=0.1)
             self.bar_stage = stage
         self.bar.update(done - self.bar.n)
+        if done >= total:  # finished: its line stays, later log lines go below it
+            self._close_bar()
 
     def _close_bar(self) -> None:
         if self.bar is not None:
