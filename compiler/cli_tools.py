@@ -41,16 +41,21 @@ def lower_command(model, output, force, quiet, verbose):
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", "-p", default=None, help="Show one preset in detail [default: every preset].")
+@click.option("--precision", "-p", default=None,
+              help="Show one preset in detail, or 'auto': the formats each layer can take "
+                   "[default: every preset].")
 @click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
               help="Group size of block-quantized weights.")
 def inspect_command(model, precision, group_size):
     """What compile would do with MODEL (layers, formats per preset, sizes), without reading its weights."""
     console.configure(quiet=True)
     try:
-        from qcompile.inspection import inspect_model, render
+        from qcompile.inspection import inspect_model, render, render_auto
         from qcompile.recipe import PRESETS, Recipe
 
+        if precision == "auto":
+            click.echo(render_auto(model, int(group_size)))
+            return
         if precision is not None:
             Recipe(precision=precision)  # a RecipeError names the valid presets
         found = inspect_model(model, (precision,) if precision else PRESETS, int(group_size))

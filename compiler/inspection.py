@@ -164,3 +164,25 @@ def _describe(found: Inspection, layer: Layer) -> tuple[str, str, str, str]:
 
 def _cell(d: Decision) -> str:
     return "kept" if d.bits is None else f"{d.bits:.3f}"
+
+
+def render_auto(path: str | Path, group_size: int = 128, formats=None) -> str:
+    """`inspect --precision auto`: the bits per weight of every candidate format each layer can take
+    (the choices of the mixed-precision search) and the range of average bits it can reach."""
+    from qcompile.mixed.allocate import minimum_average_bits
+    from qcompile.mixed.candidates import DEFAULT_FORMATS, layer_infos, parse_formats
+
+    formats = parse_formats(formats or DEFAULT_FORMATS)
+    model = read_structure(path)
+    layers, _ = find_layers(model.graph)
+    infos = layer_infos(layers, formats, group_size)
+    total = max(sum(i.params for i in infos), 1)
+    rows = [("layer", "op", "N x K", "share", *formats)]
+    rows += [(i.name, i.layer.op, f"{i.layer.n}x{i.layer.k}", f"{100 * i.params / total:.1f}%",
+              *[f"{i.bits[f]:.3f}" if f in i.bits else "-" for f in formats]) for i in infos]
+    highest = sum(max(i.bits.values()) * i.params for i in infos) / total
+    lines = [f"{path}: {len(infos)} quantizable layers; candidate formats of --precision auto", "",
+             *_table(rows), "(bits per weight, scales included; - = the layer cannot take that format)"]
+    lines += [f"{i.name}: no {f}: {reason}" for i in infos for f, reason in i.refused.items()]
+    lines += ["", f"--avg-bits can range from {minimum_average_bits(infos, {}):.3f} to {highest:.3f}"]
+    return "\n".join(lines)

@@ -67,3 +67,14 @@ def test_inspect_command(no_data):
     missing = run("inspect", no_data.with_name("nope.onnx"))
     assert missing.exit_code == 2 and "model not found" in missing.stderr
     assert sorted(p.name for p in no_data.parent.iterdir()) == ["m.onnx"]  # nothing written
+
+
+def test_inspect_auto_lists_the_formats_each_layer_can_take(no_data):
+    result = run("inspect", no_data, "--precision", "auto")
+    assert result.exit_code == 0, result.output
+    fc1 = next(line for line in result.output.splitlines() if line.startswith("fc1 "))
+    assert fc1.split()[4:] == ["-", "-", "-", f"{8 + 32 / 200:.3f}", f"{8 + 32 / 200:.3f}", "16.000"]
+    assert "fc1: no int4: K=200 is not a multiple of the group size" in result.output
+    # cheapest plan: fc1 at int8 (8.16), fc2 at fp4 (4 + 16 * 2 / 256: FP16 scales, group 128)
+    lowest = (200 * 256 * (8 + 32 / 200) + 64 * 256 * (4 + 16 * 2 / 256)) / (200 * 256 + 64 * 256)
+    assert f"--avg-bits can range from {lowest:.3f} to 16.000" in result.output
