@@ -12,6 +12,7 @@ import numpy as np
 from qcompile.errors import CalibrationError
 
 RANDOM = "random"
+MAX_SAMPLES = 4096  # more is slow for no gain; batch small samples together
 _RESERVOIR = 65536
 
 
@@ -25,12 +26,10 @@ class InputSpec:
 Sample = dict[str, np.ndarray]
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {str(exc)[:120]}") from None
+def _load_npz(path: Path, names: set[str] | None = None) -> dict[str, np.ndarray]:
+    from qcompile.npz_reader import read_npz
+
+    return read_npz(path, names)
 
 
 def calibration_files(source) -> list[Path]:
@@ -45,6 +44,7 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
     `optional`: inputs the data may leave out (the caller completes them: KV-cache models)."""
     if isinstance(source, str) and source == RANDOM:
         return _random_samples(inputs, random_samples, seed)
+    names = {spec.name for spec in inputs}
     if isinstance(source, dict):
         arrays = [dict(source)]
     else:
@@ -53,9 +53,9 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
             files = calibration_files(path)
             if not files:
                 raise CalibrationError(f"calibration folder {path} holds no .npz files")
-            arrays = [_load_npz(f) for f in files]
+            arrays = [_load_npz(f, names) for f in files]
         elif path.is_file():
-            arrays = [_load_npz(path)]
+            arrays = [_load_npz(path, names)]
         else:
             raise CalibrationError(f"calibration data not found: {path}")
     samples: list[Sample] = []
@@ -65,7 +65,26 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
         samples.extend({name: group[name][i] for name in group} for i in range(count))
     if not samples:
         raise CalibrationError("calibration data holds no samples")
+    if len(samples) > MAX_SAMPLES:
+        raise CalibrationError(f"calibration data holds {len(samples)} samples; qcompile takes at most {MAX_SAMPLES} "
+                               "(batch small samples together, or pass fewer)")
+    _check_values(arrays)
     return samples
+
+
+def _check_values(groups: list[dict[str, np.ndarray]]) -> None:
+    """Refuse NaN or infinity, and data that is the same number everywhere (nothing to fit a range on)."""
+    constant = True
+    for group in groups:
+        for name, array in group.items():
+            if array.size and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                raise CalibrationError(f"calibration input {name!r} holds NaN or infinity")
+            if array.size and array.min() != array.max():
+                constant = False
+    values = {np.asarray(a).flat[0].item() for g in groups for a in g.values() if a.size}
+    if constant and len(values) <= 1:
+        raise CalibrationError("calibration data is one constant value everywhere "
+                               f"({next(iter(values), 'empty')}): activation ranges cannot be fitted on it")
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec], optional=()) -> None:

@@ -54,7 +54,7 @@ def _bad_calib(folder, **arrays):
     ("truncated", "not a readable ONNX model"),
     ("no_layers", "no quantizable layer"),
     ("unknown_preset", "valid: w8a8, fp8, w4a16, w4a8"),
-    ("calib_name", "missing ['x']"),
+    ("calib_name", "is not a model input"),
     ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
     ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
     ("same_output", "is an input file"),
