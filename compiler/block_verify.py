@@ -5,6 +5,8 @@ is lost; the graph outputs give the model-level figures."""
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from qcompile.accuracy import compare_outputs, cosine
 from qcompile.blockwise import BlockModel, Carry, run_block
+from qcompile.ort_runner import user_model_errors
 from qcompile.report import BlockError, OutputAccuracy
 
 
@@ -37,7 +40,9 @@ def verify_blockwise(original: BlockModel, quantized_path: Path, samples: list, 
     for step, (a, b) in enumerate(pairs):
         produced = []
         for model, block, carry in ((original, a, carries[0]), (quantized, b, carries[1])):
-            with model.session(block, carry.dtypes(block)) as session:
+            # the user's model failing on its inputs is the user's to fix; the quantized one failing is a bug
+            with user_model_errors("the model") if model is original else contextlib.nullcontext(), \
+                    model.session(block, carry.dtypes(block)) as session:
                 produced.append(run_block(session, block, carry.feeds(block)))
             carry.advance(produced[-1], model.keep_after(block.index))
         ends = [original.blocks.cuts[step]] if step < len(original.blocks.cuts) else \

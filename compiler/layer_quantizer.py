@@ -236,6 +236,8 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
         lorc_bits = 16 * a.shape[1] * (a.shape[0] + b.shape[1]) / (p.layer.n * p.layer.k)
         r.bits_per_weight += lorc_bits
         r.details["lorc_bits_per_weight"] = lorc_bits
+    if spec.scale_dtype == "float16":
+        _report_float16_scales(p, result.qw.scales)
     if result.input_scale is not None:
         r.details["input_scale_range"] = [float(result.input_scale.min()), float(result.input_scale.max())]
     if cal.x_sample is not None:
@@ -246,6 +248,17 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
         from qcompile.fold import constraint_costs
 
         r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+
+
+def _report_float16_scales(p, scales: np.ndarray) -> None:
+    """Float16 scales of tiny weight groups fall below float16's normal range: say so, never silently."""
+    subnormal = int(np.count_nonzero(scales < 2.0 ** -14))
+    if subnormal:
+        floor = int(np.count_nonzero(scales <= 2.0 ** -24))
+        p.report.details["float16_scales"] = (
+            f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their weights keep "
+            f"fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0")
+        logger.warning("%s: %s", p.layer.name, p.report.details["float16_scales"])
 
 
 def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 22) -> float:

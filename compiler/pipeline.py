@@ -30,7 +30,7 @@ from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
-from qcompile.ort_runner import ort_errors, ort_message, user_model_errors
+from qcompile.ort_runner import user_model_errors
 from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.recipe import Recipe
 from qcompile.report import Report
@@ -304,13 +304,12 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
         path = work / "quantized.onnx"
         save_model(model, path, check=False)
     (work / "verify").mkdir()
-    if not data.guessed:
-        with user_model_errors("the model on its calibration inputs"):
-            return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
     try:
         return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
-    except ort_errors() as exc:
-        data.skipped = (f"verification skipped: the model's input shapes are not all known and random inputs of "
-                        f"guessed shapes failed ({ort_message(exc)[:120]}); pass --calib with real inputs")
+    except ModelError as exc:  # onnxruntime failed on the original model
+        if not data.guessed:
+            raise
+        data.skipped = (f"verification skipped: the model's input shapes are not all known and random inputs "
+                        f"of guessed shapes failed ({str(exc)[:120]}); pass --calib with real inputs")
         logger.warning("%s", data.skipped)
         return [], []

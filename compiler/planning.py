@@ -61,8 +61,14 @@ def unsupported_reason(layer: Layer, choice: LayerChoice) -> str:
     spec = choice.weights
     if spec is None:
         return f"left in high precision by the recipe ({choice.preset})"
-    if layer.op == "Gemm" and layer.node.attributes.get_int("transA", 0) and choice.emit == "plugin":
-        return "Gemm with transA=1 has no plugin form"
+    if layer.op == "Gemm" and choice.emit == "plugin":
+        attrs = layer.node.attributes
+        if attrs.get_int("transA", 0):
+            return "Gemm with transA=1 has no plugin form"
+        has_bias = len(layer.node.inputs) > 2 and layer.node.inputs[2] is not None
+        for attr in ("alpha", "beta") if has_bias else ("alpha",):
+            if attrs.get_float(attr, 1.0) != 1.0:
+                return f"Gemm with {attr}={attrs.get_float(attr):g} has no plugin form"
     if spec.granularity == "group":
         if layer.op == "Conv":
             return "block quantization is for GEMM weights only (TensorRT has no INT4 Conv)"

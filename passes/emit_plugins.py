@@ -128,7 +128,7 @@ class EmitPluginGemms(ir.passes.InPlacePass):
             arrays, values = plugin_arrays(ql, op_type)
             attrs = node_attributes(op_type, specs, **values)
             layer, node = ql.layer, ql.layer.node
-            x, out = layer.activation, node.outputs[0]
+            x, out = node.inputs[0], node.outputs[0]  # the live input: an earlier plugin may have replaced it
             out_dtype = out.dtype or x.dtype or ir.DataType.FLOAT
             new_nodes = []
             x16 = x

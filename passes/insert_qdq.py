@@ -86,6 +86,10 @@ class InsertQDQ(ir.passes.InPlacePass):
 
     @staticmethod
     def _scale_dtype(layer: Layer):
+        """The type the op computes in: a Cast in the weight's chain (only to float32 is admitted) makes
+        a float16 initializer a float32 operand, and its scales float32."""
+        if any(node.op_type == "Cast" for node in layer.chain):
+            return np.float32
         return np.float16 if layer.source.const_value.dtype == ir.DataType.FLOAT16 else np.float32
 
     def _activation_qdq(self, graph: ir.Graph, layer: Layer, ql: QuantizedLayer) -> ir.Value:
