@@ -154,6 +154,9 @@ class Recipe:
         unknown = set(data) - known
         if unknown:
             raise RecipeError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(known)}")
+        for field in dataclasses.fields(cls):
+            if field.name in data:
+                _check_type(field, data[field.name])
         return cls(**data)
 
     @classmethod
@@ -169,6 +172,37 @@ class Recipe:
         data["overrides"] = dict(self.overrides)
         data["algorithm_options"] = dict(self.algorithm_options)
         return data
+
+
+def _check_type(field: dataclasses.Field, value) -> None:
+    """A recipe value of the field's kind (files are untrusted: wrong types are the user's to fix)."""
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    strings = lambda v: all(isinstance(x, str) for x in v)  # noqa: E731
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str) or default is None:
+        ok = isinstance(value, str) or (default is None and value is None)
+    elif field.name == "overrides":
+        ok = (isinstance(value, dict) and strings(value) and strings(value.values())) or (
+            isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 and strings(p)
+                                                     for p in value))
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and strings(value)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict) and strings(value)
+    else:
+        ok = True
+    if not ok:
+        raise RecipeError(f"recipe key {field.name!r}: {value!r:.60} is not a {_kind(default, field.name)}")
+
+
+def _kind(default, name: str) -> str:
+    if name == "overrides":
+        return "table of NAME = PRECISION"
+    return {bool: "true/false", int: "number", float: "number", str: "string", tuple: "list of strings",
+            dict: "table"}.get(type(default), "string")
 
 
 def _as_int4_plugin(choice: LayerChoice) -> LayerChoice:

@@ -42,13 +42,22 @@ class Settings:
         return self.recipe.get("precision") == "auto"
 
 
+MAX_BYTES = 1 << 20
+
+
 def read(path: str | Path) -> dict:
     """The file as {"recipe": {...}, "auto": {...}, "run": {...}}, keys checked, paths resolved."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise RecipeError(f"recipe {path} is {len(raw)} bytes; a recipe is at most {MAX_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -58,6 +67,8 @@ def read(path: str | Path) -> dict:
             data = json.loads(text)
     except ValueError as exc:
         raise RecipeError(f"recipe {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"recipe {path} is nested too deeply") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path} must be a table of keys, not {type(data).__name__}")
     sections = {"auto": data.pop("auto", {}), "run": data.pop("run", {})}

@@ -165,3 +165,21 @@ def test_usage_errors_are_one_line_exit_2(workdir, args):
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("qcompile: error:"), result.stderr
     assert _outputs(workdir) == []
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("wrong_type.json", b'{"precision": 5}', "is not a string"),
+    ("number.json", b'{"group_size": "abc"}', "is not a number"),
+    ("list.json", b'{"exclude": 7}', "is not a list of strings"),
+    ("pairs.json", b'{"overrides": [1, 2]}', "NAME = PRECISION"),
+    ("latin1.json", b'\xff\xfe{"precision": "w8a8"}', "not UTF-8"),
+    ("deep.json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    ("deep.toml", b"a = " + b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    ("toml_list.toml", b"precision = [1, 2]\n", "is not a string"),
+])
+def test_bad_recipe_files_are_one_line_exit_2(workdir, name, content, message):
+    (workdir / name).write_bytes(content)
+    result = run(workdir / "mlp.onnx", "--recipe", workdir / name, "-q")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert _outputs(workdir) == [name]
