@@ -1,7 +1,8 @@
-"""Build a TensorRT engine from a quantized ONNX model (TensorRT 10 Python API, strongly typed).
+"""Build a TensorRT engine from a quantized ONNX model (TensorRT 10 and 11 Python API, strongly typed).
 
-Written against the TensorRT 10 documentation; TensorRT cannot be installed where qcompile is
-developed, so this module only runs where `import tensorrt` works (tests/trt).
+Every TensorRT name used here exists in the Python bindings of TensorRT 10.0 and 11.1
+(tests/trt/test_trt_names.py checks it against the bindings sources). TensorRT cannot be
+installed where qcompile is developed, so this module only runs where `import tensorrt` works.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
     builder = trt.Builder(logger)
     if library is not None:
         _load_plugin_library(trt, builder.get_plugin_registry(), library)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -116,6 +117,13 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
     log.info("wrote %s (%d bytes)", engine_path, engine_path.stat().st_size)
     return engine_path
+
+
+def network_flags(trt) -> int:
+    """Strongly typed: the STRONGLY_TYPED flag on TensorRT 10; 0 from 11 on, where every network is
+    strongly typed and the flag is deprecated (its bindings mark it so)."""
+    major = int(str(getattr(trt, "__version__", "10")).split(".")[0])
+    return 0 if major >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 def _load_plugin_library(trt, registry, library: Path) -> None:

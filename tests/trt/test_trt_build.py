@@ -113,7 +113,8 @@ class _Fake:
     documents them), not TensorRT's behaviour.
     """
 
-    def __init__(self, library_registered=False):
+    def __init__(self, library_registered=False, version="10.16.0"):
+        self.__version__ = version
         calls = self.calls = []
         enum = lambda *names: types.SimpleNamespace(**{n: i for i, n in enumerate(names)})  # noqa: E731
         self.NetworkDefinitionCreationFlag = enum("STRONGLY_TYPED")
@@ -211,3 +212,10 @@ def test_dynamic_inputs_need_shapes_and_registered_libraries_are_not_reloaded(tm
     assert not any(call[0] == "load_library" for call in fake.calls)
     with pytest.raises(QCompileError, match="unknown input"):
         trt_build.build_engine(model, tmp_path / "m.engine", shapes={"y": ((1,), (1,), (1,))})
+
+
+@pytest.mark.parametrize("version, strongly_typed_bit", [("10.0.1", True), ("10.16.0", True), ("11.1.0", False)])
+def test_network_flags_per_version(version, strongly_typed_bit):
+    fake = _Fake(version=version)
+    expected = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed_bit else 0
+    assert trt_build.network_flags(fake) == expected
