@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", default="w6a16,w4a16,w4a8")
     parser.add_argument("--ms", default="1,2,4,8,16,32,64,128,512")
     parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--lib", type=Path, default=None, help="libqc_kernels.so (default $QC_KERNEL_LIB or plugins/build)")
+    parser.add_argument("--lib", type=Path, default=None, help="libqc_kernels.so (default: tests/gpu/kernel_abi.library_path())")
     parser.add_argument("--markdown", action="store_true", help="print a table for BENCHMARKS.md")
     args = parser.parse_args(argv)
 

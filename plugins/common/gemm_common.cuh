@@ -102,13 +102,3 @@ inline int qc_launch_reduce(const qc_plan& p, const float* ws, int M, int N, con
 }
 
 inline int qc_cuda_status() { return cudaGetLastError() == cudaSuccess ? QC_OK : QC_ERR_CUDA; }
-
-// Drops split-K when the workspace cannot hold the partial sums.
-inline qc_plan qc_fit_workspace(qc_plan p, int M, int N, int K, size_t offset, void* ws, size_t ws_bytes) {
-  size_t need = qc_splitk_bytes(p, M, N);
-  if (p.splits > 1 && (!ws || ws_bytes < offset + need)) {
-    p.splits = 1;
-    p.k_chunk = K;
-  }
-  return p;
-}

@@ -35,6 +35,33 @@ static inline size_t qc_splitk_bytes(qc_plan p, int M, int N) {
   return p.splits > 1 ? (size_t)p.splits * (size_t)M * (size_t)N * sizeof(float) : 0;
 }
 
+/* The largest qc_splitk_bytes over every M' in [1, M]: what a caller that reserves once for a
+ * range of M (a TensorRT profile) must hold. qc_splitk_bytes alone is not monotonic in M (more
+ * tiles, fewer splits), so workspace sizes are defined through this function. Splits never rise
+ * with M (the tile count never falls), so the scan stops at the first M' without split-K. */
+static inline size_t qc_splitk_bytes_upto(int M, int N, int K, int k_block) {
+  size_t most = 0;
+  for (int m = 1; m <= M; ++m) {
+    qc_plan p = qc_plan_gemm(m, N, K, k_block);
+    if (p.splits <= 1) break;
+    size_t b = qc_splitk_bytes(p, m, N);
+    if (b > most) most = b;
+  }
+  return most;
+}
+
+/* Drops split-K when the workspace (from `offset` on) cannot hold the partial sums: a launch never
+ * writes past the bytes it is given. */
+static inline qc_plan qc_fit_workspace(qc_plan p, int M, int N, int K, size_t offset, const void* ws,
+                                       size_t ws_bytes) {
+  size_t need = qc_splitk_bytes(p, M, N);
+  if (p.splits > 1 && (!ws || ws_bytes < offset + need)) {
+    p.splits = 1;
+    p.k_chunk = K;
+  }
+  return p;
+}
+
 static inline size_t qc_align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static inline int qc_is_aligned16(const void* p) { return ((size_t)p & 15) == 0; }

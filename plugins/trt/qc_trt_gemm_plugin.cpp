@@ -154,6 +154,8 @@ int32_t GemmPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer
     Dims x = to_dims(inputDesc[0].dims);
     int64_t m = 1;
     for (size_t i = 0; i + 1 < x.size(); ++i) m *= x[i];
+    // workspace_size is non-decreasing in M (plugins/tests/workspace_test.cpp), so the bytes at this
+    // M are within what getWorkspaceSize reserved for the profile's max M.
     int32_t status = core_->enqueue(x, inputs, outputs[0], workspace, core_->workspace_size(m), stream);
     if (status != 0) log_error(std::string(getPluginName()) + ": " + core_->status_string(status));
     return status;

@@ -17,6 +17,7 @@ struct CUstream_st;
  * with UINT4 (else QC_ERR_FORMAT). */
 int qc_w4a16_check_shape(int M, int N, int K, int group_size, int format, int has_zeros);
 
+/* Split-K bytes for every M' <= M: non-decreasing in M (one reservation per profile). */
 size_t qc_w4a16_workspace_size(int M, int N, int K, int group_size);
 
 /* x fp16 [M,K], w uint8 [N,K/2], scales fp16 [N,K/g], zeros uint8 [N,K/g] or NULL, y fp16

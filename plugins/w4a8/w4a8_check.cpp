@@ -24,5 +24,5 @@ extern "C" int qc_w4a8_check_group_exp(const int8_t* group_exp, long long count,
 extern "C" size_t qc_w4a8_workspace_size(int M, int N, int K, int group_size, int act_quant) {
   if (qc_w4a8_check_shape(M, N, K, group_size, QC_FMT_FP4_E2M1, act_quant) != QC_OK || M == 0) return 0;
   size_t rows = act_quant == QC_ACT_PER_TOKEN ? qc_align256((size_t)M * sizeof(float)) : 0;
-  return rows + qc_splitk_bytes(qc_plan_gemm(M, N, K, 128), M, N);
+  return rows + qc_splitk_bytes_upto(M, N, K, 128);
 }

@@ -16,7 +16,8 @@ struct CUstream_st; /* cudaStream_t is `struct CUstream_st*` */
  * format QC_FMT_FP6_E3M2 or QC_FMT_FP6_E2M3. Returns a QC_* status. */
 int qc_w6a16_check_shape(int M, int N, int K, int format);
 
-/* Bytes of workspace the launch uses for split-K (0 when it does not split). */
+/* Bytes of workspace for split-K at every M' <= M (non-decreasing in M, so one reservation for a
+ * profile's largest M serves every smaller M; 0 when no M' <= M splits). */
 size_t qc_w6a16_workspace_size(int M, int N, int K);
 
 /* x fp16 [M,K], w_lo4 uint8 [N,K/2], w_hi2 uint8 [N,K/4], scales fp16 [N], y fp16 [M,N]; all

@@ -1,5 +1,7 @@
 """ctypes binding of libqc_kernels.so (plugins/) for torch tensors; shared by tests/gpu and
-bench/kernels_bench.py. Finds the library in $QC_KERNEL_LIB or plugins/build/."""
+bench/kernels_bench.py. Finds the library in $QC_KERNEL_LIB, else in $QC_PLUGIN_BUILD_DIR (the
+folder tests/run_all.sh builds into, default build/plugins), else in plugins/build (the default of
+plugins/build.sh)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LIB = ROOT / "plugins" / "build" / "libqc_kernels.so"
+LIB_NAME = "libqc_kernels.so"
 
 OK, ERR_SHAPE, ERR_ALIGNMENT, ERR_FORMAT, ERR_UNSUPPORTED_ARCH, ERR_CUDA, ERR_WORKSPACE, ERR_NULL, ERR_ARG = range(9)
 FMT = {"fp6_e3m2": 0, "fp6_e2m3": 1, "int4": 2, "uint4": 3, "fp4_e2m1": 4}
@@ -18,7 +20,14 @@ _P, _I, _S = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
 
 
 def library_path() -> Path:
-    return Path(os.environ.get("QC_KERNEL_LIB", DEFAULT_LIB))
+    if os.environ.get("QC_KERNEL_LIB"):
+        return Path(os.environ["QC_KERNEL_LIB"])
+    build = Path(os.environ.get("QC_PLUGIN_BUILD_DIR", ROOT / "build" / "plugins"))
+    build = build if build.is_absolute() else ROOT / build
+    for candidate in (build / LIB_NAME, ROOT / "plugins" / "build" / LIB_NAME):
+        if candidate.exists():
+            return candidate
+    return build / LIB_NAME
 
 
 def load(path: Path | None = None) -> ctypes.CDLL:
