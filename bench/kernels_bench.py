@@ -5,7 +5,8 @@ Each timed call follows a 256 MB write that flushes L2; CUDA events; median of -
 "Limit" is the speedup a weight-bandwidth-bound kernel could reach over the baseline (ratio of
 weight bytes incl. scales): FP6 per channel ~2.67x, INT4 g128 ~3.88x vs FP16, 4-bit vs FP8 ~1.97x.
 
-    python bench/kernels_bench.py [--kernels w6a16,w4a16,w4a8] [--ms 1,16,128] [--markdown]
+    python bench/kernels_bench.py [--kernels w6a16,w4a16,w4a8] [--ms 1,16,128] [--shapes 4096x4096]
+                                  [--markdown]
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def bench_shape(lib, kernel: str, m: int, n: int, k: int, flush, iters: int) -> 
         fn = lambda: check(abi.w4a8(lib, x, w4, exps, cscale, act_scale, y, GROUP, "fp4_e2m1", "per_tensor", ws))  # noqa: E731
         weight_bytes = n * k * 0.5 + n * (k // GROUP) + n * 4
         row["fp8_ms"] = scaled_mm_ms(m, n, k, flush, iters)
+        row["fp8_fast_ms"] = scaled_mm_ms(m, n, k, flush, iters, fast_accum=True)
     row["ms"] = timed(fn, flush, iters)
     row["speedup"] = base / row["ms"]
     row["limit"] = n * k * 2 / weight_bytes
@@ -83,12 +85,15 @@ def bench_shape(lib, kernel: str, m: int, n: int, k: int, flush, iters: int) -> 
     row["GB/s"] = weight_bytes / row["ms"] / 1e6
     if "fp8_ms" in row and row["fp8_ms"] is not None:
         row["vs_fp8"] = row["fp8_ms"] / row["ms"]
+        if row.get("fp8_fast_ms") is not None:
+            row["vs_fp8_fast"] = row["fp8_fast_ms"] / row["ms"]
         row["fp8_limit"] = n * k / weight_bytes
     return row
 
 
-def scaled_mm_ms(m: int, n: int, k: int, flush, iters: int) -> float | None:
-    """torch._scaled_mm FP8 (M padded to 16, which it needs); None where unsupported."""
+def scaled_mm_ms(m: int, n: int, k: int, flush, iters: int, fast_accum: bool = False) -> float | None:
+    """torch._scaled_mm FP8 (M padded to 16, which it needs), optionally with fast accumulation;
+    None where unsupported."""
     import torch
 
     dev = "cuda"
@@ -97,11 +102,20 @@ def scaled_mm_ms(m: int, n: int, k: int, flush, iters: int) -> float | None:
     b = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)
     one = torch.ones((), device=dev)
     try:
-        fn = lambda: torch._scaled_mm(a, b.T, scale_a=one, scale_b=one, out_dtype=torch.float16)  # noqa: E731
+        fn = lambda: torch._scaled_mm(a, b.T, scale_a=one, scale_b=one, out_dtype=torch.float16,  # noqa: E731
+                                      use_fast_accum=fast_accum)
         fn()
     except RuntimeError:
         return None
     return timed(fn, flush, iters)
+
+
+def copy_bandwidth(buf, iters: int) -> float:
+    """GB/s of a device-to-device copy of half of `buf` into the other half (bytes read + written)."""
+    half = buf.numel() // 2
+    src, dst = buf[:half], buf[half:2 * half]
+    ms = timed(lambda: dst.copy_(src), buf[:1], iters)
+    return 2 * half / ms / 1e6
 
 
 def main(argv=None) -> int:
@@ -109,7 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", default="w6a16,w4a16,w4a8")
     parser.add_argument("--ms", default="1,2,4,8,16,32,64,128,512")
     parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--lib", type=Path, default=None, help="libqc_kernels.so (default: tests/gpu/kernel_abi.library_path())")
+    parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")
+    parser.add_argument("--lib", type=Path, default=None, help="libqc_kernels.so (default: kernel_abi.library_path())")
     parser.add_argument("--markdown", action="store_true", help="print a table for BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -122,19 +137,26 @@ def main(argv=None) -> int:
     major, minor = torch.cuda.get_device_capability()
     kernels = [k for k in args.kernels.split(",") if k != "w4a8" or major * 10 + minor >= 89]
     flush = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     rows = [bench_shape(lib, kern, m, n, k, flush, args.iters)
-            for kern in kernels for n, k in SHAPES for m in (int(v) for v in args.ms.split(","))]
+            for kern in kernels for n, k in shapes for m in (int(v) for v in args.ms.split(","))]
+    ceiling = copy_bandwidth(flush, args.iters)
     gpu = torch.cuda.get_device_name()
-    cols = ["kernel", "M", "N", "K", "fp16_ms", "ms", "speedup", "limit", "of_limit", "GB/s", "fp8_ms", "vs_fp8", "fp8_limit"]
+    cols = ["kernel", "M", "N", "K", "fp16_ms", "ms", "speedup", "limit", "of_limit", "GB/s", "of_copy_bw",
+            "fp8_ms", "vs_fp8", "fp8_fast_ms", "vs_fp8_fast", "fp8_limit"]
+    for r in rows:
+        r["of_copy_bw"] = r["GB/s"] / ceiling
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     if args.markdown:
-        print(f"GPU: {gpu}; torch {torch.__version__}; L2 flushed before each call; median of {args.iters}\n")
+        print(f"GPU: {gpu}; torch {torch.__version__}; L2 flushed before each call; median of {args.iters}; "
+              f"measured device-to-device copy bandwidth (the ceiling of GB/s; of_copy_bw = GB/s over it): "
+              f"{ceiling:.0f} GB/s\n")
         print("| " + " | ".join(cols) + " |")
         print("|" + "---|" * len(cols))
         for r in rows:
             print("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
     else:
-        print(f"GPU: {gpu}")
+        print(f"GPU: {gpu}; device-to-device copy bandwidth {ceiling:.0f} GB/s")
         print("  ".join(f"{c:>9}" for c in cols))
         for r in rows:
             print("  ".join(f"{fmt(r.get(c)):>9}" for c in cols))

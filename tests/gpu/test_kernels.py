@@ -9,7 +9,8 @@ Error measure: max|y - ref| / max|ref| over the output.
 - W4A8 bound 5e-3: the reference rounds activations to FP8 exactly like the kernel, so products
   agree exactly; on top of the fp16 output rounding, FP8 tensor-core accumulation on Hopper is
   reported to keep fewer than fp32's 24 mantissa bits, hence a looser bound.
-Set QC_GPU_FULL=1 to run every M on the large (N, K) shapes too.
+Set QC_GPU_FULL=1 to run every M on the large (N, K) shapes too; QC_GPU_SUBSET=1 (bench/gpu_check.sh)
+runs M in {1, 16, 64, 512} on (4096, 4096) and (11008, 4096) plus the odd and invalid shapes.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ MS = [1, 2, 4, 8, 16, 32, 64, 128, 512]
 SMALL_NK = [(4096, 4096)]
 BIG_NK = [(11008, 4096), (4096, 11008), (8192, 8192), (28672, 8192)]
 BIG_MS = MS if os.environ.get("QC_GPU_FULL") else [1, 16, 128]
+if os.environ.get("QC_GPU_SUBSET"):  # bench/gpu_check.sh: M in {1, 16, 64, 512} on two (N, K) shapes
+    MS = BIG_MS = [1, 16, 64, 512]
+    BIG_NK = [(11008, 4096)]
 # (n, k) outermost in every parametrize list, so consecutive tests share one cached weight set.
 CASES = [(m, n, k) for n, k in SMALL_NK for m in MS] + [(m, n, k) for n, k in BIG_NK for m in BIG_MS]
 DEV = "cuda"
