@@ -274,6 +274,28 @@ def build_command(model, engine, shapes, force):
         _fail(exc)
 
 
+@main.command("compare")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The engine built from MODEL.")
+@click.option("--calib", default="random", show_default=True, help="Samples: a calibration .npz, a folder of them, or 'random'.")
+@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="How many samples to compare on.")
+@click.option("--plugins", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The plugin library [default: $QC_PLUGIN_LIB or the build folders].")
+@click.option("--rtol", type=float, default=1e-2, show_default=True, help="Relative tolerance per output element.")
+@click.option("--atol", type=float, default=1e-2, show_default=True, help="Absolute tolerance per output element.")
+def compare_command(model, engine, calib, samples, plugins, rtol, atol):
+    """Run the TensorRT ENGINE and onnxruntime on MODEL's standard-ONNX lowering (Polygraphy); exit 1 if they differ."""
+    console.configure()
+    from qcompile.trt_compare import compare_engine
+
+    try:
+        ok = compare_engine(model, engine, calib=calib, samples=samples, plugin_library=plugins, rtol=rtol, atol=atol)
+    except QCompileError as exc:
+        _fail(exc)
+    click.echo(f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, atol {atol})")
+    sys.exit(0 if ok else 1)
+
+
 cli_tools.register(main)
 
 if __name__ == "__main__":

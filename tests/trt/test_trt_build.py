@@ -219,3 +219,20 @@ def test_network_flags_per_version(version, strongly_typed_bit):
     fake = _Fake(version=version)
     expected = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed_bit else 0
     assert trt_build.network_flags(fake) == expected
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed")
+def test_compare_without_tensorrt_is_one_line_exit_2(tmp_path):
+    import subprocess
+
+    model = int8_linear_model(tmp_path / "m.onnx")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    command = [sys.executable, "-m", "qcompile.cli", "compare", str(model)]
+    done = subprocess.run([*command, "--engine", str(engine)], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install tensorrt" in lines[0]
+    missing = subprocess.run([*command, "--engine", str(tmp_path / "none.engine")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

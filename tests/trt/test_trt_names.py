@@ -80,5 +80,7 @@ def test_every_name_exists_in_the_bindings():
 
 def test_a_misspelled_name_is_reported(tmp_path):
     (tmp_path / "pyCore.cpp").write_text('.def("create_network", f).value("STRONGLY_TYPED", x)')
-    names = trt_names("def f(trt, builder):\n    builder.create_netwrk(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)\n")
+    source = ("def f(trt, builder):\n"
+              "    builder.create_netwrk(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)\n")
+    names = trt_names(source)
     assert names - binding_names(tmp_path) == {"create_netwrk", "NetworkDefinitionCreationFlag"}
