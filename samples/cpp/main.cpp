@@ -1,19 +1,19 @@
 // qc_run_engine: run a TensorRT engine built by qcompile from C++, with its plugin library.
 //   qc_run_engine --engine model.engine [--plugins libqc_trt_plugins.so] [--allow-host-code]
 //                 --input NAME=file.npy ... [--output-dir DIR]
-// Outputs are written as DIR/<output name>.npy. Never compiled here (see README.md).
+// Outputs are written as DIR/<output name>.npy. Compiled against the TensorRT 10/11 headers, never
+// linked or run here (see README.md); runner_options.cpp is its TensorRT-free, tested part.
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
-#include <fstream>
-#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "npy.h"
+#include "runner_options.h"
 
 namespace {
 
@@ -45,45 +45,7 @@ npy::DType to_npy(nvinfer1::DataType type, const std::string& name) {
     }
 }
 
-struct Options {
-    std::string engine, plugins, output_dir = ".";
-    bool allow_host_code = false;
-    std::map<std::string, std::string> inputs;
-};
-
-Options parse(int argc, char** argv) {
-    Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::runtime_error(arg + " needs a value");
-            return argv[++i];
-        };
-        if (arg == "--engine") o.engine = next();
-        else if (arg == "--plugins") o.plugins = next();
-        else if (arg == "--output-dir") o.output_dir = next();
-        else if (arg == "--allow-host-code") o.allow_host_code = true;
-        else if (arg == "--input") {
-            std::string spec = next();
-            size_t eq = spec.find('=');
-            if (eq == std::string::npos) throw std::runtime_error("--input expects NAME=file.npy, got " + spec);
-            o.inputs[spec.substr(0, eq)] = spec.substr(eq + 1);
-        } else throw std::runtime_error("unknown argument " + arg);
-    }
-    if (o.engine.empty()) throw std::runtime_error("--engine is required");
-    return o;
-}
-
-std::vector<char> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw std::runtime_error(path + ": cannot open");
-    std::vector<char> bytes(static_cast<size_t>(in.tellg()));
-    in.seekg(0);
-    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return bytes;
-}
-
-int run(const Options& o) {
+int run(const runner::Options& o) {
     Logger logger;
     std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger));
     if (!runtime) throw std::runtime_error("createInferRuntime failed");
@@ -92,7 +54,7 @@ int run(const Options& o) {
     runtime->setEngineHostCodeAllowed(o.allow_host_code);
     if (!o.plugins.empty() && runtime->getPluginRegistry().loadLibrary(o.plugins.c_str()) == nullptr)
         throw std::runtime_error(o.plugins + ": IPluginRegistry::loadLibrary failed");
-    std::vector<char> plan = read_file(o.engine);
+    std::vector<char> plan = runner::read_file(o.engine);
     std::unique_ptr<nvinfer1::ICudaEngine> engine(runtime->deserializeCudaEngine(plan.data(), plan.size()));
     if (!engine) throw std::runtime_error(o.engine + ": deserialization failed (plugins loaded? --allow-host-code?)");
     std::unique_ptr<nvinfer1::IExecutionContext> context(engine->createExecutionContext());
@@ -150,8 +112,16 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    runner::Options options;
+    try {  // bad arguments and files: exit 2, before TensorRT is touched
+        options = runner::parse_options(argc, argv);
+        runner::check_files(options);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "qc_run_engine: %s\n", e.what());
+        return 2;
+    }
     try {
-        return run(parse(argc, argv));
+        return run(options);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "qc_run_engine: %s\n", e.what());
         return 1;
