@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one GPU script: what a session with a GPU runs first (about 8 minutes at most on an H100/H200).
 #   1. builds plugins/ for the detected architecture (sm_90 -> 90a) into build/gpu_check-<arch>;
-#   2. the correctness subset of tests/gpu (QC_GPU_SUBSET=1: every kernel and format, M in
+#   2. bench/static_check.py for that architecture (registers, spills, SASS per weight);
+#   3. the correctness subset of tests/gpu (QC_GPU_SUBSET=1: every kernel and format, M in
 #      {1, 16, 64, 512}, (N, K) in {(4096, 4096), (11008, 4096)}, odd and invalid shapes), <= 3 min;
-#   3. bench/kernels_bench.py against torch.matmul FP16 and torch._scaled_mm FP8 (with and without
+#   4. bench/kernels_bench.py against torch.matmul FP16 and torch._scaled_mm FP8 (with and without
 #      fast accumulation) on the kernels' README shapes, with the measured device-to-device copy
 #      bandwidth as the ceiling.
 # Writes one markdown file: $1, else $OUT/gpu_check.md when $OUT is set, else gpu_check.md.
@@ -50,6 +51,14 @@ else
     exit 1
 fi
 export QC_KERNEL_LIB="$PWD/$build/libqc_kernels.so"
+
+echo "== static check (SASS of sm_$arch)"
+if timeout 120 "$py" bench/static_check.py --arch "$arch" >"$log/static.txt" 2>&1; then
+    printf '\n## Static check\n\n' >>"$report"
+    cat "$log/static.txt" >>"$report"
+else
+    printf '\n## Static check: not run\n\n```\n%s\n```\n' "$(tail -5 "$log/static.txt")" >>"$report"
+fi
 
 echo "== correctness subset (<= 180 s)"
 QC_GPU_SUBSET=1 timeout 180 "$py" -m pytest -q -p no:cacheprovider tests/gpu -rfE >"$log/tests.txt" 2>&1

@@ -62,6 +62,9 @@ static inline qc_plan qc_fit_workspace(qc_plan p, int M, int N, int K, size_t of
   return p;
 }
 
+/* log2 of a group size the shape checks admit (32, 64 or 128): kernels index groups by shifts. */
+static inline int qc_group_shift(int group) { return group == 32 ? 5 : (group == 64 ? 6 : 7); }
+
 static inline size_t qc_align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static inline int qc_is_aligned16(const void* p) { return ((size_t)p & 15) == 0; }

@@ -14,7 +14,7 @@ struct W4Loader {
   const __half* scales;
   const uint8_t* zeros;
   int K;
-  int group;
+  int group_shift;  // log2 of the group size
   int fmt;
 
   __device__ __forceinline__ void load(int row, int k, bool valid, uint32_t h[8]) const {
@@ -24,7 +24,7 @@ struct W4Loader {
       return;
     }
     const uint2 p = *reinterpret_cast<const uint2*>(w + (size_t)row * (K / 2) + k / 2);
-    const size_t gi = (size_t)row * (K / group) + k / group;
+    const size_t gi = (size_t)row * (K >> group_shift) + (k >> group_shift);
     const __half2 scale = __half2half2(scales[gi]);
     qc_w4_decode16_half(p.x, p.y, fmt, h);
     if (fmt == QC_FMT_FP4_E2M1) {
@@ -52,7 +52,7 @@ extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, c
   if (workspace && !qc_is_aligned16(workspace)) return QC_ERR_ALIGNMENT;
   qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, 64), M, N, K, 0, workspace, workspace_bytes);
   W4Loader ld{static_cast<const uint8_t*>(w), static_cast<const __half*>(scales),
-              static_cast<const uint8_t*>(zeros), K, group_size, format};
+              static_cast<const uint8_t*>(zeros), K, qc_group_shift(group_size), format};
   QcEpilogue epi{nullptr, nullptr, nullptr, nullptr};
   return qc_launch_f16_gemm(p, static_cast<const __half*>(x), static_cast<__half*>(y),
                             static_cast<float*>(workspace), M, N, K, ld, epi, stream);

@@ -24,7 +24,7 @@ __device__ __forceinline__ void qc_mma_e4m3(float c[4], const uint32_t a[4], con
 // 32 weights of row `row` from k (one group): 16 bytes -> 8 words of E4M3 bytes; word 2i holds
 // k+8i..k+8i+3, word 2i+1 holds k+8i+4..k+8i+7.
 __device__ __forceinline__ void qc_load_w4_fp8(const uint8_t* w, const int8_t* gexp, int row, int k, int K,
-                                               int group, int fmt, bool valid, uint32_t a[8]) {
+                                               int group_shift, int fmt, bool valid, uint32_t a[8]) {
   if (!valid) {
 #pragma unroll
     for (int j = 0; j < 8; ++j) a[j] = 0u;
@@ -32,7 +32,7 @@ __device__ __forceinline__ void qc_load_w4_fp8(const uint8_t* w, const int8_t* g
   }
   const uint4 p = *reinterpret_cast<const uint4*>(w + (size_t)row * (K / 2) + k / 2);
   uint32_t lut[4];
-  qc_w4a8_lut(fmt, gexp[(size_t)row * (K / group) + k / group], lut);
+  qc_w4a8_lut(fmt, gexp[(size_t)row * (K >> group_shift) + (k >> group_shift)], lut);
   qc_w4a8_convert8(p.x, lut, &a[0], &a[1]);
   qc_w4a8_convert8(p.y, lut, &a[2], &a[3]);
   qc_w4a8_convert8(p.z, lut, &a[4], &a[5]);
@@ -52,7 +52,7 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
 template <int MF>
 __global__ void __launch_bounds__(128) qc_w4a8_kernel(const __half* __restrict__ x, const uint8_t* __restrict__ w,
                                                       const int8_t* __restrict__ gexp, __half* __restrict__ y,
-                                                      float* __restrict__ ws, int M, int N, int K, int group,
+                                                      float* __restrict__ ws, int M, int N, int K, int group_shift,
                                                       int fmt, int k_chunk, QcEpilogue epi) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = blockIdx.x * QC_TILE_N + warp * 16 + g, r1 = r0 + 8;
@@ -71,8 +71,8 @@ __global__ void __launch_bounds__(128) qc_w4a8_kernel(const __half* __restrict__
     const int k = kb + 32 * t;
     const bool kv = k < k_end;
     uint32_t a0[8], a1[8], xb[MF][8];
-    qc_load_w4_fp8(w, gexp, r0, k, K, group, fmt, kv && r0 < N, a0);
-    qc_load_w4_fp8(w, gexp, r1, k, K, group, fmt, kv && r1 < N, a1);
+    qc_load_w4_fp8(w, gexp, r0, k, K, group_shift, fmt, kv && r0 < N, a0);
+    qc_load_w4_fp8(w, gexp, r1, k, K, group_shift, fmt, kv && r1 < N, a1);
 #pragma unroll
     for (int f = 0; f < MF; ++f) {
       const int m = m_base + 8 * f + g;
@@ -165,10 +165,11 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const int8_t* ge = static_cast<const int8_t*>(group_exp);
   __half* yh = static_cast<__half*>(y);
+  const int gs = qc_group_shift(group_size);
   switch (p.m_frags) {
-    case 1: qc_w4a8_kernel<1><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, group_size, format, p.k_chunk, epi); break;
-    case 2: qc_w4a8_kernel<2><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, group_size, format, p.k_chunk, epi); break;
-    default: qc_w4a8_kernel<4><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, group_size, format, p.k_chunk, epi); break;
+    case 1: qc_w4a8_kernel<1><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
+    case 2: qc_w4a8_kernel<2><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
+    default: qc_w4a8_kernel<4><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
   }
   if (qc_cuda_status() != QC_OK) return QC_ERR_CUDA;
   qc_launch_reduce(p, ws, M, N, epi, yh, s);
