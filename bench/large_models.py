@@ -22,6 +22,8 @@ import numpy as np
 
 from bench.common import measured_child, timed_child
 
+# this interpreter's qcompile (a bare `qcompile` on PATH may be another checkout's install)
+QCOMPILE = [sys.executable, "-c", "import sys; from qcompile.cli import main; sys.argv[0] = 'qcompile'; main()"]
 ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
        "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
 
@@ -29,7 +31,7 @@ ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmu
 def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[str]]]:
     def qc(name, *extra):
         out = folder / f"q.{name}.onnx"
-        return ["qcompile", str(model), "--precision", "w4a16", "-o", str(out), "--force", "-q", *extra]
+        return [*QCOMPILE, str(model), "--precision", "w4a16", "-o", str(out), "--force", "-q", *extra]
 
     return {
         "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
