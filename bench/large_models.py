@@ -23,7 +23,8 @@ import numpy as np
 from bench.common import measured_child, timed_child
 
 # this interpreter's qcompile (a bare `qcompile` on PATH may be another checkout's install)
-QCOMPILE = [sys.executable, "-c", "import sys; from qcompile.cli import main; sys.argv[0] = 'qcompile'; main()"]
+QCOMPILE = [sys.executable, "-c",
+            "import sys; from qcompile.cli import main; sys.argv[0] = 'qcompile'; main()"]
 ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
        "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
 
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
         ours = ort and key != "ort-rtn"
         speed = f"{ort[2] / wall:.2f}x, {ort[5] / cpu:.2f}x" if ours else "-"
         memory = f"{rss / ort[3]:.2f}x" if ours else "-"
-        print(f"| {name}{status} | {wall:.1f} | {cpu:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} | {speed} "
-              f"| {memory} |")
+        print(f"| {name}{status} | {wall:.1f} | {cpu:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} "
+              f"| {speed} | {memory} |")
     return 0
 
 
