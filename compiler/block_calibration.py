@@ -16,7 +16,7 @@ import numpy as np
 
 from qcompile.blockwise import BlockModel, Carry, run_block
 from qcompile.layer_quantizer import Group, QuantizedGroup, quantize_groups
-from qcompile.passes.canonicalize import Layer
+from qcompile.mixed.runner import source_layout
 from qcompile.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -30,19 +30,9 @@ def _block_index(model: BlockModel, group: Group) -> int:
     return index
 
 
-def source_array(layer: Layer, w_nk: np.ndarray) -> np.ndarray:
-    """`W[N, K]` laid out as the layer's initializer (the inverse of Layer.weight_nk)."""
-    arr = w_nk.T if layer.layout == "kn" else w_nk.reshape(layer.operand_shape)
-    for node in reversed(layer.chain):
-        if node.op_type == "Transpose":
-            perm = node.attributes.get_ints("perm", None) or list(reversed(range(arr.ndim)))
-            arr = np.transpose(arr, np.argsort(perm))
-    return np.ascontiguousarray(arr, dtype=layer.source.const_value.dtype.numpy())
-
-
 def quantized_weights(done: list[QuantizedGroup]) -> dict[str, np.ndarray]:
     """Initializer name -> the float weight each quantized layer computes with."""
-    return {p.layer.source.name: source_array(p.layer, r.effective_weight())
+    return {p.layer.source.name: source_layout(p.layer, r.effective_weight())
             for qg in done for p, r in zip(qg.group.planned, qg.results)}
 
 
