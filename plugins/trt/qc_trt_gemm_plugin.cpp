@@ -54,6 +54,11 @@ void set_logger_finder(nvinfer1::ILoggerFinder* finder) noexcept { logger_finder
 void log_error(std::string const& message) noexcept {
     nvinfer1::ILoggerFinder* finder = logger_finder();
     nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
+#ifdef QC_TRT_STATIC_REGISTRATION
+    // TensorRT calls setLoggerFinder only on libraries it loads; statically registered creators
+    // log through libnvinfer's getLogger(), which the application links.
+    if (logger == nullptr) logger = getLogger();
+#endif
     if (logger != nullptr) logger->log(nvinfer1::ILogger::Severity::kERROR, ("qcompile plugin: " + message).c_str());
 }
 

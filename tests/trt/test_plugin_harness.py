@@ -40,6 +40,11 @@ def test_every_emitted_plugin_node_through_the_tensorrt_interfaces(tmp_path):
     done = subprocess.run([str(harness), str(library), str(cases)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"{n_cases} cases" in done.stdout and ", 0 failed" in done.stdout
+    static = harness.parent / "qc_trt_static_harness"  # the REGISTER_TENSORRT_PLUGIN path, built beside it
+    assert static.is_file(), f"{static} is built with the harness"
+    done = subprocess.run([str(static), str(cases)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"{n_cases} cases" in done.stdout and ", 0 failed" in done.stdout
 
 
 def test_cases_cover_every_listed_attribute_value(tmp_path):

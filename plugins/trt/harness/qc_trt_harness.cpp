@@ -3,8 +3,8 @@
 // (a logger finder, an IExprBuilder) is provided here. Usage:
 //   qc_trt_harness LIBRARY CASES    (CASES: tests/trt/harness_cases.py's file of emitted nodes)
 // Prints one line per failed check and a summary; exit 0 only if every check passed.
-// Not covered: the static registration path (it needs libnvinfer's getPluginRegistry) and enqueue
-// (needs a GPU and TensorRT's tensors).
+// qc_trt_static_harness runs the same checks on the static registration path. Not covered:
+// enqueue (needs a GPU and TensorRT's tensors).
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
 
@@ -175,8 +175,19 @@ struct Collection {
 
 #include "qc_trt_harness_checks.inc"
 
+int run_all(char const* cases_path, IPluginCreatorInterface* const* creators, int32_t nb) {
+    int unemittable = 0;
+    std::vector<Case> cases = read_cases(cases_path, unemittable);
+    CHECK(!cases.empty(), "the cases file has cases");
+    for (Case const& c : cases) run_case(c, creators, nb);
+    std::printf("%zu cases (%d combinations not emitted by qcompile), %d checks, %d failed\n", cases.size(),
+                unemittable, g_checks, g_failures);
+    return g_failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
+#ifndef QC_HARNESS_NO_MAIN
 int main(int argc, char** argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: %s LIBRARY CASES\n", argv[0]);
@@ -198,11 +209,6 @@ int main(int argc, char** argv) {
     set_logger_finder(&finder);
     int32_t nb = 0;
     IPluginCreatorInterface* const* creators = get_creators(nb);
-    int unemittable = 0;
-    std::vector<Case> cases = read_cases(argv[2], unemittable);
-    CHECK(!cases.empty(), "the cases file has cases");
-    for (Case const& c : cases) run_case(c, creators, nb);
-    std::printf("%zu cases (%d combinations not emitted by qcompile), %d checks, %d failed\n", cases.size(),
-                unemittable, g_checks, g_failures);
-    return g_failures == 0 ? 0 : 1;
+    return run_all(argv[2], creators, nb);
 }
+#endif
