@@ -106,17 +106,26 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-text", default="eval", help="bench/texts/NAME.txt to evaluate on (eval3: a third "
                         "text; MiniLM: its sentences instead of the built-in evaluation sentences)")
     parser.add_argument("--eval-windows", type=int, help="SmolLM2: at most this many 128-token windows")
+    parser.add_argument("--reuse", action="store_true", help="score the models an earlier run of the same rows "
+                        "wrote (bench/out/<model>/rows.json) instead of quantizing again: another --eval-text")
     args = parser.parse_args(argv)
     rows = (args.rows or TABLES[args.table or "e2e"]).split(",")
     bench = MiniLM(args.eval_text) if args.model == "minilm" else \
         SmolLM2(eval_windows=args.eval_windows, eval_text=args.eval_text)
     out = bench.out
     results = [("fp32 (original)", "32", bench.baseline(), 0.0)]
+    built_file = out / "rows.json"
+    built = json.loads(built_file.read_text()) if built_file.exists() else {}
     for row in rows:
         kind, *spec = row.split(":")
         t0 = time.perf_counter()
         try:
-            path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec, args.group_size)
+            if args.reuse and row in built:
+                path, optimize, bits = Path(built[row][0]), built[row][1], built[row][2]
+            else:
+                path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec, args.group_size)
+                built[row] = [str(path), optimize, bits]
+                built_file.write_text(json.dumps(built, indent=1))
             score = bench.score(path, optimize)
         except Exception as exc:  # a peer that cannot run is reported, not hidden
             score, bits = float("nan"), f"failed: {type(exc).__name__}: {str(exc)[:80]}"

@@ -27,9 +27,10 @@ class HqqInfo:
 
 
 def _shrink(x: np.ndarray, beta: float, p: float) -> np.ndarray:
+    a = np.abs(x)
     if p == 1:
-        return np.sign(x) * np.maximum(np.abs(x) - 1.0 / beta, 0)
-    return np.sign(x) * np.maximum(np.abs(x) - (1.0 / beta) * np.power(np.abs(x) + 1e-8, p - 1), 0)
+        return np.sign(x) * np.maximum(a - np.float32(1.0 / beta), 0)
+    return np.sign(x) * np.maximum(a - np.float32(1.0 / beta) * np.power(a + np.float32(1e-8), np.float32(p - 1)), 0)
 
 
 def hqq(w: np.ndarray, spec: WeightSpec, *, iters: int = 20, lp_norm: float = 0.7, beta: float = 10.0,
@@ -38,10 +39,10 @@ def hqq(w: np.ndarray, spec: WeightSpec, *, iters: int = 20, lp_norm: float = 0.
     w = np.asarray(w, np.float32)
     n, k = w.shape
     g = spec.groups(k)
-    grouped = w.reshape(n, g, -1).astype(np.float64)
+    grouped = w.reshape(n, g, -1)
     lo, hi = grouped.min(axis=2), grouped.max(axis=2)
     scales, _ = offset_params(lo.astype(np.float32), hi.astype(np.float32), spec)
-    s = scales.astype(np.float64)[..., None]
+    s = scales[..., None]
     qlo, qhi = float(spec.fmt.qmin), float(spec.fmt.qmax)
     z = np.round(-lo[..., None] / s + qlo)  # unsigned-range zero point, shifted onto signed codes: q - z
 
@@ -56,7 +57,7 @@ def hqq(w: np.ndarray, spec: WeightSpec, *, iters: int = 20, lp_norm: float = 0.
         better = err < best_err
         best, best_err = np.where(better, z, best), np.where(better, err, best_err)
         e = _shrink(grouped - (q - z) * s, beta, lp_norm)
-        z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True)
+        z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
         beta *= kappa
         steps += 1
     _, err = error(z)
