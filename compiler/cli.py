@@ -164,7 +164,12 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     """One preset for every layer (with overrides); returns the Python code when only printing it."""
     from qcompile.recipe import Recipe
 
-    recipe, run = Recipe.from_dict(settings.recipe), settings.run
+    from qcompile.defaults import measured_default
+
+    fields, note = measured_default(settings.recipe, settings.run["calib"])
+    if note:
+        logger.info(note)
+    recipe, run = Recipe.from_dict(fields), settings.run
     if print_python:
         from qcompile.python_call import compile_call
 
