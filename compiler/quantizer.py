@@ -182,17 +182,19 @@ def clip_searchable(spec: WeightSpec) -> bool:
 
 
 def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.ndarray:
-    """Per-group symmetric scales [N, G] whose range (`_amax`: full-range for signed integers) is shrunk by
-    the ratio in [0.5, 1] that minimizes the group's weight squared error (ratio 1 is always a candidate).
-    For minifloats, whose grid is symmetric, this is the best-fitting scale on the grid of ratios."""
+    """Per-group symmetric scales [N, G]: of the plain scale (full-range where the spec says so) and amax / max
+    shrunk by each ratio in [0.5, 1], the one that minimizes the group's weight squared error, so no group
+    gets worse than plain RTN. (The full-range scale amax / 8 is ratio 7/8 of amax / 7: searching from
+    amax / max keeps the candidates between the two.) For minifloats, whose grid is symmetric, this is the
+    best-fitting scale on the grid of ratios."""
     if not clip_searchable(spec):
         raise RecipeError("mse_clip takes symmetric scales without offsets or a power-of-two constraint")
     w = np.asarray(w, np.float32)
     n, k = w.shape
-    amax = _amax(w, spec)
+    amax = _amax(w, dataclasses.replace(spec, full_range=False))
     best_err, best = None, None
-    for ratio in np.linspace(1.0, 0.5, grid + 1):
-        scales = symmetric_scales(amax * np.float32(ratio), spec)[0]
+    for ratio in [None, *np.linspace(1.0, 0.5, grid + 1)]:
+        scales = symmetric_scales(_amax(w, spec) if ratio is None else amax * np.float32(ratio), spec)[0]
         err = (w - quantize_weight(w, spec, scales).dequantize()) ** 2
         err = err.reshape(n, scales.shape[1], -1).sum(axis=2) if spec.granularity != "tensor" else \
             np.full((n, 1), err.sum())

@@ -34,6 +34,7 @@ class AlgorithmEntry:
 def _rtn(w, spec: WeightSpec, calib: LayerCalibration, options: RtnOptions, base=None) -> LayerResult:
     from qcompile.quantizer import clip_searchable, mse_clipped_scales
 
+    spec = spec if options.full_range else dataclasses.replace(spec, full_range=False)
     if options.mse_clip and clip_searchable(spec):
         return LayerResult(quantize_weight(w, spec, scales=mse_clipped_scales(w, spec, options.grid)))
     return LayerResult(quantize_weight(w, spec))

@@ -30,10 +30,12 @@ class RtnOptions:
 
     mse_clip: bool = True
     grid: int = 20
+    full_range: bool = True  # signed integers: a negative extreme maps onto qmin (False: amax -> qmax)
 
     def __post_init__(self):
         _check(isinstance(self.mse_clip, bool), f"rtn mse_clip must be true or false, not {self.mse_clip!r}")
         _check(_int_at_least(self.grid, 1), f"rtn grid must be an integer >= 1, not {self.grid!r}")
+        _check(isinstance(self.full_range, bool), f"rtn full_range must be true or false, not {self.full_range!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,7 +59,7 @@ def test_unknown_algorithm_names_the_registered_ones():
     ("lkd", {"tune": "bias"}, "valid: scales, weights, both"),
     ("lkd", {"lr": "fast"}, "lr"),
     ("gptq", {"blocksize": 64}, "valid: block_size, damp, act_order"),
-    ("rtn", {"alpha": 1}, "valid: mse_clip, grid"),
+    ("rtn", {"alpha": 1}, "valid: mse_clip, grid, full_range"),
 ])
 def test_bad_options_are_recipe_errors(name, values, message):
     with pytest.raises(RecipeError, match=message):
