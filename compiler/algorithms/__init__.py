@@ -144,7 +144,7 @@ def _lkd(w, spec, calib, options: LkdOptions, base: LayerResult | None = None) -
 
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
-    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest, full code range, per-group MSE clip search (mse_clip)"),
+    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest over the full code range (optional per-group MSE clip search, mse_clip)"),
     AlgorithmEntry("hqq", HqqOptions, _hqq, "quantize", (),
                    "data-free half-quadratic fit of each group's float offset (emitted with --offsets' side branch)"),
     AlgorithmEntry("gptq", GptqOptions, _gptq, "quantize", ("hessian",),

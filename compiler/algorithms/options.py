@@ -24,11 +24,11 @@ def _number_in(value, low: float, high: float, *, open_low: bool = False, open_h
 
 @dataclasses.dataclass(frozen=True)
 class RtnOptions:
-    """Round to nearest. mse_clip (default on; symmetric unconstrained scales only, others keep their
-    range): shrink each group's range by the ratio in [0.5, 1] (grid points) that minimizes that group's
-    weight squared error, instead of using the range itself."""
+    """Round to nearest. mse_clip (symmetric unconstrained scales only, others keep their range): shrink
+    each group's range by the ratio in [0.5, 1] (grid points) that minimizes that group's weight squared
+    error. Off by default: it helps MiniLM and hurts SmolLM2 (BENCHMARKS.md, issue 18)."""
 
-    mse_clip: bool = True
+    mse_clip: bool = False
     grid: int = 20
     full_range: bool = True  # signed integers: a negative extreme maps onto qmin (False: amax -> qmax)
 
