@@ -27,14 +27,32 @@ from bench.tasks import MiniLM, SmolLM2, lowered
 TABLES = {
     "e2e": "qc:fp8,qc:w8a8,qc:w4a16,qc:w4a8,ort:static:sym,ort:static:asym",
     "fp": "qc:w6a16,qc:w6a16:algorithm=fpsearch,qc:wfp4a8:scale_constraint=pow2,qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
-    "algorithms": ",".join([
-        *(f"qc:w4a16:group_size={g}{a}" for g in (128, 32) for a in (
-            "", ":opt.mse_clip=false", ":algorithm=hqq", ":algorithm=gptq", ":algorithm=awq", ":lorc_rank=8",
-            ":algorithm=gptq:lorc_rank=8", ":offsets=true", ":offsets=true:algorithm=gptq",
-            ":offsets=true:algorithm=gptq:lorc_rank=8")),
-        *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),
-        "qc:w8a8", "qc:w8a8:algorithm=smoothquant", "qc:w8a8:algorithm=smoothquant:opt.alpha=search",
-        "ort:static:sym", "ort:static:asym"]),
+    "algorithms": ",".join(
+        [
+            *(
+                f"qc:w4a16:group_size={g}{a}"
+                for g in (128, 32)
+                for a in (
+                    "",
+                    ":opt.mse_clip=false",
+                    ":algorithm=hqq",
+                    ":algorithm=gptq",
+                    ":algorithm=awq",
+                    ":lorc_rank=8",
+                    ":algorithm=gptq:lorc_rank=8",
+                    ":offsets=true",
+                    ":offsets=true:algorithm=gptq",
+                    ":offsets=true:algorithm=gptq:lorc_rank=8",
+                )
+            ),
+            *(f"ort:nbits:{a}:{g}" for g in (128, 32) for a in ("RTN", "GPTQ", "HQQ")),
+            "qc:w8a8",
+            "qc:w8a8:algorithm=smoothquant",
+            "qc:w8a8:algorithm=smoothquant:opt.alpha=search",
+            "ort:static:sym",
+            "ort:static:asym",
+        ]
+    ),
 }
 
 
@@ -49,7 +67,9 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
         if key == "calib":  # calib=none: qcompile generates its own; calib=random: --calib random
             calibration = None if value == "none" else value
             continue
-        value = {"search": None, "true": True, "false": False}.get(value, int(value) if value.lstrip("-").isdigit() else value)
+        value = {"search": None, "true": True, "false": False}.get(
+            value, int(value) if value.lstrip("-").isdigit() else value
+        )
         if key.startswith("opt."):
             fields["algorithm_options"][key[4:]] = value
         else:
@@ -60,7 +80,10 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
         path = lowered(path)
-    fp8 = any(l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn" for l in artifacts.report.layers)
+    fp8 = any(
+        l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn"
+        for l in artifacts.report.layers
+    )
     return path, not fp8, f"{bits:.2f} ({share:.0%} of weights)"
 
 
@@ -69,7 +92,9 @@ def _mean_bits(report) -> tuple[float, float]:
     layers = [l for l in report.layers if l.quantized]
     params = [l.shape[0] * l.shape[1] for l in layers]
     total = sum(l.shape[0] * l.shape[1] for l in report.layers)
-    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1), sum(params) / max(total, 1)
+    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1), sum(
+        params
+    ) / max(total, 1)
 
 
 def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
@@ -83,7 +108,11 @@ def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool
         return path, True, "8"
     algo, block = spec[1], int(spec[2])
     ort_matmulnbits(bench.model, path, algo=algo, block_size=block, calib=calib)
-    return path, True, f"{4 + (64 if algo == 'HQQ' else 32) / block:.2f}"  # fp32 scales (+ fp32 zero points: HQQ)
+    return (
+        path,
+        True,
+        f"{4 + (64 if algo == 'HQQ' else 32) / block:.2f}",
+    )  # fp32 scales (+ fp32 zero points: HQQ)
 
 
 def _label(row: str) -> str:
@@ -100,18 +129,31 @@ def main(argv=None) -> int:
     parser.add_argument("--model", choices=("minilm", "smollm2"), required=True)
     parser.add_argument("--table", choices=sorted(TABLES))
     parser.add_argument("--rows")
-    parser.add_argument("--group-size", type=int, default=128, help="qcompile rows' group size unless a row sets it")
+    parser.add_argument(
+        "--group-size", type=int, default=128, help="qcompile rows' group size unless a row sets it"
+    )
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
-    parser.add_argument("--eval-text", default="eval", help="bench/texts/NAME.txt to evaluate on (eval3: a third "
-                        "text; MiniLM: its sentences instead of the built-in evaluation sentences)")
+    parser.add_argument(
+        "--eval-text",
+        default="eval",
+        help="bench/texts/NAME.txt to evaluate on (eval3: a third "
+        "text; MiniLM: its sentences instead of the built-in evaluation sentences)",
+    )
     parser.add_argument("--eval-windows", type=int, help="SmolLM2: at most this many 128-token windows")
-    parser.add_argument("--reuse", action="store_true", help="score the models an earlier run of the same rows "
-                        "wrote (bench/out/<model>/rows.json) instead of quantizing again: another --eval-text")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="score the models an earlier run of the same rows "
+        "wrote (bench/out/<model>/rows.json) instead of quantizing again: another --eval-text",
+    )
     args = parser.parse_args(argv)
     rows = (args.rows or TABLES[args.table or "e2e"]).split(",")
-    bench = MiniLM(args.eval_text) if args.model == "minilm" else \
-        SmolLM2(eval_windows=args.eval_windows, eval_text=args.eval_text)
+    bench = (
+        MiniLM(args.eval_text)
+        if args.model == "minilm"
+        else SmolLM2(eval_windows=args.eval_windows, eval_text=args.eval_text)
+    )
     out = bench.out
     results = [("fp32 (original)", "32", bench.baseline(), 0.0)]
     built_file = out / "rows.json"
@@ -123,15 +165,19 @@ def main(argv=None) -> int:
             if args.reuse and row in built:
                 path, optimize, bits = Path(built[row][0]), built[row][1], built[row][2]
             else:
-                path, optimize, bits = (_qcompile if kind == "qc" else _ort)(bench, out, spec, args.group_size)
+                path, optimize, bits = (_qcompile if kind == "qc" else _ort)(
+                    bench, out, spec, args.group_size
+                )
                 built[row] = [str(path), optimize, bits]
                 built_file.write_text(json.dumps(built, indent=1))
             score = bench.score(path, optimize)
         except Exception as exc:  # a peer that cannot run is reported, not hidden
             score, bits = float("nan"), f"failed: {type(exc).__name__}: {str(exc)[:80]}"
         results.append((_label(row), bits, score, time.perf_counter() - t0))
-        print(f"  {results[-1][0]:<64} bits {results[-1][1]:>6}  {bench.metric} {score:.5f}  ({results[-1][3]:.1f} s)",
-              flush=True)
+        print(
+            f"  {results[-1][0]:<64} bits {results[-1][1]:>6}  {bench.metric} {score:.5f}  ({results[-1][3]:.1f} s)",
+            flush=True,
+        )
     print(f"\n{bench.name}: {bench.metric} ({'higher' if bench.higher_is_better else 'lower'} is better)")
     if args.markdown:
         print(f"| method | bits/weight (quantized layers) | {bench.metric} | time (s) |\n|---|---|---|---|")

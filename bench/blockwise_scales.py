@@ -30,8 +30,9 @@ def scales(path: Path, recipe: Recipe, samples: list, cuts) -> tuple[dict, float
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         done = quantize_blockwise(blocks, groups, samples, recipe, folder=Path(folder))
-    found = {p.layer.name: (qg.act_scale, r.qw.scales)
-             for qg in done for p, r in zip(qg.group.planned, qg.results)}
+    found = {
+        p.layer.name: (qg.act_scale, r.qw.scales) for qg in done for p, r in zip(qg.group.planned, qg.results)
+    }
     return found, time.perf_counter() - start, len(blocks.blocks.blocks)
 
 
@@ -53,14 +54,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     recipe = Recipe.preset(args.precision, algorithm=args.algorithm)
     rng = np.random.default_rng(0)
-    samples = [{"input_ids": rng.integers(0, args.vocab, (1, args.seq), dtype=np.int64)}
-               for _ in range(args.samples)]
+    samples = [
+        {"input_ids": rng.integers(0, args.vocab, (1, args.seq), dtype=np.int64)} for _ in range(args.samples)
+    ]
     blockwise, t_blocks, n_blocks = scales(args.model, recipe, samples, None)
     whole, t_whole, _ = scales(args.model, recipe, samples, ())
     act = max(_rel(blockwise[n][0], whole[n][0]) for n in whole)
     weight = max(_rel(blockwise[n][1], whole[n][1]) for n in whole)
-    print(f"{len(whole)} layers, {n_blocks} blocks, {args.samples} x {args.seq} tokens, {args.precision} "
-          f"{args.algorithm}: block-wise {t_blocks:.1f} s, whole model {t_whole:.1f} s")
+    print(
+        f"{len(whole)} layers, {n_blocks} blocks, {args.samples} x {args.seq} tokens, {args.precision} "
+        f"{args.algorithm}: block-wise {t_blocks:.1f} s, whole model {t_whole:.1f} s"
+    )
     print(f"largest relative difference: activation scales {act:.2e}, weight scales {weight:.2e}")
     return 0
 

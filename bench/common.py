@@ -20,7 +20,9 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray], optimize: bool = True) ->
     return session.run(None, feeds)
 
 
-def ort_quantize_static(src: Path, dst: Path, calib: dict[str, np.ndarray], *, symmetric_activations: bool) -> Path:
+def ort_quantize_static(
+    src: Path, dst: Path, calib: dict[str, np.ndarray], *, symmetric_activations: bool
+) -> Path:
     """onnxruntime's quantize_static: QDQ, per-channel INT8 weights, MinMax, MatMul only."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -38,16 +40,29 @@ def ort_quantize_static(src: Path, dst: Path, calib: dict[str, np.ndarray], *, s
         def get_next(self):
             return next(self.items, None)
 
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"],
-                    activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True})
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+        op_types_to_quantize=["MatMul"],
+        activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
+    )
     return dst
 
 
-def ort_matmulnbits(src: Path, dst: Path, *, algo: str = "RTN", block_size: int = 128,
-                    calib: dict[str, np.ndarray] | None = None) -> Path:
+def ort_matmulnbits(
+    src: Path,
+    dst: Path,
+    *,
+    algo: str = "RTN",
+    block_size: int = 128,
+    calib: dict[str, np.ndarray] | None = None,
+) -> Path:
     """onnxruntime's MatMulNBitsQuantizer (4 bits, symmetric, block along K)."""
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as mnb
@@ -96,10 +111,12 @@ def timed_child(argv: list[str]) -> tuple[float, float, int]:
 def measured_child(argv: list[str]) -> tuple[float, float, int, float]:
     """(wall seconds, peak RSS bytes, exit code, CPU seconds user + system) of a command and its
     children; CPU time says what wall time means on a machine other jobs share."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "rc = subprocess.call(sys.argv[1:]); wall = time.perf_counter() - t; "
-            "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-            "print(f'{wall} {u.ru_maxrss * 1024} {rc} {u.ru_utime + u.ru_stime}', file=sys.stderr)")
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "rc = subprocess.call(sys.argv[1:]); wall = time.perf_counter() - t; "
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(f'{wall} {u.ru_maxrss * 1024} {rc} {u.ru_utime + u.ru_stime}', file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *argv], stderr=subprocess.PIPE, text=True)
     wall, rss, rc, cpu = proc.stderr.strip().splitlines()[-1].split()
     return float(wall), float(rss), int(rc), float(cpu)

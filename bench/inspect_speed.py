@@ -29,22 +29,30 @@ def _external(name: str, dims: tuple[int, ...], offset: int) -> TensorProto:
 def build() -> onnx.ModelProto:
     nodes, inits, x, offset = [], [], "x", 0
     for i in range(LAYERS):
-        for proj, (k, n) in (("q", (HIDDEN, HIDDEN)), ("k", (HIDDEN, HIDDEN)), ("v", (HIDDEN, HIDDEN)),
-                             ("o", (HIDDEN, HIDDEN)), ("gate", (HIDDEN, INTER)), ("up", (HIDDEN, INTER)),
-                             ("down", (INTER, HIDDEN))):
+        for proj, (k, n) in (
+            ("q", (HIDDEN, HIDDEN)),
+            ("k", (HIDDEN, HIDDEN)),
+            ("v", (HIDDEN, HIDDEN)),
+            ("o", (HIDDEN, HIDDEN)),
+            ("gate", (HIDDEN, INTER)),
+            ("up", (HIDDEN, INTER)),
+            ("down", (INTER, HIDDEN)),
+        ):
             inits.append(_external(f"l{i}.{proj}.w", (k, n), offset))
             offset += 2 * k * n
         p = f"l{i}."
         nodes += [helper.make_node("MatMul", [x, p + w + ".w"], [p + w], name=p + w) for w in ("q", "k", "v")]
-        nodes += [helper.make_node("Add", [p + "q", p + "k"], [p + "qk"]),
-                  helper.make_node("Add", [p + "qk", p + "v"], [p + "att"]),
-                  helper.make_node("MatMul", [p + "att", p + "o.w"], [p + "o"], name=p + "o"),
-                  helper.make_node("Add", [x, p + "o"], [p + "h"]),
-                  helper.make_node("MatMul", [p + "h", p + "gate.w"], [p + "gate"], name=p + "gate"),
-                  helper.make_node("MatMul", [p + "h", p + "up.w"], [p + "up"], name=p + "up"),
-                  helper.make_node("Mul", [p + "gate", p + "up"], [p + "gu"]),
-                  helper.make_node("MatMul", [p + "gu", p + "down.w"], [p + "down"], name=p + "down"),
-                  helper.make_node("Add", [p + "h", p + "down"], [p + "out"])]
+        nodes += [
+            helper.make_node("Add", [p + "q", p + "k"], [p + "qk"]),
+            helper.make_node("Add", [p + "qk", p + "v"], [p + "att"]),
+            helper.make_node("MatMul", [p + "att", p + "o.w"], [p + "o"], name=p + "o"),
+            helper.make_node("Add", [x, p + "o"], [p + "h"]),
+            helper.make_node("MatMul", [p + "h", p + "gate.w"], [p + "gate"], name=p + "gate"),
+            helper.make_node("MatMul", [p + "h", p + "up.w"], [p + "up"], name=p + "up"),
+            helper.make_node("Mul", [p + "gate", p + "up"], [p + "gu"]),
+            helper.make_node("MatMul", [p + "gu", p + "down.w"], [p + "down"], name=p + "down"),
+            helper.make_node("Add", [p + "h", p + "down"], [p + "out"]),
+        ]
         x = p + "out"
     inits.append(_external("lm_head.w", (HIDDEN, VOCAB), offset))
     nodes.append(helper.make_node("MatMul", [x, "lm_head.w"], ["logits"], name="lm_head"))
@@ -66,9 +74,11 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
     summary = text.index("preset ")
     print(text[summary:])
-    print(f"inspect: {len(found.layers)} layers, {found.layer_params / 1e9:.2f} B weights, "
-          f"{found.size_before / 1e9:.2f} GB of (absent) external data, 9 presets: {elapsed:.2f} s",
-          file=sys.stderr)
+    print(
+        f"inspect: {len(found.layers)} layers, {found.layer_params / 1e9:.2f} B weights, "
+        f"{found.size_before / 1e9:.2f} GB of (absent) external data, 9 presets: {elapsed:.2f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

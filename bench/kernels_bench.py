@@ -73,8 +73,12 @@ def bench_shape(lib, kernel: str, m: int, n: int, k: int, flush, iters: int) -> 
         exps = torch.randint(-4, 1, (n, k // GROUP), dtype=torch.int8, device=dev)
         cscale = torch.rand(n, device=dev) * 0.01
         act_scale = (x.float().abs().max() / 448).reshape(1)
-        ws = torch.empty(max(lib.qc_w4a8_workspace_size(m, n, k, GROUP, 0), 16), dtype=torch.uint8, device=dev)
-        fn = lambda: check(abi.w4a8(lib, x, w4, exps, cscale, act_scale, y, GROUP, "fp4_e2m1", "per_tensor", ws))  # noqa: E731
+        ws = torch.empty(
+            max(lib.qc_w4a8_workspace_size(m, n, k, GROUP, 0), 16), dtype=torch.uint8, device=dev
+        )
+        fn = lambda: check(
+            abi.w4a8(lib, x, w4, exps, cscale, act_scale, y, GROUP, "fp4_e2m1", "per_tensor", ws)
+        )  # noqa: E731
         weight_bytes = n * k * 0.5 + n * (k // GROUP) + n * 4
         row["fp8_ms"] = scaled_mm_ms(m, n, k, flush, iters)
         row["fp8_fast_ms"] = scaled_mm_ms(m, n, k, flush, iters, fast_accum=True)
@@ -102,8 +106,14 @@ def scaled_mm_ms(m: int, n: int, k: int, flush, iters: int, fast_accum: bool = F
     b = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)
     one = torch.ones((), device=dev)
     try:
-        fn = lambda: torch._scaled_mm(a, b.T, scale_a=one, scale_b=one, out_dtype=torch.float16,  # noqa: E731
-                                      use_fast_accum=fast_accum)
+        fn = lambda: torch._scaled_mm(
+            a,
+            b.T,
+            scale_a=one,
+            scale_b=one,
+            out_dtype=torch.float16,  # noqa: E731
+            use_fast_accum=fast_accum,
+        )
         fn()
     except RuntimeError:
         return None
@@ -113,18 +123,22 @@ def scaled_mm_ms(m: int, n: int, k: int, flush, iters: int, fast_accum: bool = F
 def copy_bandwidth(buf, iters: int) -> float:
     """GB/s of a device-to-device copy of half of `buf` into the other half (bytes read + written)."""
     half = buf.numel() // 2
-    src, dst = buf[:half], buf[half:2 * half]
+    src, dst = buf[:half], buf[half : 2 * half]
     ms = timed(lambda: dst.copy_(src), buf[:1], iters)
     return 2 * half / ms / 1e6
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kernels", default="w6a16,w4a16,w4a8")
     parser.add_argument("--ms", default="1,2,4,8,16,32,64,128,512")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")
-    parser.add_argument("--lib", type=Path, default=None, help="libqc_kernels.so (default: kernel_abi.library_path())")
+    parser.add_argument(
+        "--lib", type=Path, default=None, help="libqc_kernels.so (default: kernel_abi.library_path())"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a table for BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -138,19 +152,41 @@ def main(argv=None) -> int:
     kernels = [k for k in args.kernels.split(",") if k != "w4a8" or major * 10 + minor >= 89]
     flush = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    rows = [bench_shape(lib, kern, m, n, k, flush, args.iters)
-            for kern in kernels for n, k in shapes for m in (int(v) for v in args.ms.split(","))]
+    rows = [
+        bench_shape(lib, kern, m, n, k, flush, args.iters)
+        for kern in kernels
+        for n, k in shapes
+        for m in (int(v) for v in args.ms.split(","))
+    ]
     ceiling = copy_bandwidth(flush, args.iters)
     gpu = torch.cuda.get_device_name()
-    cols = ["kernel", "M", "N", "K", "fp16_ms", "ms", "speedup", "limit", "of_limit", "GB/s", "of_copy_bw",
-            "fp8_ms", "vs_fp8", "fp8_fast_ms", "vs_fp8_fast", "fp8_limit"]
+    cols = [
+        "kernel",
+        "M",
+        "N",
+        "K",
+        "fp16_ms",
+        "ms",
+        "speedup",
+        "limit",
+        "of_limit",
+        "GB/s",
+        "of_copy_bw",
+        "fp8_ms",
+        "vs_fp8",
+        "fp8_fast_ms",
+        "vs_fp8_fast",
+        "fp8_limit",
+    ]
     for r in rows:
         r["of_copy_bw"] = r["GB/s"] / ceiling
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     if args.markdown:
-        print(f"GPU: {gpu}; torch {torch.__version__}; L2 flushed before each call; median of {args.iters}; "
-              f"measured device-to-device copy bandwidth (the ceiling of GB/s; of_copy_bw = GB/s over it): "
-              f"{ceiling:.0f} GB/s\n")
+        print(
+            f"GPU: {gpu}; torch {torch.__version__}; L2 flushed before each call; median of {args.iters}; "
+            f"measured device-to-device copy bandwidth (the ceiling of GB/s; of_copy_bw = GB/s over it): "
+            f"{ceiling:.0f} GB/s\n"
+        )
         print("| " + " | ".join(cols) + " |")
         print("|" + "---|" * len(cols))
         for r in rows:

@@ -23,10 +23,15 @@ import numpy as np
 from bench.common import measured_child, timed_child
 
 # this interpreter's qcompile (a bare `qcompile` on PATH may be another checkout's install)
-QCOMPILE = [sys.executable, "-c",
-            "import sys; from qcompile.cli import main; sys.argv[0] = 'qcompile'; main()"]
-ORT = ("import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
-       "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)")
+QCOMPILE = [
+    sys.executable,
+    "-c",
+    "import sys; from qcompile.cli import main; sys.argv[0] = 'qcompile'; main()",
+]
+ORT = (
+    "import sys; from pathlib import Path; from bench.common import ort_matmulnbits; "
+    "ort_matmulnbits(Path(sys.argv[1]), Path(sys.argv[2]), algo='RTN', block_size=128)"
+)
 
 
 def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[str]]]:
@@ -37,16 +42,31 @@ def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[s
     return {
         "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
         "rtn-no-verify": ("qcompile w4a16 RTN --no-verify", qc("rtn-nv", "--no-verify")),
-        "gptq": ("qcompile w4a16 GPTQ (calibration file, verification)",
-                 qc("gptq", "--algorithm", "gptq", "--calib", str(calib))),
-        "gptq-sequential": ("qcompile w4a16 GPTQ --sequential",
-                            qc("gptq-seq", "--algorithm", "gptq", "--calib", str(calib), "--sequential")),
-        "ort-rtn": ("onnxruntime MatMulNBitsQuantizer (RTN, block 128)",
-                    [sys.executable, "-c", ORT, str(model), str(folder / "ort.rtn.onnx")]),
+        "gptq": (
+            "qcompile w4a16 GPTQ (calibration file, verification)",
+            qc("gptq", "--algorithm", "gptq", "--calib", str(calib)),
+        ),
+        "gptq-sequential": (
+            "qcompile w4a16 GPTQ --sequential",
+            qc("gptq-seq", "--algorithm", "gptq", "--calib", str(calib), "--sequential"),
+        ),
+        "ort-rtn": (
+            "onnxruntime MatMulNBitsQuantizer (RTN, block 128)",
+            [sys.executable, "-c", ORT, str(model), str(folder / "ort.rtn.onnx")],
+        ),
         # on a shared machine a model larger than memory must fail inside a cap, not invoke the OOM killer
-        "ort-rtn-cap20g": ("onnxruntime MatMulNBitsQuantizer (RTN, block 128), 20 GiB address-space cap",
-                           ["prlimit", f"--as={20 << 30}", sys.executable, "-c", ORT, str(model),
-                            str(folder / "ort.rtn.onnx")]),
+        "ort-rtn-cap20g": (
+            "onnxruntime MatMulNBitsQuantizer (RTN, block 128), 20 GiB address-space cap",
+            [
+                "prlimit",
+                f"--as={20 << 30}",
+                sys.executable,
+                "-c",
+                ORT,
+                str(model),
+                str(folder / "ort.rtn.onnx"),
+            ],
+        ),
     }
 
 
@@ -62,8 +82,19 @@ def main(argv=None) -> int:
     folder = args.dir or Path(f"/tmp/qc-llama{args.size}")
     model = folder / "llama.onnx"
     if not model.exists():
-        wall, _, rc = timed_child([sys.executable, "bench/models/llama1b.py", str(folder), "--size",
-                                   args.size, "--opset", str(args.opset), "--name", "llama"])
+        wall, _, rc = timed_child(
+            [
+                sys.executable,
+                "bench/models/llama1b.py",
+                str(folder),
+                "--size",
+                args.size,
+                "--opset",
+                str(args.opset),
+                "--name",
+                "llama",
+            ]
+        )
         if rc:
             return rc
         print(f"generated {model} in {wall:.0f} s")
@@ -71,8 +102,10 @@ def main(argv=None) -> int:
     calib = folder / f"calib_{args.calib_samples}x{args.calib_seq}.npz"
     rng = np.random.default_rng(0)
     np.savez(calib, input_ids=rng.integers(0, 32000, (args.calib_samples, 1, args.calib_seq), dtype=np.int64))
-    print(f"fp32 weights: {weight_bytes / 1e9:.2f} GB; "
-          f"calibration {args.calib_samples} x {args.calib_seq} tokens")
+    print(
+        f"fp32 weights: {weight_bytes / 1e9:.2f} GB; "
+        f"calibration {args.calib_samples} x {args.calib_seq} tokens"
+    )
 
     table = _rows(model, folder, calib)
     results = []
@@ -83,16 +116,20 @@ def main(argv=None) -> int:
         status = "" if rc == 0 else f" (exit {rc})"
         print(f"  {name}: {wall:.1f} s ({cpu:.1f} s CPU), {rss / 1e9:.2f} GB{status}", flush=True)
     ort = next((r for r in results if r[0].startswith("ort-rtn") and r[4] == 0), None)
-    print("\n| tool | wall s | CPU s | peak RSS GB | RSS / fp32 weights | speed vs onnxruntime (wall, CPU) "
-          "| RSS vs onnxruntime |")
+    print(
+        "\n| tool | wall s | CPU s | peak RSS GB | RSS / fp32 weights | speed vs onnxruntime (wall, CPU) "
+        "| RSS vs onnxruntime |"
+    )
     print("|---|---|---|---|---|---|---|")
     for key, name, wall, rss, rc, cpu in results:
         status = "" if rc == 0 else f" (exit {rc})"
         ours = ort and not key.startswith("ort-rtn")
         speed = f"{ort[2] / wall:.2f}x, {ort[5] / cpu:.2f}x" if ours else "-"
         memory = f"{rss / ort[3]:.2f}x" if ours else "-"
-        print(f"| {name}{status} | {wall:.1f} | {cpu:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} "
-              f"| {speed} | {memory} |")
+        print(
+            f"| {name}{status} | {wall:.1f} | {cpu:.1f} | {rss / 1e9:.2f} | {rss / weight_bytes:.2f} "
+            f"| {speed} | {memory} |"
+        )
     return 0
 
 

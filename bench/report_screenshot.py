@@ -13,8 +13,15 @@ import sys
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
 
 
 def find_browser() -> str | None:
@@ -26,8 +33,13 @@ def screenshot(page: Path, png: Path, *, width: int = 1400, height: int = 3000, 
     if browser is None:
         raise RuntimeError("no headless browser found (apt-get install chromium)")
     png.unlink(missing_ok=True)
-    cmd = [browser, *FLAGS, f"--window-size={width},{height}", f"--screenshot={png.resolve()}",
-           page.resolve().as_uri()]
+    cmd = [
+        browser,
+        *FLAGS,
+        f"--window-size={width},{height}",
+        f"--screenshot={png.resolve()}",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if not png.is_file():
         raise RuntimeError(f"{browser} wrote no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}")

@@ -87,8 +87,9 @@ def ptxas_info(log: str) -> dict[str, dict]:
 
 def sass_functions(cubin: Path) -> dict[str, list[tuple[int, str]]]:
     env = dict(os.environ, PATH=f"{Path(tool('nvdisasm')).parent}:{os.environ.get('PATH', '')}")
-    text = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True, env=env,
-                          check=True).stdout
+    text = subprocess.run(
+        [tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True, env=env, check=True
+    ).stdout
     funcs, name = {}, None
     for line in text.splitlines():
         if m := re.search(r"Function : (\S+)", line):
@@ -137,26 +138,36 @@ def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
         opcodes = [re.sub(r"^@!?U?P\w+\s+", "", i).split(" ")[0].split(".")[0] for _, i in instrs]
         counts = {p: opcodes.count(p) for p in PIPELINE if p in opcodes}
         w = weights_per_thread(mmas, mf) if mmas else 0
-        rows.append({
-            "kernel": Path(source).stem, "arch": f"sm_{arch}", "mf": mf,
-            **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),
-            "loop": len(body), "mma": len(mmas),
-            "mma_kind": ",".join(sorted({MMA.search(i).group(0) for i in mmas})),
-            "per_weight": len(body) / w if w else float("nan"),
-            "pipeline": " ".join(f"{p}:{c}" for p, c in counts.items()) or "none",
-        })
+        rows.append(
+            {
+                "kernel": Path(source).stem,
+                "arch": f"sm_{arch}",
+                "mf": mf,
+                **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),
+                "loop": len(body),
+                "mma": len(mmas),
+                "mma_kind": ",".join(sorted({MMA.search(i).group(0) for i in mmas})),
+                "per_weight": len(body) / w if w else float("nan"),
+                "pipeline": " ".join(f"{p}:{c}" for p, c in counts.items()) or "none",
+            }
+        )
     return sorted(rows, key=lambda r: r["mf"])
 
 
 def table(rows: list[dict], nvcc_version: str) -> str:
-    out = [f"Static check ({nvcc_version}; `python bench/static_check.py`): per GEMM kernel instantiation "
-           "(MF = 8-token MMA fragments per warp), SASS of the main loop.", "",
-           "| kernel | arch | MF | registers | spill bytes | smem/CTA | loop instrs | MMAs in loop | "
-           "SASS instrs/weight | pipeline instrs (whole kernel) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"Static check ({nvcc_version}; `python bench/static_check.py`): per GEMM kernel instantiation "
+        "(MF = 8-token MMA fragments per warp), SASS of the main loop.",
+        "",
+        "| kernel | arch | MF | registers | spill bytes | smem/CTA | loop instrs | MMAs in loop | "
+        "SASS instrs/weight | pipeline instrs (whole kernel) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['kernel']} | {r['arch']} | {r['mf']} | {r['regs']} | {r['spill']} | {r['smem']} | "
-                   f"{r['loop']} | {r['mma']} {r['mma_kind']} | {r['per_weight']:.2f} | {r['pipeline']} |")
+        out.append(
+            f"| {r['kernel']} | {r['arch']} | {r['mf']} | {r['regs']} | {r['spill']} | {r['smem']} | "
+            f"{r['loop']} | {r['mma']} {r['mma_kind']} | {r['per_weight']:.2f} | {r['pipeline']} |"
+        )
     return "\n".join(out) + "\n"
 
 

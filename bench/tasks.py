@@ -38,10 +38,20 @@ class MiniLM:
 
 
 class SmolLM2:
-    key, name, metric, higher_is_better = "smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF weights)", "perplexity", False
+    key, name, metric, higher_is_better = (
+        "smollm2",
+        "SmolLM2-135M-Instruct (Q4_1 GGUF weights)",
+        "perplexity",
+        False,
+    )
 
-    def __init__(self, calib_samples: int = 32, eval_windows: int | None = None, calib_name: str = "calib.npz",
-                 eval_text: str = "eval"):
+    def __init__(
+        self,
+        calib_samples: int = 32,
+        eval_windows: int | None = None,
+        calib_name: str = "calib.npz",
+        eval_text: str = "eval",
+    ):
         from bench.models import smollm2
 
         self.m = smollm2

@@ -15,15 +15,25 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denom)
 
 
-def compare_outputs(names: list[str], reference: list[list[np.ndarray]], quantized: list[list[np.ndarray]]) -> list[OutputAccuracy]:
+def compare_outputs(
+    names: list[str], reference: list[list[np.ndarray]], quantized: list[list[np.ndarray]]
+) -> list[OutputAccuracy]:
     """Per output: cosine per sample (mean and min), max and mean absolute error over all samples."""
     results = []
     for i, name in enumerate(names):
         cos = [cosine(r[i], q[i]) for r, q in zip(reference, quantized)]
-        errs = [np.abs(np.asarray(r[i], np.float64) - np.asarray(q[i], np.float64)) for r, q in zip(reference, quantized)]
+        errs = [
+            np.abs(np.asarray(r[i], np.float64) - np.asarray(q[i], np.float64))
+            for r, q in zip(reference, quantized)
+        ]
         total = sum(e.size for e in errs)
-        results.append(OutputAccuracy(
-            name=name, cosine_mean=float(np.mean(cos)), cosine_min=float(np.min(cos)),
-            max_abs_error=float(max(e.max(initial=0.0) for e in errs)),
-            mean_abs_error=float(sum(e.sum() for e in errs) / max(total, 1))))
+        results.append(
+            OutputAccuracy(
+                name=name,
+                cosine_mean=float(np.mean(cos)),
+                cosine_min=float(np.min(cos)),
+                max_abs_error=float(max(e.max(initial=0.0) for e in errs)),
+                mean_abs_error=float(sum(e.sum() for e in errs) / max(total, 1)),
+            )
+        )
     return results

@@ -32,13 +32,24 @@ def _block_index(model: BlockModel, group: Group) -> int:
 
 def quantized_weights(done: list[QuantizedGroup]) -> dict[str, np.ndarray]:
     """Initializer name -> the float weight each quantized layer computes with."""
-    return {p.layer.source.name: source_layout(p.layer, r.effective_weight())
-            for qg in done for p, r in zip(qg.group.planned, qg.results)}
+    return {
+        p.layer.source.name: source_layout(p.layer, r.effective_weight())
+        for qg in done
+        for p, r in zip(qg.group.planned, qg.results)
+    }
 
 
-def quantize_blockwise(model: BlockModel | None, groups: list[Group], samples: list, recipe: Recipe, *,
-                       folder: Path, sequential: bool = False, progress: Callable | None = None,
-                       spill: bool = False) -> list[QuantizedGroup]:
+def quantize_blockwise(
+    model: BlockModel | None,
+    groups: list[Group],
+    samples: list,
+    recipe: Recipe,
+    *,
+    folder: Path,
+    sequential: bool = False,
+    progress: Callable | None = None,
+    spill: bool = False,
+) -> list[QuantizedGroup]:
     """Quantize every group; statistics come from running `model`'s blocks on `samples` in order.
     `spill`: keep each layer's codes in `folder` (memory-mapped) rather than in memory."""
     spill_to = folder if spill else None
@@ -54,7 +65,7 @@ def quantize_blockwise(model: BlockModel | None, groups: list[Group], samples: l
             progress(stage, offset + done, total) if stage == "quantize" else progress(stage, done, count)
 
     carry, out = Carry(samples, folder), []
-    blocks = model.blocks.blocks[:max(by_block) + 1]
+    blocks = model.blocks.blocks[: max(by_block) + 1]
     for block in blocks:
         mine = by_block.get(block.index, [])
         observed = sorted({g.activation for g in mine if g.needs})
@@ -62,8 +73,13 @@ def quantize_blockwise(model: BlockModel | None, groups: list[Group], samples: l
         feeds = carry.feeds(block)
         session = model.session(block, carry.dtypes(block), extra_outputs=observed, swappable=swappable)
         with session:
-            logger.info("block %d/%d: %d layers, %d tensors observed", block.index + 1, len(blocks),
-                        sum(len(g.planned) for g in mine), len(observed))
+            logger.info(
+                "block %d/%d: %d layers, %d tensors observed",
+                block.index + 1,
+                len(blocks),
+                sum(len(g.planned) for g in mine),
+                len(observed),
+            )
             done = quantize_groups(mine, session.run, feeds, recipe, bar, spill_to)
             offset += sum(len(g.planned) for g in mine)
             out += done

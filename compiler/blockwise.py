@@ -38,7 +38,9 @@ class Carry:
 
     def advance(self, produced: list[dict[str, np.ndarray]], keep: set[str]) -> None:
         """Add each sample's new values, then drop what nothing later reads."""
-        self.values = [{k: v for k, v in {**s, **p}.items() if k in keep} for s, p in zip(self.values, produced)]
+        self.values = [
+            {k: v for k, v in {**s, **p}.items() if k in keep} for s, p in zip(self.values, produced)
+        ]
         resident = sum(v.nbytes for s in self.values for v in s.values() if not isinstance(v, np.memmap))
         if resident > self.budget:
             self.values = [{k: self._spill(v) for k, v in s.items()} for s in self.values]
@@ -76,7 +78,7 @@ class BlockModel:
         return self._block_of.get(value_name)
 
     def keep_after(self, index: int) -> set[str]:
-        later = {name for b in self.blocks.blocks[index + 1:] for name in b.inputs}
+        later = {name for b in self.blocks.blocks[index + 1 :] for name in b.inputs}
         return later | set(self.output_names)
 
     def sub_model(self, block: Block, examples: dict[str, np.ndarray], outputs: list[str]) -> onnx.ModelProto:
@@ -84,14 +86,27 @@ class BlockModel:
         used = {name for node in nodes for name in node.input}
         initializers = [t for t in self.proto.graph.initializer if t.name in used]
         graph = onnx.helper.make_graph(
-            nodes, f"block{block.index}", [_value_info(n, examples[n]) for n in block.inputs],
-            [onnx.helper.make_empty_tensor_value_info(n) for n in outputs], initializers)
-        model = onnx.helper.make_model(graph, opset_imports=self.proto.opset_import, ir_version=self.proto.ir_version)
+            nodes,
+            f"block{block.index}",
+            [_value_info(n, examples[n]) for n in block.inputs],
+            [onnx.helper.make_empty_tensor_value_info(n) for n in outputs],
+            initializers,
+        )
+        model = onnx.helper.make_model(
+            graph, opset_imports=self.proto.opset_import, ir_version=self.proto.ir_version
+        )
         model.functions.extend(self.proto.functions)
         return model
 
-    def session(self, block: Block, examples: dict[str, np.ndarray], *, extra_outputs=(), swappable=(),
-                optimize: bool | None = None) -> OrtModel:
+    def session(
+        self,
+        block: Block,
+        examples: dict[str, np.ndarray],
+        *,
+        extra_outputs=(),
+        swappable=(),
+        optimize: bool | None = None,
+    ) -> OrtModel:
         """A session over `block`; its outputs are the block's outputs, then `extra_outputs`."""
         outputs = list(dict.fromkeys([*block.outputs, *(n for n in extra_outputs if n not in block.inputs)]))
         proto = self.sub_model(block, examples, outputs)

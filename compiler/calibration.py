@@ -38,8 +38,14 @@ def calibration_files(source) -> list[Path]:
     return sorted(path.glob("*.npz")) if path.is_dir() else [path]
 
 
-def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_samples: int = 16,
-                     optional: tuple[str, ...] = ()) -> list[Sample]:
+def load_calibration(
+    source,
+    inputs: list[InputSpec],
+    *,
+    seed: int = 0,
+    random_samples: int = 16,
+    optional: tuple[str, ...] = (),
+) -> list[Sample]:
     """Samples from a .npz, a folder of .npz, a dict of arrays (leading sample axis), or "random".
     `optional`: inputs the data may leave out (the caller completes them: KV-cache models)."""
     if isinstance(source, str) and source == RANDOM:
@@ -66,8 +72,10 @@ def load_calibration(source, inputs: list[InputSpec], *, seed: int = 0, random_s
     if not samples:
         raise CalibrationError("calibration data holds no samples")
     if len(samples) > MAX_SAMPLES:
-        raise CalibrationError(f"calibration data holds {len(samples)} samples; qcompile takes at most {MAX_SAMPLES} "
-                               "(batch small samples together, or pass fewer)")
+        raise CalibrationError(
+            f"calibration data holds {len(samples)} samples; qcompile takes at most {MAX_SAMPLES} "
+            "(batch small samples together, or pass fewer)"
+        )
     _check_values(arrays)
     return samples
 
@@ -83,8 +91,10 @@ def _check_values(groups: list[dict[str, np.ndarray]]) -> None:
                 constant = False
     values = {np.asarray(a).flat[0].item() for g in groups for a in g.values() if a.size}
     if constant and len(values) <= 1:
-        raise CalibrationError("calibration data is one constant value everywhere "
-                               f"({next(iter(values), 'empty')}): activation ranges cannot be fitted on it")
+        raise CalibrationError(
+            "calibration data is one constant value everywhere "
+            f"({next(iter(values), 'empty')}): activation ranges cannot be fitted on it"
+        )
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec], optional=()) -> None:
@@ -94,20 +104,29 @@ def _check_arrays(arrays: dict[str, np.ndarray], inputs: list[InputSpec], option
     if missing or extra:
         raise CalibrationError(
             f"calibration arrays {sorted(arrays)} do not match the model inputs {sorted(expected)}"
-            + (f": missing {missing}" if missing else "") + (f", unexpected {extra}" if extra else ""))
+            + (f": missing {missing}" if missing else "")
+            + (f", unexpected {extra}" if extra else "")
+        )
     counts = {name: arr.shape[0] if arr.ndim else 0 for name, arr in arrays.items()}
     if len(set(counts.values())) != 1:
         raise CalibrationError(f"calibration arrays have different sample counts {counts}")
     for name, arr in arrays.items():
         spec = expected[name]
-        want = "[samples, " + ", ".join("?" if not isinstance(d, int) else str(d) for d in spec.shape or ["..."]) + "]"
+        want = (
+            "[samples, "
+            + ", ".join("?" if not isinstance(d, int) else str(d) for d in spec.shape or ["..."])
+            + "]"
+        )
         if arr.dtype != spec.dtype:
-            raise CalibrationError(f"input {name!r}: calibration dtype {arr.dtype}, model expects {spec.dtype} with shape {want}")
+            raise CalibrationError(
+                f"input {name!r}: calibration dtype {arr.dtype}, model expects {spec.dtype} with shape {want}"
+            )
         if spec.shape is None:  # the model does not say
             continue
         per_sample = arr.shape[1:]
         if len(per_sample) != len(spec.shape) or any(
-                isinstance(d, int) and d != s for d, s in zip(spec.shape, per_sample)):
+            isinstance(d, int) and d != s for d, s in zip(spec.shape, per_sample)
+        ):
             raise CalibrationError(f"input {name!r}: calibration shape {list(arr.shape)}, expected {want}")
 
 
@@ -177,9 +196,15 @@ class TensorStats:
         return (self.channel_abssum / max(self.count, 1)).astype(np.float32)
 
 
-def observe(run: Callable[[Sample, list[str]], list[np.ndarray]], tensors: list[str], samples: Iterable[Sample],
-            *, chunk: int = 64, consumers: dict[str, Callable[[np.ndarray], None]] | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, TensorStats]:
+def observe(
+    run: Callable[[Sample, list[str]], list[np.ndarray]],
+    tensors: list[str],
+    samples: Iterable[Sample],
+    *,
+    chunk: int = 64,
+    consumers: dict[str, Callable[[np.ndarray], None]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, TensorStats]:
     """Run every sample and feed each observed tensor to its statistics (and optional consumers).
 
     At most `chunk` tensors are fetched per run, so memory stays bounded on large models.
@@ -187,7 +212,7 @@ def observe(run: Callable[[Sample, list[str]], list[np.ndarray]], tensors: list[
     samples = list(samples)
     # seeded by name: the same tensor gets the same reservoir whichever tensors are observed with it
     stats = {name: TensorStats(zlib.crc32(name.encode())) for name in tensors}
-    chunks = [tensors[i:i + chunk] for i in range(0, len(tensors), chunk)] or [[]]
+    chunks = [tensors[i : i + chunk] for i in range(0, len(tensors), chunk)] or [[]]
     total, done = len(chunks) * len(samples), 0
     for names in chunks:
         for sample in samples:

@@ -21,12 +21,16 @@ def _runner(model: ir.Model):
     return OrtModel.from_ir(model)
 
 
-def prepare_samples(calibration, model: ir.Model, specs: list, needs_data: bool) -> tuple[list, str, list[str]]:
+def prepare_samples(
+    calibration, model: ir.Model, specs: list, needs_data: bool
+) -> tuple[list, str, list[str]]:
     layout = kv_cache.find_kv_layout(model)
     notes: list[str] = []
     if layout:
-        notes.append(f"KV-cache model: {len(layout.pasts)} past/present pairs; samples made consistent "
-                     "(mask of past + sequence, positions from the past length, prefill and decode samples)")
+        notes.append(
+            f"KV-cache model: {len(layout.pasts)} past/present pairs; samples made consistent "
+            "(mask of past + sequence, positions from the past length, prefill and decode samples)"
+        )
     random = isinstance(calibration, str) and calibration == calib.RANDOM
     if calibration is None and needs_data:
         from qcompile.synthetic_calibration import generate
@@ -45,8 +49,11 @@ def prepare_samples(calibration, model: ir.Model, specs: list, needs_data: bool)
         samples = in_range(model, calib.load_calibration(calib.RANDOM, kept))
         if random:
             logger.warning("calibrating on random inputs: activation scales will not match real data")
-        source = "random inputs (--calib random)" if random else \
-            "random inputs (no calibration data given: accuracy on real data may differ)"
+        source = (
+            "random inputs (--calib random)"
+            if random
+            else "random inputs (no calibration data given: accuracy on real data may differ)"
+        )
         return _completed(layout, samples, model, notes, generated=True), source, notes
     samples = calib.load_calibration(calibration, specs, optional=layout.derived if layout else ())
     return _completed(layout, samples, model, notes), "held-back calibration samples", notes

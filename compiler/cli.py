@@ -39,7 +39,9 @@ class _DefaultToCompile(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"qcompile: error: {' '.join(exc.format_message().split())} (see qcompile --help)", err=True)
+            click.echo(
+                f"qcompile: error: {' '.join(exc.format_message().split())} (see qcompile --help)", err=True
+            )
             sys.exit(2)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("qcompile: interrupted; no output was written", err=True)
@@ -70,59 +72,214 @@ def main():
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", "-p", default=None, help="Preset (w8a8, fp8, w4a16, w4a8, w8a16, wfp8a16, wfp4a16, wfp4a8, w6a16) or 'auto' (per-layer formats under --avg-bits) [default: w8a8].")
-@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Recipe file (TOML or JSON); command-line options override it.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Quantized model path [default: MODEL with .q.onnx].")
-@click.option("--calib", default=None, help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None, help="Group size of block-quantized weights [default: 128].")
-@click.option("--calib-method", type=click.Choice(["amax", "percentile"]), default=None, help="Activation range [default: amax].")
-@click.option("--algorithm", default=None, help="Weight algorithm: rtn, hqq, gptq, awq, smoothquant, llmfp4, fpsearch [default: rtn].")
-@click.option("--lorc", "lorc_rank", type=click.IntRange(min=0), default=None, help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).")
-@click.option("--lkd", "lkd_steps", type=click.IntRange(min=0), default=None, help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).")
-@click.option("--int4-plugin", is_flag=True, default=None, help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).")
-@click.option("--asymmetric", is_flag=True, default=None, help="INT4 weights as UINT4 with zero points (onnxruntime runs them; TensorRT needs symmetric).")
-@click.option("--offsets", is_flag=True, default=None, help="Asymmetric weights TensorRT can run: each scale group spans the format's grid from its min to its max, plus a float16 offset added by a side branch.")
-@click.option("--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable).")
-@click.option("--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Report JSON path [default: OUTPUT with .report.json].")
-@click.option("--sequential", is_flag=True, default=None,
-              help="Calibrate each block on the outputs of the blocks before it with their weights already"
-                   " quantized (GPTQ's and LKD's setting).")
-@click.option("--verify/--no-verify", default=None,
-              help="Run both models with onnxruntime for the report's accuracy [default: verify].")
-@click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also build a TensorRT engine (needs TensorRT).")
-@click.option("--shapes", multiple=True, help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
-@click.option("--avg-bits", type=float, default=None, help="--precision auto: average bits per weight, scales included (e.g. 4.5).")
-@click.option("--formats", default=None,
-              help="--precision auto: candidate weight formats [default: int4,fp4,fp6,int8,fp8,fp16].")
-@click.option("--sensitivity", type=click.Choice(["lim", "zd", "hessian", "measured"]), default=None,
-              help="--precision auto: layer sensitivity method [default: lim].")
-@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=None,
-              help="Calibration samples for --sensitivity measured [default: 4].")
-@click.option("--error-metric", type=click.Choice(["auto", "cosine", "mse", "kl"]), default=None,
-              help="--precision auto: model-output error of --sensitivity measured and the guard; auto = "
-                   "KL divergence on outputs named like logits, 1 - cosine on the others [default: auto].")
-@click.option("--sweep", default=None, help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.")
-@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--precision auto: use this plan JSON (skips the search).")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="--precision auto: also write the figures as PNG files (and an index.html) into this "
-                   "folder; OUT.report.html holds them already.")
-@click.option("--guard/--no-guard", default=None,
-              help="--precision auto: measure the proxy plan against the uniform plans that fit the budget"
-                   " and keep the best [default: guard].")
+@click.option(
+    "--precision",
+    "-p",
+    default=None,
+    help="Preset (w8a8, fp8, w4a16, w4a8, w8a16, wfp8a16, wfp4a16, wfp4a8, w6a16) or 'auto' (per-layer formats under --avg-bits) [default: w8a8].",
+)
+@click.option(
+    "--recipe",
+    "recipe_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Recipe file (TOML or JSON); command-line options override it.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Quantized model path [default: MODEL with .q.onnx].",
+)
+@click.option(
+    "--calib",
+    default=None,
+    help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.",
+)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default=None,
+    help="Group size of block-quantized weights [default: 128].",
+)
+@click.option(
+    "--calib-method",
+    type=click.Choice(["amax", "percentile"]),
+    default=None,
+    help="Activation range [default: amax].",
+)
+@click.option(
+    "--algorithm",
+    default=None,
+    help="Weight algorithm: rtn, hqq, gptq, awq, smoothquant, llmfp4, fpsearch [default: rtn].",
+)
+@click.option(
+    "--lorc",
+    "lorc_rank",
+    type=click.IntRange(min=0),
+    default=None,
+    help="LoRC: add a rank-R correction of each weight's error (ZeroQuant-V2; 8 is typical).",
+)
+@click.option(
+    "--lkd",
+    "lkd_steps",
+    type=click.IntRange(min=0),
+    default=None,
+    help="ZeroQuant LKD: tune each layer for STEPS steps to match its float output (needs PyTorch).",
+)
+@click.option(
+    "--int4-plugin",
+    is_flag=True,
+    default=None,
+    help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).",
+)
+@click.option(
+    "--asymmetric",
+    is_flag=True,
+    default=None,
+    help="INT4 weights as UINT4 with zero points (onnxruntime runs them; TensorRT needs symmetric).",
+)
+@click.option(
+    "--offsets",
+    is_flag=True,
+    default=None,
+    help="Asymmetric weights TensorRT can run: each scale group spans the format's grid from its min to its max, plus a float16 offset added by a side branch.",
+)
+@click.option(
+    "--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable)."
+)
+@click.option(
+    "--override", multiple=True, help="NAME_OR_re:PATTERN=PRECISION, e.g. 're:.*lm_head.*=fp16' (repeatable)."
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Report JSON path [default: OUTPUT with .report.json].",
+)
+@click.option(
+    "--sequential",
+    is_flag=True,
+    default=None,
+    help="Calibrate each block on the outputs of the blocks before it with their weights already"
+    " quantized (GPTQ's and LKD's setting).",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=None,
+    help="Run both models with onnxruntime for the report's accuracy [default: verify].",
+)
+@click.option(
+    "--engine",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also build a TensorRT engine (needs TensorRT).",
+)
+@click.option(
+    "--shapes",
+    multiple=True,
+    help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).",
+)
+@click.option(
+    "--avg-bits",
+    type=float,
+    default=None,
+    help="--precision auto: average bits per weight, scales included (e.g. 4.5).",
+)
+@click.option(
+    "--formats",
+    default=None,
+    help="--precision auto: candidate weight formats [default: int4,fp4,fp6,int8,fp8,fp16].",
+)
+@click.option(
+    "--sensitivity",
+    type=click.Choice(["lim", "zd", "hessian", "measured"]),
+    default=None,
+    help="--precision auto: layer sensitivity method [default: lim].",
+)
+@click.option(
+    "--sensitivity-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Calibration samples for --sensitivity measured [default: 4].",
+)
+@click.option(
+    "--error-metric",
+    type=click.Choice(["auto", "cosine", "mse", "kl"]),
+    default=None,
+    help="--precision auto: model-output error of --sensitivity measured and the guard; auto = "
+    "KL divergence on outputs named like logits, 1 - cosine on the others [default: auto].",
+)
+@click.option(
+    "--sweep",
+    default=None,
+    help="--precision auto: budgets for an accuracy-vs-bits curve, e.g. 4.25,4.5,5,6,8.",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--precision auto: use this plan JSON (skips the search).",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="--precision auto: also write the figures as PNG files (and an index.html) into this "
+    "folder; OUT.report.html holds them already.",
+)
+@click.option(
+    "--guard/--no-guard",
+    default=None,
+    help="--precision auto: measure the proxy plan against the uniform plans that fit the budget"
+    " and keep the best [default: guard].",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--print-python", is_flag=True, help="Print the equivalent Python call and exit.")
-@click.option("-q", "--quiet", is_flag=True,
-              help="Only errors and the final table: no progress, no log lines.")
-@click.option("-v", "--verbose", count=True,
-              help="Also the libraries' messages (onnx-ir, onnxruntime, warnings).")
-def compile_command(model, precision, recipe_file, output, calib, group_size, calib_method, algorithm, lorc_rank,
-                    lkd_steps, int4_plugin, asymmetric, offsets, exclude, override, report_path, sequential, verify,
-                    engine, shapes, avg_bits, formats, sensitivity, sensitivity_samples, error_metric, sweep,
-                    plan_path, report_dir, guard, force, print_python, quiet, verbose):
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors and the final table: no progress, no log lines."
+)
+@click.option(
+    "-v", "--verbose", count=True, help="Also the libraries' messages (onnx-ir, onnxruntime, warnings)."
+)
+def compile_command(
+    model,
+    precision,
+    recipe_file,
+    output,
+    calib,
+    group_size,
+    calib_method,
+    algorithm,
+    lorc_rank,
+    lkd_steps,
+    int4_plugin,
+    asymmetric,
+    offsets,
+    exclude,
+    override,
+    report_path,
+    sequential,
+    verify,
+    engine,
+    shapes,
+    avg_bits,
+    formats,
+    sensitivity,
+    sensitivity_samples,
+    error_metric,
+    sweep,
+    plan_path,
+    report_dir,
+    guard,
+    force,
+    print_python,
+    quiet,
+    verbose,
+):
     """Quantize MODEL and report its accuracy against the original."""
     progress = console.configure(quiet=quiet, verbose=verbose)
     try:
@@ -131,22 +288,41 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
 
         settings = rf.merge(
             rf.read(recipe_file) if recipe_file else None,
-            {"precision": precision, "calib_method": calib_method, "algorithm": algorithm, "lorc_rank": lorc_rank,
-             "lkd_steps": lkd_steps, "int4_plugin": int4_plugin, "asymmetric": asymmetric, "offsets": offsets,
-             "group_size": int(group_size) if group_size else None, "exclude": list(exclude),
-             "overrides": rf.parse_overrides(override)},
-            {"avg_bits": avg_bits, "formats": formats, "sensitivity": sensitivity,
-             "sensitivity_samples": sensitivity_samples, "error_metric": error_metric, "sweep": sweep,
-             "plan": plan_path, "guard": guard},
-            {"calib": calib, "verify": verify, "sequential": sequential, "shapes": list(shapes) or None})
+            {
+                "precision": precision,
+                "calib_method": calib_method,
+                "algorithm": algorithm,
+                "lorc_rank": lorc_rank,
+                "lkd_steps": lkd_steps,
+                "int4_plugin": int4_plugin,
+                "asymmetric": asymmetric,
+                "offsets": offsets,
+                "group_size": int(group_size) if group_size else None,
+                "exclude": list(exclude),
+                "overrides": rf.parse_overrides(override),
+            },
+            {
+                "avg_bits": avg_bits,
+                "formats": formats,
+                "sensitivity": sensitivity,
+                "sensitivity_samples": sensitivity_samples,
+                "error_metric": error_metric,
+                "sweep": sweep,
+                "plan": plan_path,
+                "guard": guard,
+            },
+            {"calib": calib, "verify": verify, "sequential": sequential, "shapes": list(shapes) or None},
+        )
         output = output or sidecar(model, ".q.onnx")
         report_path = report_path or sidecar(output, ".report.json")
         if engine is not None:
             check_path(engine, [model, output], force)
         shapes = _parse_shapes(settings.run["shapes"])
-        code = _compile_auto(model, settings, output, report_path, report_dir, force, progress, print_python) \
-            if settings.is_auto else \
-            _compile_uniform(model, settings, output, report_path, force, progress, print_python)
+        code = (
+            _compile_auto(model, settings, output, report_path, report_dir, force, progress, print_python)
+            if settings.is_auto
+            else _compile_uniform(model, settings, output, report_path, force, progress, print_python)
+        )
         if print_python:
             from qcompile.python_call import engine_call
 
@@ -162,9 +338,8 @@ def compile_command(model, precision, recipe_file, output, calib, group_size, ca
 
 def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
     """One preset for every layer (with overrides); returns the Python code when only printing it."""
-    from qcompile.recipe import Recipe
-
     from qcompile.defaults import measured_default
+    from qcompile.recipe import Recipe
 
     fields, note = measured_default(settings.recipe, settings.run["calib"])
     if note:
@@ -173,13 +348,23 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     if print_python:
         from qcompile.python_call import compile_call
 
-        return compile_call(model, recipe, run["calib"], output, report_path, force, run["verify"],
-                            run["sequential"])
+        return compile_call(
+            model, recipe, run["calib"], output, report_path, force, run["verify"], run["sequential"]
+        )
     import qcompile
 
     logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
-    artifacts = qcompile.compile(model, recipe, run["calib"], output=output, report_path=report_path, force=force,
-                                 progress=progress, verify=run["verify"], sequential=run["sequential"])
+    artifacts = qcompile.compile(
+        model,
+        recipe,
+        run["calib"],
+        output=output,
+        report_path=report_path,
+        force=force,
+        progress=progress,
+        verify=run["verify"],
+        sequential=run["sequential"],
+    )
     click.echo(artifacts.report.table())
     for path in artifacts.files:
         logger.info("wrote %s", path)
@@ -199,18 +384,33 @@ def _compile_auto(model, settings, output, report_path, report_dir, force, progr
     overrides = settings.recipe.get("overrides", {})
     overrides = list(overrides.items() if isinstance(overrides, dict) else overrides)
     recipe, auto = Recipe.from_dict(fields), settings.auto
-    options = {"avg_bits": auto["avg_bits"], "formats": auto["formats"], "method": auto["sensitivity"],
-               "sensitivity_samples": auto["sensitivity_samples"], "error_metric": auto["error_metric"],
-               "sweep": rf.budgets(auto["sweep"]), "plan_path": auto["plan"], "report_dir": report_dir,
-               "guard": auto["guard"]}
+    options = {
+        "avg_bits": auto["avg_bits"],
+        "formats": auto["formats"],
+        "method": auto["sensitivity"],
+        "sensitivity_samples": auto["sensitivity_samples"],
+        "error_metric": auto["error_metric"],
+        "sweep": rf.budgets(auto["sweep"]),
+        "plan_path": auto["plan"],
+        "report_dir": report_dir,
+        "guard": auto["guard"],
+    }
     if print_python:
         from qcompile.python_call import auto_call
 
         return auto_call(model, settings.run["calib"], recipe, overrides, output, report_path, force, options)
     plan_outputs(output, report=report_path, inputs=model_files(model), force=force)  # before the search
-    artifacts, plan, figures = run_auto(model, settings.run["calib"], overrides=overrides, output=output,
-                                        force=force, progress=progress, recipe=recipe, report_path=report_path,
-                                        **options)
+    artifacts, plan, figures = run_auto(
+        model,
+        settings.run["calib"],
+        overrides=overrides,
+        output=output,
+        force=force,
+        progress=progress,
+        recipe=recipe,
+        report_path=report_path,
+        **options,
+    )
     click.echo(plan.table())
     click.echo(artifacts.report.table())
     for path in [*artifacts.files, *figures]:
@@ -223,8 +423,13 @@ def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes: dict) -> N
     from qcompile.trt_build import build_engine, find_plugin_library
 
     check_output_path(engine, [onnx_path], force)
-    build_engine(onnx_path, engine, plugin_library=find_plugin_library(), shapes=shapes or None,
-                 progress=lambda line: click.echo(f"  {line}", err=True))
+    build_engine(
+        onnx_path,
+        engine,
+        plugin_library=find_plugin_library(),
+        shapes=shapes or None,
+        progress=lambda line: click.echo(f"  {line}", err=True),
+    )
     logger.info("wrote %s", engine)
 
 
@@ -265,8 +470,18 @@ def check_command(model):
 
 @main.command("build")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--engine", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Engine path [default: MODEL with .engine].")
-@click.option("--shapes", multiple=True, help="Optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).")
+@click.option(
+    "--engine",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Engine path [default: MODEL with .engine].",
+)
+@click.option(
+    "--shapes",
+    multiple=True,
+    help="Optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
 def build_command(model, engine, shapes, force):
     """Build a TensorRT engine from a quantized MODEL (needs TensorRT and the plugin library)."""
@@ -281,23 +496,51 @@ def build_command(model, engine, shapes, force):
 
 @main.command("compare")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--engine", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The engine built from MODEL.")
-@click.option("--calib", default="random", show_default=True, help="Samples: a calibration .npz, a folder of them, or 'random'.")
-@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="How many samples to compare on.")
-@click.option("--plugins", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The plugin library [default: $QC_PLUGIN_LIB or the build folders].")
-@click.option("--rtol", type=float, default=1e-2, show_default=True, help="Relative tolerance per output element.")
-@click.option("--atol", type=float, default=1e-2, show_default=True, help="Absolute tolerance per output element.")
+@click.option(
+    "--engine",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The engine built from MODEL.",
+)
+@click.option(
+    "--calib",
+    default="random",
+    show_default=True,
+    help="Samples: a calibration .npz, a folder of them, or 'random'.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="How many samples to compare on.",
+)
+@click.option(
+    "--plugins",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The plugin library [default: $QC_PLUGIN_LIB or the build folders].",
+)
+@click.option(
+    "--rtol", type=float, default=1e-2, show_default=True, help="Relative tolerance per output element."
+)
+@click.option(
+    "--atol", type=float, default=1e-2, show_default=True, help="Absolute tolerance per output element."
+)
 def compare_command(model, engine, calib, samples, plugins, rtol, atol):
     """Run the TensorRT ENGINE and onnxruntime on MODEL's standard-ONNX lowering (Polygraphy); exit 1 if they differ."""
     console.configure()
     from qcompile.trt_compare import compare_engine
 
     try:
-        ok = compare_engine(model, engine, calib=calib, samples=samples, plugin_library=plugins, rtol=rtol, atol=atol)
+        ok = compare_engine(
+            model, engine, calib=calib, samples=samples, plugin_library=plugins, rtol=rtol, atol=atol
+        )
     except QCompileError as exc:
         _fail(exc)
-    click.echo(f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, atol {atol})")
+    click.echo(
+        f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, atol {atol})"
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -21,8 +21,13 @@ def _fail(exc: QCompileError) -> None:
 
 @click.command("lower")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Standard-ONNX model path [default: MODEL with .ref.onnx].")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Standard-ONNX model path [default: MODEL with .ref.onnx].",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("-v", "--verbose", count=True, help="Also the libraries' messages.")
@@ -41,11 +46,19 @@ def lower_command(model, output, force, quiet, verbose):
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--precision", "-p", default=None,
-              help="Show one preset in detail, or 'auto': the formats each layer can take "
-                   "[default: every preset].")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
-              help="Group size of block-quantized weights.")
+@click.option(
+    "--precision",
+    "-p",
+    default=None,
+    help="Show one preset in detail, or 'auto': the formats each layer can take [default: every preset].",
+)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default="128",
+    show_default=True,
+    help="Group size of block-quantized weights.",
+)
 def inspect_command(model, precision, group_size):
     """What compile would do with MODEL (layers, formats per preset, sizes), without reading its weights."""
     console.configure(quiet=True)

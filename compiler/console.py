@@ -48,8 +48,15 @@ class StageProgress:
             self._close_bar()
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=before, desc=f"  {stage}", file=self.stream, leave=True,
-                            dynamic_ncols=True, mininterval=0.1)
+            self.bar = tqdm(
+                total=total,
+                initial=before,
+                desc=f"  {stage}",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.1,
+            )
             self.bar_stage = stage
         self.bar.update(done - self.bar.n)
         if done >= total:  # finished: its line stays, later log lines go below it
@@ -90,8 +97,9 @@ class _Handler(logging.Handler):
             self.handleError(record)
 
 
-def configure(*, quiet: bool = False, verbose: int = 0, stream: TextIO | None = None,
-              tty: bool | None = None) -> StageProgress | None:
+def configure(
+    *, quiet: bool = False, verbose: int = 0, stream: TextIO | None = None, tty: bool | None = None
+) -> StageProgress | None:
     """Set up logging for one CLI command; returns the progress callback (None when quiet)."""
     stream = stream or sys.stderr
     tty = stream.isatty() if tty is None else tty

@@ -22,6 +22,9 @@ def measured_default(recipe: dict, calib) -> tuple[dict, str | None]:
     if chosen is None:
         return recipe, None
     algorithm, options = chosen
-    note = (f"{precision} default {'with' if has_data else 'without'} calibration data: --algorithm {algorithm}"
-            + (f" {options}" if options else "") + " (chosen by measurement, BENCHMARKS.md)")
+    note = (
+        f"{precision} default {'with' if has_data else 'without'} calibration data: --algorithm {algorithm}"
+        + (f" {options}" if options else "")
+        + " (chosen by measurement, BENCHMARKS.md)"
+    )
     return {**recipe, "algorithm": algorithm, "algorithm_options": dict(options)}, note

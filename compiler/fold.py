@@ -37,9 +37,11 @@ class FoldError(LayoutError):
 def _check_k(fmt_name: str, k: int) -> None:
     exact = EXACT_K_RANGE[fmt_name]
     if k not in exact:
-        raise FoldError(f"{fmt_name} code * 2^{k}: k must be in [{exact.start}, {exact.stop - 1}] for the "
-                        "exponent-field add to stay on E4M3 normals (smaller k needs E4M3 subnormals, "
-                        "larger k overflows 448)")
+        raise FoldError(
+            f"{fmt_name} code * 2^{k}: k must be in [{exact.start}, {exact.stop - 1}] for the "
+            "exponent-field add to stay on E4M3 normals (smaller k needs E4M3 subnormals, "
+            "larger k overflows 448)"
+        )
 
 
 def fp4_to_fp8_by_exponent(code: int, k: int) -> int:
@@ -133,17 +135,21 @@ def fold_group_exponents(qw: QuantizedWeight) -> FoldedWeight:
             raise FoldError("scale_constraint 'pow2' weight has scales that are not powers of two")
         exp = ratio.astype(np.int16)
     else:
-        raise FoldError(f"W4A8 folding needs scale_constraint 'pow2_ratio' (M2) or 'pow2' (M1), "
-                        f"not {spec.scale_constraint!r}")
+        raise FoldError(
+            f"W4A8 folding needs scale_constraint 'pow2_ratio' (M2) or 'pow2' (M1), "
+            f"not {spec.scale_constraint!r}"
+        )
     exact = EXACT_K_RANGE[fmt.name]
     n, k = qw.codes.shape
     empty = ~(fmt.decode(qw.codes) != 0).reshape(n, exp.shape[1], -1).any(axis=2)
     exp = np.where(empty, np.maximum(exp, exact.start), exp)  # an all-zero group's exponent is free
     low = int(exp.min())
     if low < exact.start or int(exp.max()) > 0:
-        raise FoldError(f"group exponent {low} is outside [{exact.start}, 0]: the FP8 exponent add would "
-                        f"not be exact for {fmt.name} (quantize with scale_constraint 'pow2_ratio', which "
-                        f"clamps at {MIN_GROUP_EXP})")
+        raise FoldError(
+            f"group exponent {low} is outside [{exact.start}, 0]: the FP8 exponent add would "
+            f"not be exact for {fmt.name} (quantize with scale_constraint 'pow2_ratio', which "
+            f"clamps at {MIN_GROUP_EXP})"
+        )
     return FoldedWeight(np.asarray(qw.codes), exp.astype(np.int8), channel.astype(np.float32), fmt)
 
 

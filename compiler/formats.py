@@ -49,9 +49,16 @@ class IntFormat:
     def ml_dtype(self):
         import ml_dtypes
 
-        return np.dtype({(8, True): np.int8, (8, False): np.uint8, (4, True): ml_dtypes.int4,
-                         (4, False): ml_dtypes.uint4, (2, True): ml_dtypes.int2,
-                         (2, False): ml_dtypes.uint2}[(self.bits, self.signed)])
+        return np.dtype(
+            {
+                (8, True): np.int8,
+                (8, False): np.uint8,
+                (4, True): ml_dtypes.int4,
+                (4, False): ml_dtypes.uint4,
+                (2, True): ml_dtypes.int2,
+                (2, False): ml_dtypes.uint2,
+            }[(self.bits, self.signed)]
+        )
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(np.asarray(x, np.float32)), self.qmin, self.qmax).astype(self.code_dtype)
@@ -146,8 +153,11 @@ class MinifloatFormat:
         code = code.astype(np.uint8)
         code = np.where(np.signbit(x), code | (1 << (self.exp_bits + self.man_bits)), code)
         if self.special != "none":
-            nan_code = (1 << (self.bits - 1)) - 1 if self.special == "fn" else \
-                ((1 << (self.bits - 1)) - 1) ^ ((1 << (self.man_bits - 1)) - 1)
+            nan_code = (
+                (1 << (self.bits - 1)) - 1
+                if self.special == "fn"
+                else ((1 << (self.bits - 1)) - 1) ^ ((1 << (self.man_bits - 1)) - 1)
+            )
             code = np.where(np.isnan(x), nan_code, code)
         return code.astype(np.uint8)
 
@@ -162,18 +172,29 @@ class MinifloatFormat:
 
 Format = IntFormat | MinifloatFormat
 
-_ONNX_FLOAT_TYPES = {(4, 3, 7, "fn"): "FLOAT8E4M3FN", (5, 2, 15, "ieee"): "FLOAT8E5M2",
-                     (2, 1, 1, "none"): "FLOAT4E2M1"}
-_ML_DTYPES = {(4, 3, 7, "fn"): "float8_e4m3fn", (5, 2, 15, "ieee"): "float8_e5m2",
-              (3, 2, 3, "none"): "float6_e3m2fn", (2, 3, 1, "none"): "float6_e2m3fn",
-              (2, 1, 1, "none"): "float4_e2m1fn"}
+_ONNX_FLOAT_TYPES = {
+    (4, 3, 7, "fn"): "FLOAT8E4M3FN",
+    (5, 2, 15, "ieee"): "FLOAT8E5M2",
+    (2, 1, 1, "none"): "FLOAT4E2M1",
+}
+_ML_DTYPES = {
+    (4, 3, 7, "fn"): "float8_e4m3fn",
+    (5, 2, 15, "ieee"): "float8_e5m2",
+    (3, 2, 3, "none"): "float6_e3m2fn",
+    (2, 3, 1, "none"): "float6_e2m3fn",
+    (2, 1, 1, "none"): "float4_e2m1fn",
+}
 
 
-def minifloat(exp_bits: int, man_bits: int, bias: int | None = None, special: str = "none") -> MinifloatFormat:
+def minifloat(
+    exp_bits: int, man_bits: int, bias: int | None = None, special: str = "none"
+) -> MinifloatFormat:
     if exp_bits < 1 or man_bits < 0 or 1 + exp_bits + man_bits > 8:
         raise RecipeError(f"e{exp_bits}m{man_bits}: need 1 <= exponent bits and at most 8 bits in all")
     if special not in ("none", "fn", "ieee") or (special == "ieee" and exp_bits < 2):
-        raise RecipeError(f"e{exp_bits}m{man_bits}: unknown or impossible special-value convention {special!r}")
+        raise RecipeError(
+            f"e{exp_bits}m{man_bits}: unknown or impossible special-value convention {special!r}"
+        )
     if special == "fn" and man_bits == 0:
         raise RecipeError(f"e{exp_bits}m0: the 'fn' convention needs a mantissa bit")
     default_bias = (1 << (exp_bits - 1)) - 1
@@ -212,4 +233,6 @@ def get_format(name: str) -> Format:
         e, m, fn, bias = match.groups()
         fmt = minifloat(int(e), int(m), None if bias is None else int(bias), "fn" if fn else "none")
         return FORMATS.get(fmt.name, fmt)
-    raise RecipeError(f"unknown number format {name!r}; known: {', '.join(FORMATS)} or any e<E>m<M>[_b<bias>]")
+    raise RecipeError(
+        f"unknown number format {name!r}; known: {', '.join(FORMATS)} or any e<E>m<M>[_b<bias>]"
+    )

@@ -64,8 +64,9 @@ def read_structure(path: str | Path) -> ir.Model:
         proto = onnx.load(str(path), load_external_data=False)
         return ir.serde.deserialize_model(proto)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ValueError...
-        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") \
-            from None
+        raise ModelError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
 
 
 def _nbytes(value: ir.Value) -> int:
@@ -82,8 +83,9 @@ def _decide(layer: Layer, recipe: Recipe) -> Decision:
         return Decision(None, None, reason=reason)
     spec = choice.weights
     gran = f"group {spec.group_size}" if spec.granularity == "group" else spec.granularity
-    return Decision(f"{spec.fmt.name} ({gran})", spec.bits_per_weight(layer.n, layer.k),
-                    choice.plugin or "Q/DQ", note)
+    return Decision(
+        f"{spec.fmt.name} ({gran})", spec.bits_per_weight(layer.n, layer.k), choice.plugin or "Q/DQ", note
+    )
 
 
 def _summary(model: ir.Model, layers: list[Layer], recipe: Recipe, size_before: int) -> PresetSummary:
@@ -100,8 +102,9 @@ def _summary(model: ir.Model, layers: list[Layer], recipe: Recipe, size_before: 
         if recipe.choice_for(layer.name).activations is not None:
             acts.setdefault(layer.activation.name, None)
     params = sum(layer.n * layer.k for layer in layers)
-    return PresetSummary(recipe.precision, decisions, round(size_before - saved), bits / max(params, 1),
-                         list(acts))
+    return PresetSummary(
+        recipe.precision, decisions, round(size_before - saved), bits / max(params, 1), list(acts)
+    )
 
 
 def inspect_model(path: str | Path, precisions=PRESETS, group_size: int = 128) -> Inspection:
@@ -125,13 +128,18 @@ def _mb(n: float) -> str:
 
 def render(found: Inspection, detail: str | None = None) -> str:
     """The text `qcompile inspect` prints: layers, the per-preset matrix (or one preset in detail)."""
-    lines = [f"{found.model}: {len(found.layers)} quantizable layers holding {found.layer_params:,} weights; "
-             f"initializers {_mb(found.size_before)}", ""]
+    lines = [
+        f"{found.model}: {len(found.layers)} quantizable layers holding {found.layer_params:,} weights; "
+        f"initializers {_mb(found.size_before)}",
+        "",
+    ]
     presets = found.presets
     if detail is None:
         rows = [("layer", "op", "N x K", "share", *[p.preset for p in presets])]
-        rows += [(*_describe(found, layer), *[_cell(p.decisions[layer.name]) for p in presets])
-                 for layer in found.layers]
+        rows += [
+            (*_describe(found, layer), *[_cell(p.decisions[layer.name]) for p in presets])
+            for layer in found.layers
+        ]
         lines += _table(rows)
         lines.append("(bits per weight, scales included; kept = stays in high precision, reasons below)")
     else:
@@ -145,13 +153,23 @@ def render(found: Inspection, detail: str | None = None) -> str:
     rows = [("preset", "layers", "bits/w", "size", "activations to calibrate")]
     for p in presets:
         quantized = sum(d.bits is not None for d in p.decisions.values())
-        rows.append((p.preset, f"{quantized}/{len(p.decisions)}", f"{p.bits_per_weight:.3f}",
-                     f"{_mb(found.size_before)} -> {_mb(p.size_after)}",
-                     str(len(p.activations)) if p.activations else "none (weight-only)"))
+        rows.append(
+            (
+                p.preset,
+                f"{quantized}/{len(p.decisions)}",
+                f"{p.bits_per_weight:.3f}",
+                f"{_mb(found.size_before)} -> {_mb(p.size_after)}",
+                str(len(p.activations)) if p.activations else "none (weight-only)",
+            )
+        )
     lines += ["", *_table(rows), "(bits/w: over all layer weights, kept ones at 16; size: ONNX initializers)"]
     if detail is None:
-        lines += [f"{p.preset}: kept {name}: {d.reason}" for p in presets for name, d in p.decisions.items()
-                  if d.reason]
+        lines += [
+            f"{p.preset}: kept {name}: {d.reason}"
+            for p in presets
+            for name, d in p.decisions.items()
+            if d.reason
+        ]
     else:
         lines += [f"needs calibration: {name}" for name in presets[0].activations]
     return "\n".join(lines)
@@ -178,11 +196,23 @@ def render_auto(path: str | Path, group_size: int = 128, formats=None) -> str:
     infos = layer_infos(layers, formats, group_size)
     total = max(sum(i.params for i in infos), 1)
     rows = [("layer", "op", "N x K", "share", *formats)]
-    rows += [(i.name, i.layer.op, f"{i.layer.n}x{i.layer.k}", f"{100 * i.params / total:.1f}%",
-              *[f"{i.bits[f]:.3f}" if f in i.bits else "-" for f in formats]) for i in infos]
+    rows += [
+        (
+            i.name,
+            i.layer.op,
+            f"{i.layer.n}x{i.layer.k}",
+            f"{100 * i.params / total:.1f}%",
+            *[f"{i.bits[f]:.3f}" if f in i.bits else "-" for f in formats],
+        )
+        for i in infos
+    ]
     highest = sum(max(i.bits.values()) * i.params for i in infos) / total
-    lines = [f"{path}: {len(infos)} quantizable layers; candidate formats of --precision auto", "",
-             *_table(rows), "(bits per weight, scales included; - = the layer cannot take that format)"]
+    lines = [
+        f"{path}: {len(infos)} quantizable layers; candidate formats of --precision auto",
+        "",
+        *_table(rows),
+        "(bits per weight, scales included; - = the layer cannot take that format)",
+    ]
     lines += [f"{i.name}: no {f}: {reason}" for i in infos for f, reason in i.refused.items()]
     lines += ["", f"--avg-bits can range from {minimum_average_bits(infos, {}):.3f} to {highest:.3f}"]
     return "\n".join(lines)

@@ -33,7 +33,9 @@ class KvLayout:
     @property
     def derived(self) -> tuple[str, ...]:
         """Inputs qcompile can fill in from input_ids (and the model's own presents)."""
-        return tuple(n for n in (self.attention_mask, self.position_ids) if n) + tuple(p for p, _ in self.pasts)
+        return tuple(n for n in (self.attention_mask, self.position_ids) if n) + tuple(
+            p for p, _ in self.pasts
+        )
 
 
 def _dims(value: ir.Value) -> list:
@@ -43,7 +45,9 @@ def _dims(value: ir.Value) -> list:
 
 
 def _present_name(past: str) -> str:
-    return past.replace("past_key_values", "present").replace("past_", "present_").replace("past.", "present.")
+    return (
+        past.replace("past_key_values", "present").replace("past_", "present_").replace("past.", "present.")
+    )
 
 
 def find_kv_layout(model: ir.Model) -> KvLayout | None:
@@ -51,17 +55,32 @@ def find_kv_layout(model: ir.Model) -> KvLayout | None:
     initializers = set(model.graph.initializers)
     inputs = [v for v in model.graph.inputs if v.name not in initializers]
     outputs = list(model.graph.outputs)
-    pasts = [v for v in inputs if v.dtype is not None and v.dtype.is_floating_point() and len(_dims(v)) == 4
-             and not isinstance(_dims(v)[2], int)]
+    pasts = [
+        v
+        for v in inputs
+        if v.dtype is not None
+        and v.dtype.is_floating_point()
+        and len(_dims(v)) == 4
+        and not isinstance(_dims(v)[2], int)
+    ]
     if not pasts:
         return None
     pairs, dims, taken = [], [], set()
     for past in pasts:
         pd = _dims(past)
-        candidates = [o for o in outputs if o.name not in taken and o.dtype == past.dtype and len(_dims(o)) == 4
-                      and not isinstance(_dims(o)[2], int) and _dims(o)[2] != pd[2]
-                      and all(not isinstance(a, int) or not isinstance(b, int) or a == b
-                              for a, b in zip(pd[:2] + pd[3:], _dims(o)[:2] + _dims(o)[3:]))]
+        candidates = [
+            o
+            for o in outputs
+            if o.name not in taken
+            and o.dtype == past.dtype
+            and len(_dims(o)) == 4
+            and not isinstance(_dims(o)[2], int)
+            and _dims(o)[2] != pd[2]
+            and all(
+                not isinstance(a, int) or not isinstance(b, int) or a == b
+                for a, b in zip(pd[:2] + pd[3:], _dims(o)[:2] + _dims(o)[3:])
+            )
+        ]
         named = [o for o in candidates if o.name == _present_name(past.name)]
         if not candidates:
             return None
@@ -72,24 +91,35 @@ def find_kv_layout(model: ir.Model) -> KvLayout | None:
         heads = heads if isinstance(heads, int) else od[1]
         head_dim = head_dim if isinstance(head_dim, int) else od[3]
         if not (isinstance(heads, int) and isinstance(head_dim, int)):
-            raise CalibrationError(f"KV-cache input {past.name!r}: heads and head size must be fixed dimensions, "
-                                   f"got {pd}")
+            raise CalibrationError(
+                f"KV-cache input {past.name!r}: heads and head size must be fixed dimensions, got {pd}"
+            )
         pairs.append((past.name, present.name))
         dims.append((heads, head_dim))
     ints = [v for v in inputs if v.dtype is not None and v.dtype.is_integer() and len(_dims(v)) == 2]
     by_name = {v.name: v for v in ints}
-    ids = by_name.get("input_ids") or next((v for v in ints if "mask" not in v.name and "position" not in v.name),
-                                           None)
+    ids = by_name.get("input_ids") or next(
+        (v for v in ints if "mask" not in v.name and "position" not in v.name), None
+    )
     if ids is None:
         raise CalibrationError("a KV-cache model needs an integer [batch, sequence] input for the token ids")
     seq = _dims(ids)[1]
     rest = [v for v in ints if v is not ids]
     mask = by_name.get("attention_mask") or next(
-        (v for v in rest if _dims(v)[1] != seq and not isinstance(_dims(v)[1], int)), None)
-    position = by_name.get("position_ids") or next((v for v in rest if v is not mask and _dims(v)[1] == seq), None)
-    return KvLayout(ids.name, mask.name if mask else None, position.name if position else None, tuple(pairs),
-                    tuple(dims), np.dtype(pasts[0].dtype.numpy()),
-                    {v.name: np.dtype(v.dtype.numpy()) for v in ints})
+        (v for v in rest if _dims(v)[1] != seq and not isinstance(_dims(v)[1], int)), None
+    )
+    position = by_name.get("position_ids") or next(
+        (v for v in rest if v is not mask and _dims(v)[1] == seq), None
+    )
+    return KvLayout(
+        ids.name,
+        mask.name if mask else None,
+        position.name if position else None,
+        tuple(pairs),
+        tuple(dims),
+        np.dtype(pasts[0].dtype.numpy()),
+        {v.name: np.dtype(v.dtype.numpy()) for v in ints},
+    )
 
 
 def complete(layout: KvLayout, sample: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -103,8 +133,10 @@ def complete(layout: KvLayout, sample: dict[str, np.ndarray]) -> tuple[dict[str,
     out, filled = dict(sample), []
     given = [p for p, _ in layout.pasts if p in sample]
     if given and len(given) != len(layout.pasts):
-        raise CalibrationError(f"calibration data holds {len(given)} of the {len(layout.pasts)} past_key_values "
-                               "inputs: give all of them or none (then prefill is assumed)")
+        raise CalibrationError(
+            f"calibration data holds {len(given)} of the {len(layout.pasts)} past_key_values "
+            "inputs: give all of them or none (then prefill is assumed)"
+        )
     lengths = {sample[p].shape[2] for p in given if sample[p].ndim == 4}
     past = lengths.pop() if len(lengths) == 1 else 0
     if lengths or any(sample[p].ndim != 4 for p in given):
@@ -112,19 +144,25 @@ def complete(layout: KvLayout, sample: dict[str, np.ndarray]) -> tuple[dict[str,
     for (name, _), (heads, head_dim) in zip(layout.pasts, layout.past_dims):
         if name in sample:
             if sample[name].shape != (batch, heads, past, head_dim):
-                raise CalibrationError(f"input {name!r}: shape {list(sample[name].shape)}, expected "
-                                       f"[{batch}, {heads}, {past}, {head_dim}] (batch of input_ids, one past length)")
+                raise CalibrationError(
+                    f"input {name!r}: shape {list(sample[name].shape)}, expected "
+                    f"[{batch}, {heads}, {past}, {head_dim}] (batch of input_ids, one past length)"
+                )
         else:
             out[name] = np.zeros((batch, heads, 0, head_dim), layout.past_dtype)
             filled.append(name)
     if layout.attention_mask:
         mask = sample.get(layout.attention_mask)
         if mask is None:
-            out[layout.attention_mask] = np.ones((batch, past + seq), layout.int_dtypes[layout.attention_mask])
+            out[layout.attention_mask] = np.ones(
+                (batch, past + seq), layout.int_dtypes[layout.attention_mask]
+            )
             filled.append(layout.attention_mask)
         elif mask.shape != (batch, past + seq):
-            raise CalibrationError(f"input {layout.attention_mask!r}: shape {list(mask.shape)}, expected "
-                                   f"[{batch}, {past + seq}] (past {past} + sequence {seq})")
+            raise CalibrationError(
+                f"input {layout.attention_mask!r}: shape {list(mask.shape)}, expected "
+                f"[{batch}, {past + seq}] (past {past} + sequence {seq})"
+            )
     if layout.position_ids:
         pos = sample.get(layout.position_ids)
         if pos is None:
@@ -132,7 +170,9 @@ def complete(layout: KvLayout, sample: dict[str, np.ndarray]) -> tuple[dict[str,
             out[layout.position_ids] = np.broadcast_to(positions, (batch, seq)).copy()
             filled.append(layout.position_ids)
         elif pos.shape != (batch, seq):
-            raise CalibrationError(f"input {layout.position_ids!r}: shape {list(pos.shape)}, expected [{batch}, {seq}]")
+            raise CalibrationError(
+                f"input {layout.position_ids!r}: shape {list(pos.shape)}, expected [{batch}, {seq}]"
+            )
     return out, filled
 
 

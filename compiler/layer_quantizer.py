@@ -91,12 +91,21 @@ def chunk_by_cost(items: list, cost: Callable, budget: int) -> list[list]:
 
 def _chunks(groups: list[Group]) -> list[list[Group]]:
     """Groups to observe together, so that the statistics held at once stay within budget."""
-    return chunk_by_cost(groups, lambda g: 8 * g.k * g.k if "hessian" in g.needs else 4 * g.k * (TOKEN_SAMPLE + 4),
-                         STATS_BUDGET_BYTES)
+    return chunk_by_cost(
+        groups,
+        lambda g: 8 * g.k * g.k if "hessian" in g.needs else 4 * g.k * (TOKEN_SAMPLE + 4),
+        STATS_BUDGET_BYTES,
+    )
 
 
-def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: Recipe,
-                    progress: Callable | None, spill: Path | None = None) -> list[QuantizedGroup]:
+def quantize_groups(
+    groups: list[Group],
+    run: Callable,
+    samples: list,
+    recipe: Recipe,
+    progress: Callable | None,
+    spill: Path | None = None,
+) -> list[QuantizedGroup]:
     """`run(sample, names)` returns the named tensors for one calibration sample. `spill`: a folder
     where each layer's codes go once quantized, read back memory-mapped (a large model's codes are
     then never all resident)."""
@@ -110,8 +119,10 @@ def quantize_groups(groups: list[Group], run: Callable, samples: list, recipe: R
                 accumulators.setdefault(g.activation + "/hessian", HessianAccumulator(g.k))
             if "x_sample" in g.needs:
                 accumulators.setdefault(g.activation + "/sample", TokenSample(TOKEN_SAMPLE))
-        consumers = {name: _feeder([a for key, a in accumulators.items() if key.startswith(name + "/")])
-                     for name in observed}
+        consumers = {
+            name: _feeder([a for key, a in accumulators.items() if key.startswith(name + "/")])
+            for name in observed
+        }
         if observed:
             bar = (lambda d, t: progress("calibrate", d, t)) if progress else None
             stats = calib.observe(run, observed, samples, consumers=consumers, progress=bar)
@@ -146,7 +157,8 @@ def _layer_calibration(g: Group, stats, accumulators) -> LayerCalibration:
         x_absmean=stats.channel_absmean if stats is not None else None,
         x_absmax=stats.channel_amax if stats is not None else None,
         x_sample=sample.rows() if sample is not None else None,
-        act_fmt=act.fmt if act is not None else None)
+        act_fmt=act.fmt if act is not None else None,
+    )
 
 
 def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> QuantizedGroup:
@@ -161,7 +173,9 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     if spec.offsets and not all(takes_side_branch(p.layer) for p in g.planned):
         spec = dataclasses.replace(spec, offsets=False)
         for p in g.planned:
-            p.report.details["offsets"] = "not applied: float offsets need a MatMul or Gemm(transA=0) side branch"
+            p.report.details["offsets"] = (
+                "not applied: float offsets need a MatMul or Gemm(transA=0) side branch"
+            )
     cal = _layer_calibration(g, stats, accumulators)
     weights = [p.layer.weight_nk() for p in g.planned]
     for p in g.planned:
@@ -189,14 +203,23 @@ def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) 
     if algorithm not in ("rtn", "hqq") or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
         return apply(w, spec, cal, options)
     rows = max(1, ROW_CHUNK // w.shape[1])
-    parts = [apply(w[r:r + rows], spec, cal, options).qw for r in range(0, w.shape[0], rows)]
+    parts = [apply(w[r : r + rows], spec, cal, options).qw for r in range(0, w.shape[0], rows)]
 
     def cat(field):
         values = [getattr(p, field) for p in parts]
         return None if values[0] is None else np.concatenate(values)
 
-    return LayerResult(QuantizedWeight(parts[0].spec, cat("codes"), cat("scales"), cat("zero_points"),
-                                       cat("channel_scale"), cat("group_exp"), cat("offsets")))
+    return LayerResult(
+        QuantizedWeight(
+            parts[0].spec,
+            cat("codes"),
+            cat("scales"),
+            cat("zero_points"),
+            cat("channel_scale"),
+            cat("group_exp"),
+            cat("offsets"),
+        )
+    )
 
 
 def _to_disk(codes: np.ndarray, folder: Path) -> np.ndarray:
@@ -210,11 +233,14 @@ def _to_disk(codes: np.ndarray, folder: Path) -> np.ndarray:
 def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
     qw = result.qw
     part = QuantizedWeight(
-        qw.spec, qw.codes[r0:r1], qw.scales[r0:r1],
+        qw.spec,
+        qw.codes[r0:r1],
+        qw.scales[r0:r1],
         None if qw.zero_points is None else qw.zero_points[r0:r1],
         None if qw.channel_scale is None else qw.channel_scale[r0:r1],
         None if qw.group_exp is None else qw.group_exp[r0:r1],
-        None if qw.offsets is None else qw.offsets[r0:r1])
+        None if qw.offsets is None else qw.offsets[r0:r1],
+    )
     low_rank = None if result.low_rank is None else (result.low_rank[0], result.low_rank[1][:, r0:r1])
     return LayerResult(part, result.input_scale, low_rank, result.info)
 
@@ -227,7 +253,9 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
     r.weight_sqnr_db = weight_sqnr_db(w, result)
     r.activation_format = p.choice.activations.fmt.name if p.choice.activations else None
     r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
-    algorithms = [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
+    algorithms = (
+        [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
+    )
     r.details["algorithms"] = algorithms
     for name, info in result.info.items():
         r.details[name] = _summary(info)
@@ -244,20 +272,25 @@ def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, r
         rtn = quantize_weight(w, p.choice.weights).dequantize()
         r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
         r.details["output_mse"] = output_mse(cal.x_sample, w, result.effective_weight())
-    if not spec.offsets and (spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"):
+    if not spec.offsets and (
+        spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"
+    ):
         from qcompile.fold import constraint_costs
 
-        r.details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+        r.details["scale_constraint_sqnr_db"] = {
+            k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()
+        }
 
 
 def _report_float16_scales(p, scales: np.ndarray) -> None:
     """Float16 scales of tiny weight groups fall below float16's normal range: say so, never silently."""
-    subnormal = int(np.count_nonzero(scales < 2.0 ** -14))
+    subnormal = int(np.count_nonzero(scales < 2.0**-14))
     if subnormal:
-        floor = int(np.count_nonzero(scales <= 2.0 ** -24))
+        floor = int(np.count_nonzero(scales <= 2.0**-24))
         p.report.details["float16_scales"] = (
             f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their weights keep "
-            f"fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0")
+            f"fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0"
+        )
         logger.warning("%s: %s", p.layer.name, p.report.details["float16_scales"])
 
 
@@ -270,7 +303,7 @@ def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 22) -> 
     for r0 in range(0, w.shape[0], rows):
         part = _split(result, r0, r0 + rows)
         plain = part.low_rank is None and part.input_scale is None
-        ref = w[r0:r0 + rows]
+        ref = w[r0 : r0 + rows]
         diff = ref - (part.qw.dequantize() if plain else part.effective_weight())
         sig += float(np.vdot(ref, ref))
         err += float(np.vdot(diff, diff))

@@ -50,7 +50,7 @@ def split_activation_scales(channel_amax: np.ndarray, fmt: Format) -> tuple[floa
     top = max_offset(fmt)
     if positive.size == 0:
         return 1.0, np.zeros(amax.shape, np.int32)
-    rho = max(positive.min(), positive.max() * 2.0 ** -top)
+    rho = max(positive.min(), positive.max() * 2.0**-top)
     rho32 = np.float32(rho)
     rho = float(rho32 if rho32 >= rho else np.nextafter(rho32, np.float32(np.inf)))  # never below
     offsets = np.ceil(np.log2(np.maximum(scales, 1e-300) / rho))
@@ -102,8 +102,14 @@ def _per_channel_errors(w, x, y, fmt, clip_ratios):
     return errs
 
 
-def search_format(w: np.ndarray, x_sample: np.ndarray, bits: int, candidates=None,
-                  act_fmt: Format | str | None = None, clip_ratios=CLIP_RATIOS) -> SearchResult:
+def search_format(
+    w: np.ndarray,
+    x_sample: np.ndarray,
+    bits: int,
+    candidates=None,
+    act_fmt: Format | str | None = None,
+    clip_ratios=CLIP_RATIOS,
+) -> SearchResult:
     """Format and per-channel clip for `w[N, K]` minimizing the output MSE on `x_sample[M, K]`.
 
     The reference is the float output x @ W.T. With `act_fmt`, the activations are fake-quantized
@@ -113,7 +119,9 @@ def search_format(w: np.ndarray, x_sample: np.ndarray, bits: int, candidates=Non
     w = np.asarray(w, np.float32)
     x = np.asarray(x_sample, np.float32).reshape(-1, w.shape[1])
     if bits not in CANDIDATES and candidates is None:
-        raise RecipeError(f"no {bits}-bit candidate formats to search; give candidates or bits in {sorted(CANDIDATES)}")
+        raise RecipeError(
+            f"no {bits}-bit candidate formats to search; give candidates or bits in {sorted(CANDIDATES)}"
+        )
     names = tuple(candidates) if candidates is not None else CANDIDATES[bits]
     clip_ratios = tuple(float(c) for c in clip_ratios)
     if 1.0 not in clip_ratios:

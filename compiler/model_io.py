@@ -40,14 +40,18 @@ def _check_inside(path: Path, folder: Path, location: str, name: str) -> None:
     root = folder.resolve()
     target = path.resolve()
     if not location or os.path.isabs(location) or "://" in location or root not in target.parents:
-        raise ModelError(f"tensor {name!r} points outside the model's folder ({location!r}); "
-                         "refusing to read it")
+        raise ModelError(
+            f"tensor {name!r} points outside the model's folder ({location!r}); refusing to read it"
+        )
     if not target.is_file():
-        raise ModelError(f"external data file {location!r} of tensor {name!r} is missing or not a "
-                         "regular file")
+        raise ModelError(
+            f"external data file {location!r} of tensor {name!r} is missing or not a regular file"
+        )
     if target.stat().st_nlink > 1:
-        raise ModelError(f"external data file {location!r} of tensor {name!r} has several hard links; "
-                         "refusing to read it (copy it instead)")
+        raise ModelError(
+            f"external data file {location!r} of tensor {name!r} has several hard links; "
+            "refusing to read it (copy it instead)"
+        )
 
 
 def _all_tensors(proto: onnx.ModelProto):
@@ -112,8 +116,9 @@ def _anchor_external_data(model: ir.Model, folder: Path) -> None:
             _check_inside(Path(tensor.path), folder, str(tensor.location), tensor.name or "")
 
 
-def load_model(model: str | os.PathLike | onnx.ModelProto, *,
-               upgrade: bool = True) -> tuple[ir.Model, Path | None]:
+def load_model(
+    model: str | os.PathLike | onnx.ModelProto, *, upgrade: bool = True
+) -> tuple[ir.Model, Path | None]:
     """The model in memory (weights in external data stay lazy, read only from the model's folder,
     or the working folder for an in-memory ModelProto) and the path it came from. `upgrade` converts
     models below MIN_OPSET (weights untouched)."""
@@ -126,8 +131,9 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, *,
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ValueError...
-            raise ModelError(f"{path} is not a readable ONNX model "
-                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+            raise ModelError(
+                f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
         folder = path.parent.absolute()
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{path or 'the model'} is not a readable ONNX model (no graph)")
@@ -136,8 +142,9 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, *,
     try:
         ir_model = ir.serde.deserialize_model(proto)
     except Exception as exc:
-        raise ModelError(f"{path or 'the model'} is not a readable ONNX model "
-                         f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ModelError(
+            f"{path or 'the model'} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
     _anchor_external_data(ir_model, folder)
     if upgrade:
         ir_model = upgrade_opset(ir_model, folder)
@@ -172,8 +179,10 @@ def upgrade_opset(model: ir.Model, folder: Path, target: int = MIN_OPSET) -> ir.
         converted = version_converter.convert_version(ir.serde.serialize_model(model), target)
         result = ir.serde.deserialize_model(converted)
     except Exception as exc:
-        raise ModelError(f"model opset {opset} could not be converted to opset {target} "
-                         f"(Q/DQ with INT4 and block scales need it): {_first_line(exc)}") from None
+        raise ModelError(
+            f"model opset {opset} could not be converted to opset {target} "
+            f"(Q/DQ with INT4 and block scales need it): {_first_line(exc)}"
+        ) from None
     for value in result.graph.inputs:
         if value.name in tensors:
             value.const_value = tensors[value.name]
@@ -225,8 +234,9 @@ def _inline_external_tensors(model: ir.Model) -> None:
             tensor.release()
 
 
-def save_model(model: ir.Model, out: Path, *, check: bool = True,
-               staging: Staging | None = None) -> list[Path]:
+def save_model(
+    model: ir.Model, out: Path, *, check: bool = True, staging: Staging | None = None
+) -> list[Path]:
     """Write `model` as `out` (with `out.name + '.data'` if large). Within `staging` the files are only
     staged and their temp paths returned (the caller commits); without it they are committed here."""
     out = Path(out)

@@ -30,19 +30,24 @@ def read_npz(path: Path, names: set[str] | None = None) -> dict[str, np.ndarray]
     with archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
-            raise CalibrationError(f"calibration file {path} has {len(members)} members "
-                                   f"(at most {MAX_MEMBERS})")
+            raise CalibrationError(
+                f"calibration file {path} has {len(members)} members (at most {MAX_MEMBERS})"
+            )
         for info in members:
             if not info.filename.endswith(".npy") or "/" in info.filename:
-                raise CalibrationError(f"calibration file {path}: member {info.filename!r} is not a .npy "
-                                       "array")
+                raise CalibrationError(
+                    f"calibration file {path}: member {info.filename!r} is not a .npy array"
+                )
             if names is not None and info.filename[:-4] not in names:
-                raise CalibrationError(f"calibration file {path}: array {info.filename[:-4]!r} is not a "
-                                       f"model input (inputs: {sorted(names)})")
+                raise CalibrationError(
+                    f"calibration file {path}: array {info.filename[:-4]!r} is not a "
+                    f"model input (inputs: {sorted(names)})"
+                )
         total = sum(info.file_size for info in members)
         if total > MAX_FILE_BYTES:
-            raise CalibrationError(f"calibration file {path} holds {total} bytes of arrays "
-                                   f"(at most {MAX_FILE_BYTES})")
+            raise CalibrationError(
+                f"calibration file {path} holds {total} bytes of arrays (at most {MAX_FILE_BYTES})"
+            )
         try:
             return {info.filename[:-4]: _read_member(archive, info) for info in members}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -65,15 +70,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
         else:
             raise ValueError(f"array {name!r}: unknown .npy version {version}")
         if dtype.hasobject:
-            raise CalibrationError(f"calibration array {name!r} holds Python objects; only numeric arrays "
-                                   "are read")
+            raise CalibrationError(
+                f"calibration array {name!r} holds Python objects; only numeric arrays are read"
+            )
         count = int(np.prod(shape, dtype=object))
         declared = count * dtype.itemsize
         room = info.file_size - stream.tell()
         if declared > room or declared > MAX_FILE_BYTES:
-            raise CalibrationError(f"calibration array {name!r} declares shape {list(shape)} "
-                                   f"({declared} bytes); "
-                                   f"its entry holds {room}")
+            raise CalibrationError(
+                f"calibration array {name!r} declares shape {list(shape)} "
+                f"({declared} bytes); "
+                f"its entry holds {room}"
+            )
         array = np.empty(count, dtype)
         view, done = memoryview(array.view(np.uint8)), 0
         while done < declared:

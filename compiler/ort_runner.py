@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,8 +66,15 @@ class OrtModel:
     default, so a run can feed a replacement (a quantized weight) without rebuilding the model.
     """
 
-    def __init__(self, path: Path, *, extra_outputs: list[str] = (), swappable: list[str] = (),
-                 optimize: bool | None = None, proto: onnx.ModelProto | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        extra_outputs: list[str] = (),
+        swappable: list[str] = (),
+        optimize: bool | None = None,
+        proto: onnx.ModelProto | None = None,
+    ):
         """`proto`: run this model instead of the file's (its external data still read next to `path`)."""
         import onnxruntime as ort
 
@@ -80,11 +87,15 @@ class OrtModel:
         initializers = {t.name: t for t in proto.graph.initializer}
         for name in swappable:
             tensor = initializers[name]
-            proto.graph.input.append(onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims)))
+            proto.graph.input.append(
+                onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims))
+            )
         _internalize_small_tensors(proto, path.parent)
         options = session_options(not _has_fp8(proto) if optimize is None else optimize)
         # Loaded from bytes, the model's external data is found in its own folder (no copies).
-        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(path.parent)
+        )
         self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=_providers())
 
     @classmethod
@@ -97,8 +108,12 @@ class OrtModel:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def run(self, sample: dict[str, np.ndarray], names: list[str] | None = None,
-            weights: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    def run(
+        self,
+        sample: dict[str, np.ndarray],
+        names: list[str] | None = None,
+        weights: dict[str, np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
         """The named tensors (default: the model's outputs) for one sample; `weights` feeds swappables."""
         names = self.output_names if names is None else names
         fetch = [n for n in names if n not in self.graph_inputs]

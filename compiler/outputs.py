@@ -45,31 +45,46 @@ def sidecar(output: str | os.PathLike, suffix: str) -> Path:
     return out.with_name(out.name + suffix)
 
 
-def plan_outputs(output: str | os.PathLike, *, report: str | os.PathLike | None = None,
-                 inputs: list[str | os.PathLike] = (), force: bool = False,
-                 figures: str | os.PathLike | None = None) -> OutputPaths:
+def plan_outputs(
+    output: str | os.PathLike,
+    *,
+    report: str | os.PathLike | None = None,
+    inputs: list[str | os.PathLike] = (),
+    force: bool = False,
+    figures: str | os.PathLike | None = None,
+) -> OutputPaths:
     """The paths of one compile, refused (OutputError) before any work when two coincide, one is an
     input file, one exists without `force`, or a parent folder is missing, a file or not writable."""
     model = Path(output)
-    paths = OutputPaths(model=model, data=model.with_name(model.name + ".data"),
-                        recipe=sidecar(model, ".recipe.json"),
-                        report_json=Path(report) if report is not None else sidecar(model, ".report.json"),
-                        report_html=sidecar(model, ".report.html"), plan=sidecar(model, ".plan.json"),
-                        figures=Path(figures) if figures is not None else None)
+    paths = OutputPaths(
+        model=model,
+        data=model.with_name(model.name + ".data"),
+        recipe=sidecar(model, ".recipe.json"),
+        report_json=Path(report) if report is not None else sidecar(model, ".report.json"),
+        report_html=sidecar(model, ".report.html"),
+        plan=sidecar(model, ".plan.json"),
+        figures=Path(figures) if figures is not None else None,
+    )
     seen: dict[str, Path] = {}
     for path in paths.all():
         key = os.path.realpath(path)
         if key in seen:
-            raise OutputError(f"two outputs would be the same file: {seen[key]} and {path}; "
-                              "choose other paths")
+            raise OutputError(
+                f"two outputs would be the same file: {seen[key]} and {path}; choose other paths"
+            )
         seen[key] = path
     for path in paths.all():
         check_path(path, inputs, force, folder=path == paths.figures)
     return paths
 
 
-def check_path(path: str | os.PathLike, inputs: list[str | os.PathLike] = (), force: bool = False, *,
-               folder: bool = False) -> None:
+def check_path(
+    path: str | os.PathLike,
+    inputs: list[str | os.PathLike] = (),
+    force: bool = False,
+    *,
+    folder: bool = False,
+) -> None:
     """Refuse an output path that is an input, exists without `force`, or has no writable parent."""
     path = Path(path)
     for source in inputs:
@@ -118,8 +133,9 @@ class Staging:
         parent = final.parent.resolve()
         if parent not in self._folders:
             try:
-                self._folders[parent] = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".qcompile",
-                                                              dir=parent))
+                self._folders[parent] = Path(
+                    tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".qcompile", dir=parent)
+                )
             except OSError as exc:
                 raise OutputError(f"cannot write in {final.parent}: {exc.strerror}") from None
         temp = self._folders[parent] / final.name
@@ -136,6 +152,7 @@ class Staging:
 
     def commit(self) -> list[Path]:
         """Rename every staged file into place, model graphs last (their .data before them)."""
+
         def graph_last(p: Path) -> bool:
             return p.suffix == ".onnx" or p.with_name(p.name + ".data") in self._staged
 

@@ -21,8 +21,16 @@ from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
 from qcompile.errors import CheckFailed, ModelError
-from qcompile.model_io import MIN_OPSET  # noqa: F401  (re-exported)
-from qcompile.model_io import initializer_bytes, load_model, model_files, repoint_external_data, save_model
+from qcompile.model_io import (
+    MIN_OPSET,  # noqa: F401  (re-exported)
+    initializer_bytes,
+    load_model,
+    model_files,
+    repoint_external_data,
+    save_model,
+)
+from qcompile.ort_runner import user_model_errors
+from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.check_qdq import check_qdq
@@ -30,8 +38,6 @@ from qcompile.passes.insert_qdq import InsertQDQ, QuantizedLayer
 from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
-from qcompile.ort_runner import user_model_errors
-from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
 from qcompile.recipe import Recipe
 from qcompile.report import Report
 from qcompile.report_html import html_beside
@@ -98,7 +104,9 @@ def input_specs(model: ir.Model) -> list[calib.InputSpec]:
         if value.name in initializers:
             continue
         dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
-        dims = tuple(d if isinstance(d, int) else None for d in value.shape) if value.shape is not None else None
+        dims = (
+            tuple(d if isinstance(d, int) else None for d in value.shape) if value.shape is not None else None
+        )
         specs.append(calib.InputSpec(value.name, dtype, dims))
     return specs
 
@@ -111,9 +119,18 @@ def _reference_path(model: ir.Model, path: Path | None, workdir: Path) -> Path:
     return out
 
 
-def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: str | Path | None = None,
-            report_path: str | Path | None = None, force: bool = False, progress: Progress | None = None,
-            verify: bool = True, sequential: bool = False) -> Artifacts:
+def compile(
+    model,
+    recipe: Recipe | str = "w8a8",
+    calibration=None,
+    *,
+    output: str | Path | None = None,
+    report_path: str | Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    verify: bool = True,
+    sequential: bool = False,
+) -> Artifacts:
     """Quantize `model` (a path or an onnx.ModelProto) with `recipe` (a Recipe or a preset name).
 
     `calibration` is a .npz path, a folder of them, a dict of arrays with a leading sample axis,
@@ -130,19 +147,41 @@ def compile(model, recipe: Recipe | str = "w8a8", calibration=None, *, output: s
         with user_model_errors("the model on its calibration inputs"):
             data = stages.run("data", _data, job.model, calibration, groups, recipe)
             ref = stages.run("blocks", _blocks, job, groups, verify, work)
-            quantized = stages.run("calibrate+quantize", quantize_blockwise, ref, groups, data.calib_set, recipe,
-                                   folder=work, sequential=sequential, progress=progress,
-                                   spill=job.size_before > STREAM_BYTES, check=lambda q: _check_quantized(q, planned))
+            quantized = stages.run(
+                "calibrate+quantize",
+                quantize_blockwise,
+                ref,
+                groups,
+                data.calib_set,
+                recipe,
+                folder=work,
+                sequential=sequential,
+                progress=progress,
+                spill=job.size_before > STREAM_BYTES,
+                check=lambda q: _check_quantized(q, planned),
+            )
         emitted = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
         plugins = bool(emitted[1])
         del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
         violations = stages.run("check", check_tensorrt_rules, job.model)
         if job.paths is not None:
             job.staged = stages.run("save", _save, job.model, job.paths.model, staging)[0]
-        accuracy, blocks = stages.run("verify", _verify, ref, job, data, plugins, work, progress) \
-            if verify else ([], [])
-        report = stages.run("report", _report, job, data, recipe, [p.report for p in planned] + kept,
-                            accuracy, blocks, ref, violations, plugins)
+        accuracy, blocks = (
+            stages.run("verify", _verify, ref, job, data, plugins, work, progress) if verify else ([], [])
+        )
+        report = stages.run(
+            "report",
+            _report,
+            job,
+            data,
+            recipe,
+            [p.report for p in planned] + kept,
+            accuracy,
+            blocks,
+            ref,
+            violations,
+            plugins,
+        )
         report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
         return _write_outputs(Artifacts(job.out, report, model=job.model), recipe, job, report_path, staging)
 
@@ -163,14 +202,19 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
 
 
 def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
-    needs_data = any("act" in g.needs for g in groups) or bool(ALGORITHMS[recipe.algorithm].needs) or \
-        bool(recipe.lkd_steps)
+    needs_data = (
+        any("act" in g.needs for g in groups)
+        or bool(ALGORITHMS[recipe.algorithm].needs)
+        or bool(recipe.lkd_steps)
+    )
     samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
-        eval_source = eval_source.replace("held-back ", "") + \
-            " (the calibration samples themselves: too few to hold any back)"
+        eval_source = (
+            eval_source.replace("held-back ", "")
+            + " (the calibration samples themselves: too few to hold any back)"
+        )
     return _Data(calib_set, eval_set, eval_source, notes, guessed)
 
 
@@ -179,8 +223,12 @@ def _blocks(job: _Loaded, groups, verify: bool, work: Path) -> BlockModel | None
     if not verify and not any(g.needs for g in groups):
         return None
     ref = BlockModel(_reference_path(job.model, job.source, work))
-    logger.info("blocks: %s", f"one ({ref.blocks.reason})" if ref.blocks.reason else
-                f"{len(ref.blocks.blocks)}, found from the residual stream")
+    logger.info(
+        "blocks: %s",
+        f"one ({ref.blocks.reason})"
+        if ref.blocks.reason
+        else f"{len(ref.blocks.blocks)}, found from the residual stream",
+    )
     return ref
 
 
@@ -203,26 +251,41 @@ def _check_quantized(quantized, planned) -> list[str]:
     return [f"{p.layer.name}: neither quantized nor refused" for p in planned if p.layer.name not in done]
 
 
-def _report(job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks, ref, violations,
-            plugins: bool) -> Report:
-    report = Report(str(job.source or "<in-memory model>"), recipe.to_dict(), layers, job.size_before,
-                    initializer_bytes(job.model), accuracy, len(data.eval_set) if accuracy else 0, data.eval_source,
-                    blocks=blocks)
+def _report(
+    job: _Loaded, data: _Data, recipe: Recipe, layers, accuracy, blocks, ref, violations, plugins: bool
+) -> Report:
+    report = Report(
+        str(job.source or "<in-memory model>"),
+        recipe.to_dict(),
+        layers,
+        job.size_before,
+        initializer_bytes(job.model),
+        accuracy,
+        len(data.eval_set) if accuracy else 0,
+        data.eval_source,
+        blocks=blocks,
+    )
     report.notes += data.notes
     if ref is not None:
-        report.notes.append(f"one block: {ref.blocks.reason}" if ref.blocks.reason else
-                            f"{len(ref.blocks.blocks)} blocks found from the residual stream; "
-                            "calibrated and verified block by block")
+        report.notes.append(
+            f"one block: {ref.blocks.reason}"
+            if ref.blocks.reason
+            else f"{len(ref.blocks.blocks)} blocks found from the residual stream; "
+            "calibrated and verified block by block"
+        )
     if plugins:
         report.notes.append("plugin GEMMs were measured on their standard-ONNX lowering (same packed bytes)")
     if data.skipped:
         report.notes.append(data.skipped)
-    report.notes += [f"TensorRT pre-flight: {v}" for v in violations] or ["TensorRT pre-flight: no rule broken"]
+    report.notes += [f"TensorRT pre-flight: {v}" for v in violations] or [
+        "TensorRT pre-flight: no rule broken"
+    ]
     return report
 
 
-def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_path,
-                   staging: Staging) -> Artifacts:
+def _write_outputs(
+    artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_path, staging: Staging
+) -> Artifacts:
     """Everything succeeded: stage the recipe (and the report, if asked for), move all into place."""
     paths = job.paths
     if paths is not None:
@@ -230,7 +293,9 @@ def _write_outputs(artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_pa
         staging.temp_for(paths.recipe).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
     if report_path is not None:
         artifacts.report_path = paths.report_json if paths is not None else Path(report_path)
-        staging.temp_for(artifacts.report_path).write_text(json.dumps(artifacts.report.to_dict(), indent=2) + "\n")
+        staging.temp_for(artifacts.report_path).write_text(
+            json.dumps(artifacts.report.to_dict(), indent=2) + "\n"
+        )
         artifacts.report_html = paths.report_html if paths is not None else html_beside(report_path)
         staging.temp_for(artifacts.report_html).write_text(report_html.render(artifacts.report))
     artifacts.files = staging.commit()
@@ -253,13 +318,18 @@ def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
 
 def _layers(qg) -> list[QuantizedLayer]:
     act_fmt = qg.group.choice.activations.fmt if qg.group.choice.activations else None
-    return [QuantizedLayer(p.layer, r.qw, act_fmt, qg.act_scale) for p, r in zip(qg.group.planned, qg.results)]
+    return [
+        QuantizedLayer(p.layer, r.qw, act_fmt, qg.act_scale) for p, r in zip(qg.group.planned, qg.results)
+    ]
 
 
 def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]]]:
     """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers, plugin layers)."""
-    scaled = [(qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
-              for qg in quantized if qg.results and qg.results[0].input_scale is not None]
+    scaled = [
+        (qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
+        for qg in quantized
+        if qg.results and qg.results[0].input_scale is not None
+    ]
     if scaled:
         scaling = ScaleInputChannels(scaled)
         scaling(model)
@@ -267,19 +337,34 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
         for applied in scaling.applied:
             for name in applied.layers:
                 reports[name].details["input_scale"] = (
-                    f"folded into {applied.node}" if applied.how == "folded" else f"explicit Mul {applied.node}")
-    low_rank = [(p.layer, *r.low_rank) for qg in quantized for p, r in zip(qg.group.planned, qg.results)
-                if r.low_rank is not None]
+                    f"folded into {applied.node}"
+                    if applied.how == "folded"
+                    else f"explicit Mul {applied.node}"
+                )
+    low_rank = [
+        (p.layer, *r.low_rank)
+        for qg in quantized
+        for p, r in zip(qg.group.planned, qg.results)
+        if r.low_rank is not None
+    ]
     if low_rank:
         AddLowRankBranches(low_rank)(model)
-    offsets = [(p.layer, r.qw.offsets) for qg in quantized for p, r in zip(qg.group.planned, qg.results)
-               if r.qw.offsets is not None]
+    offsets = [
+        (p.layer, r.qw.offsets)
+        for qg in quantized
+        for p, r in zip(qg.group.planned, qg.results)
+        if r.qw.offsets is not None
+    ]
     if offsets:
         AddGroupOffsets(offsets)(model)
     qdq = [ql for qg in quantized if qg.group.choice.emit == "qdq" for ql in _layers(qg)]
     InsertQDQ(qdq)(model)
-    plugins = [(ql, qg.group.choice.plugin) for qg in quantized if qg.group.choice.emit == "plugin"
-               for ql in _layers(qg)]
+    plugins = [
+        (ql, qg.group.choice.plugin)
+        for qg in quantized
+        if qg.group.choice.emit == "plugin"
+        for ql in _layers(qg)
+    ]
     logger.info("emit: %d layers as Q/DQ, %d as plugin nodes", len(qdq), len(plugins))
     if plugins:
         from qcompile.passes.emit_plugins import EmitPluginGemms
@@ -293,7 +378,9 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
     at the written files, so a saved model is read back from disk rather than reused."""
     from qcompile.block_verify import verify_blockwise
 
-    logger.info("verify: original vs quantized on %d samples with onnxruntime, block by block", len(data.eval_set))
+    logger.info(
+        "verify: original vs quantized on %d samples with onnxruntime, block by block", len(data.eval_set)
+    )
     path = job.staged
     if has_plugins or path is None:
         from qcompile.passes.lower_plugins import LowerPluginNodes
@@ -309,7 +396,9 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
     except ModelError as exc:  # onnxruntime failed on the original model
         if not data.guessed:
             raise
-        data.skipped = (f"verification skipped: the model's input shapes are not all known and random inputs "
-                        f"of guessed shapes failed ({str(exc)[:120]}); pass --calib with real inputs")
+        data.skipped = (
+            f"verification skipped: the model's input shapes are not all known and random inputs "
+            f"of guessed shapes failed ({str(exc)[:120]}); pass --calib with real inputs"
+        )
         logger.warning("%s", data.skipped)
         return [], []

@@ -38,8 +38,10 @@ def plan(model: ir.Model, recipe: Recipe) -> tuple[list[Planned], list[LayerRepo
             planned.append(Planned(layer, choice, report))
     if not layers:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-        raise ModelError("model has no quantizable layer (MatMul, Gemm or Conv with a constant weight)"
-                         + (f": {reasons}" if reasons else ""))
+        raise ModelError(
+            "model has no quantizable layer (MatMul, Gemm or Conv with a constant weight)"
+            + (f": {reasons}" if reasons else "")
+        )
     return planned, kept
 
 
@@ -52,8 +54,10 @@ def fit_group_size(layer: Layer, choice: LayerChoice) -> tuple[LayerChoice, str]
     for size in (64, 32):
         if size < spec.group_size and layer.k % size == 0:
             weights = dataclasses.replace(spec, group_size=size)
-            return (dataclasses.replace(choice, weights=weights),
-                    f"group size {size}: K={layer.k} is not a multiple of {spec.group_size}")
+            return (
+                dataclasses.replace(choice, weights=weights),
+                f"group size {size}: K={layer.k} is not a multiple of {spec.group_size}",
+            )
     return choice, ""
 
 

@@ -85,19 +85,36 @@ class PluginSpecs:
 
 
 def _tensor(entry: dict) -> TensorSpec:
-    return TensorSpec(entry["name"], entry["dtype"], tuple(entry["shape"]),
-                      entry.get("constant", False), entry.get("optional", False))
+    return TensorSpec(
+        entry["name"],
+        entry["dtype"],
+        tuple(entry["shape"]),
+        entry.get("constant", False),
+        entry.get("optional", False),
+    )
 
 
 def parse_specs(data: dict) -> PluginSpecs:
     plugins = {}
     for op_type, entry in data["plugins"].items():
-        attrs = {name: AttributeSpec(name, a["type"], tuple(a["values"]) if "values" in a else None, a.get("default"))
-                 for name, a in entry["attributes"].items()}
+        attrs = {
+            name: AttributeSpec(
+                name, a["type"], tuple(a["values"]) if "values" in a else None, a.get("default")
+            )
+            for name, a in entry["attributes"].items()
+        }
         plugins[op_type] = PluginSpec(
-            op_type, entry["version"], entry["kernel"], entry.get("doc", ""), data["namespace"],
-            data["layout_version"], tuple(map(_tensor, entry["inputs"])), tuple(map(_tensor, entry["outputs"])),
-            attrs, dict(entry.get("shape_rules", {})))
+            op_type,
+            entry["version"],
+            entry["kernel"],
+            entry.get("doc", ""),
+            data["namespace"],
+            data["layout_version"],
+            tuple(map(_tensor, entry["inputs"])),
+            tuple(map(_tensor, entry["outputs"])),
+            attrs,
+            dict(entry.get("shape_rules", {})),
+        )
     return PluginSpecs(data["namespace"], data["layout_version"], plugins)
 
 
@@ -127,8 +144,10 @@ def node_attributes(op_type: str, specs: PluginSpecs | None = None, **values) ->
             raise RecipeError(f"{op_type}: {problem}")
         attrs[name] = value
     if attrs.get("layout_version", spec.layout_version) != spec.layout_version:
-        raise LayoutError(f"{op_type}: attribute 'layout_version' is {attrs['layout_version']}, "
-                          f"this qcompile writes layout version {spec.layout_version}")
+        raise LayoutError(
+            f"{op_type}: attribute 'layout_version' is {attrs['layout_version']}, "
+            f"this qcompile writes layout version {spec.layout_version}"
+        )
     problems = spec.shape_problems(attrs)
     if problems:
         raise LayoutError(f"{op_type}: {'; '.join(problems)}")
@@ -195,8 +214,10 @@ def _tensor_problems(value, tensor: TensorSpec, attrs: dict, role: str) -> list[
     if spec_dims[:1] == ["..."]:
         spec_dims = spec_dims[1:]
         if len(dims) < len(spec_dims) + 1:
-            return problems + [f"{role} {tensor.name!r} has rank {len(dims)}, expected at least {len(spec_dims) + 1}"]
-        dims = dims[len(dims) - len(spec_dims):]
+            return problems + [
+                f"{role} {tensor.name!r} has rank {len(dims)}, expected at least {len(spec_dims) + 1}"
+            ]
+        dims = dims[len(dims) - len(spec_dims) :]
     elif len(dims) != len(spec_dims):
         return problems + [f"{role} {tensor.name!r} has rank {len(dims)}, expected {len(spec_dims)}"]
     for axis, (got, expr) in enumerate(zip(dims, spec_dims)):
@@ -212,7 +233,9 @@ def check_plugin_node(node, specs: PluginSpecs | None = None) -> list[str]:
     if node.op_type not in specs.plugins:
         return [f"{node.op_type!r} is not a qcompile plugin"]
     spec = specs.plugins[node.op_type]
-    problems = [] if node.domain == spec.namespace else [f"domain is {node.domain!r}, expected {spec.namespace!r}"]
+    problems = (
+        [] if node.domain == spec.namespace else [f"domain is {node.domain!r}, expected {spec.namespace!r}"]
+    )
     attrs, attr_problems = _node_attrs(node, spec)
     problems += attr_problems
     inputs = list(node.inputs)

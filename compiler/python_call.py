@@ -22,27 +22,46 @@ def _recipe(recipe) -> _Code:
     return _Code("Recipe(" + ", ".join(f"{k}={v!r}" for k, v in recipe.to_dict().items()) + ")")
 
 
-def compile_call(model, recipe, calib, output, report_path, force: bool, verify: bool,
-                 sequential: bool) -> str:
+def compile_call(
+    model, recipe, calib, output, report_path, force: bool, verify: bool, sequential: bool
+) -> str:
     extra = [("verify", verify)] if not verify else []
     extra += [("sequential", sequential)] if sequential else []
-    return ("import qcompile\nfrom qcompile.recipe import Recipe\n\n"
-            + _call("artifacts = qcompile.compile", [repr(str(model)), repr(_recipe(recipe)), repr(calib)],
-                    [("output", str(output)), ("report_path", str(report_path)), ("force", force), *extra])
-            + "print(artifacts.report.table())\n")
+    return (
+        "import qcompile\nfrom qcompile.recipe import Recipe\n\n"
+        + _call(
+            "artifacts = qcompile.compile",
+            [repr(str(model)), repr(_recipe(recipe)), repr(calib)],
+            [("output", str(output)), ("report_path", str(report_path)), ("force", force), *extra],
+        )
+        + "print(artifacts.report.table())\n"
+    )
 
 
 def auto_call(model, calib, recipe, overrides, output, report_path, force: bool, options: dict) -> str:
     paths = ("plan_path", "report_dir")
     options = {k: str(v) if k in paths and v is not None else v for k, v in options.items()}
-    return ("from qcompile.mixed import run_auto\nfrom qcompile.recipe import Recipe\n\n"
-            + _call("artifacts, plan, figures = run_auto", [repr(str(model)), repr(calib)],
-                    [("recipe", _recipe(recipe)), *options.items(), ("overrides", list(overrides)),
-                     ("output", str(output)), ("report_path", str(report_path)), ("force", force)])
-            + "print(plan.table())\nprint(artifacts.report.table())\n")
+    return (
+        "from qcompile.mixed import run_auto\nfrom qcompile.recipe import Recipe\n\n"
+        + _call(
+            "artifacts, plan, figures = run_auto",
+            [repr(str(model)), repr(calib)],
+            [
+                ("recipe", _recipe(recipe)),
+                *options.items(),
+                ("overrides", list(overrides)),
+                ("output", str(output)),
+                ("report_path", str(report_path)),
+                ("force", force),
+            ],
+        )
+        + "print(plan.table())\nprint(artifacts.report.table())\n"
+    )
 
 
 def engine_call(onnx_path, engine, shapes: dict | None) -> str:
-    return ("\nfrom qcompile.trt_build import build_engine, find_plugin_library\n\n"
-            + _call("build_engine", [repr(str(onnx_path)), repr(str(engine))],
-                    [("plugin_library", _Code("find_plugin_library()")), ("shapes", shapes or None)]))
+    return "\nfrom qcompile.trt_build import build_engine, find_plugin_library\n\n" + _call(
+        "build_engine",
+        [repr(str(onnx_path)), repr(str(engine))],
+        [("plugin_library", _Code("find_plugin_library()")), ("shapes", shapes or None)],
+    )

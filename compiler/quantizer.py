@@ -42,9 +42,13 @@ class WeightSpec:
         if self.granularity not in GRANULARITIES:
             raise RecipeError(f"unknown granularity {self.granularity!r}; known: {', '.join(GRANULARITIES)}")
         if self.scale_constraint not in SCALE_CONSTRAINTS:
-            raise RecipeError(f"unknown scale constraint {self.scale_constraint!r}; known: {', '.join(SCALE_CONSTRAINTS)}")
+            raise RecipeError(
+                f"unknown scale constraint {self.scale_constraint!r}; known: {', '.join(SCALE_CONSTRAINTS)}"
+            )
         if not self.symmetric and not (isinstance(self.fmt, IntFormat) and not self.fmt.signed):
-            raise RecipeError(f"asymmetric quantization needs an unsigned integer format, not {self.fmt.name}")
+            raise RecipeError(
+                f"asymmetric quantization needs an unsigned integer format, not {self.fmt.name}"
+            )
         if self.offsets and not (self.symmetric and self.scale_constraint == "none"):
             raise RecipeError("float offsets take signed codes without zero points or power-of-two scales")
         if self.scale_dtype not in ("float32", "float16"):
@@ -109,15 +113,17 @@ def _pow2_ceil(x: np.ndarray) -> np.ndarray:
     return np.exp2(np.ceil(np.log2(x))).astype(np.float32)
 
 
-def symmetric_scales(amax: np.ndarray, spec: WeightSpec) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def symmetric_scales(
+    amax: np.ndarray, spec: WeightSpec
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Scales [N, G] from group maxima, with the spec's constraint; also M2's (channel_scale, group_exp)."""
     tiny = np.finfo(np.float32).tiny
     scales = np.maximum(amax / spec.fmt.max, tiny).astype(np.float32)
     if spec.scale_dtype == "float16":
-        scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
+        scales = np.clip(scales, 2.0**-24, 65504).astype(np.float16).astype(np.float32)
     if spec.scale_constraint == "pow2":
         pow2 = _pow2_ceil(scales)  # the same fallback as M2: no group below 2^MIN_GROUP_EXP of its row
-        return np.maximum(pow2, pow2.max(axis=1, keepdims=True) * np.float32(2.0 ** MIN_GROUP_EXP)), None, None
+        return np.maximum(pow2, pow2.max(axis=1, keepdims=True) * np.float32(2.0**MIN_GROUP_EXP)), None, None
     if spec.scale_constraint == "pow2_ratio":
         channel = scales.max(axis=1)
         exp = np.clip(np.ceil(np.log2(scales / channel[:, None])), MIN_GROUP_EXP, 0).astype(np.int8)
@@ -130,7 +136,7 @@ def offset_params(lo: np.ndarray, hi: np.ndarray, spec: WeightSpec) -> tuple[np.
     low_code = float(spec.fmt.grid().min())
     scales = np.maximum((hi - lo) / (spec.fmt.max - low_code), np.finfo(np.float32).tiny).astype(np.float32)
     if spec.scale_dtype == "float16":
-        scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
+        scales = np.clip(scales, 2.0**-24, 65504).astype(np.float16).astype(np.float32)
     offsets = np.clip(lo - low_code * scales, -65504, 65504).astype(np.float16).astype(np.float32)
     return scales, offsets
 
@@ -196,8 +202,11 @@ def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.nd
     for ratio in [None, *np.linspace(1.0, 0.5, grid + 1)]:
         scales = symmetric_scales(_amax(w, spec) if ratio is None else amax * np.float32(ratio), spec)[0]
         err = (w - quantize_weight(w, spec, scales).dequantize()) ** 2
-        err = err.reshape(n, scales.shape[1], -1).sum(axis=2) if spec.granularity != "tensor" else \
-            np.full((n, 1), err.sum())
+        err = (
+            err.reshape(n, scales.shape[1], -1).sum(axis=2)
+            if spec.granularity != "tensor"
+            else np.full((n, 1), err.sum())
+        )
         if best is None:
             best_err, best = err, scales
         else:
@@ -210,7 +219,7 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """10 log10(|ref|^2 / |ref - approx|^2); inf when exact."""
     ref = np.asarray(reference, np.float64)
     err = float(np.sum((ref - approx) ** 2))
-    sig = float(np.sum(ref ** 2))
+    sig = float(np.sum(ref**2))
     if err == 0:
         return float("inf")
     return 10 * np.log10(max(sig, 1e-300) / err)

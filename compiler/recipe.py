@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
@@ -26,7 +25,9 @@ class ActSpec:
 
     def __post_init__(self):
         if self.method not in CALIB_METHODS:
-            raise RecipeError(f"unknown calibration method {self.method!r}; known: {', '.join(CALIB_METHODS)}")
+            raise RecipeError(
+                f"unknown calibration method {self.method!r}; known: {', '.join(CALIB_METHODS)}"
+            )
         if not 50.0 < self.percentile <= 100.0:
             raise RecipeError(f"percentile must be in (50, 100], not {self.percentile}")
 
@@ -55,12 +56,20 @@ def _choice(preset: str, group_size: int, method: str, percentile: float) -> Lay
         "w4a16": lambda: LayerChoice(preset, ws("int4", "group"), None),
         "w4a8": lambda: LayerChoice(preset, ws("int4", "group"), act("fp8_e4m3fn")),
         "w8a16": lambda: LayerChoice(preset, ws("int8"), None),
-        "wfp4a8": lambda: LayerChoice(preset, ws("fp4_e2m1", "group", scale_constraint="pow2_ratio"),
-                                      act("fp8_e4m3fn"), "plugin", "QcW4A8Gemm"),
+        "wfp4a8": lambda: LayerChoice(
+            preset,
+            ws("fp4_e2m1", "group", scale_constraint="pow2_ratio"),
+            act("fp8_e4m3fn"),
+            "plugin",
+            "QcW4A8Gemm",
+        ),
         "wfp8a16": lambda: LayerChoice(preset, ws("fp8_e4m3fn"), None),
-        "wfp4a16": lambda: LayerChoice(preset, ws("fp4_e2m1", "group", scale_dtype="float16"), None, "plugin",
-                                       "QcW4A16Gemm"),
-        "w6a16": lambda: LayerChoice(preset, ws("fp6_e3m2", scale_dtype="float16"), None, "plugin", "QcW6A16Gemm"),
+        "wfp4a16": lambda: LayerChoice(
+            preset, ws("fp4_e2m1", "group", scale_dtype="float16"), None, "plugin", "QcW4A16Gemm"
+        ),
+        "w6a16": lambda: LayerChoice(
+            preset, ws("fp6_e3m2", scale_dtype="float16"), None, "plugin", "QcW6A16Gemm"
+        ),
         SKIP: lambda: LayerChoice(preset, None, None),
     }
     if preset not in table:
@@ -83,7 +92,9 @@ class Recipe:
     lkd_steps: int = 0
     int4_plugin: bool = False
     asymmetric: bool = False  # INT4 weights as UINT4 with zero points (onnxruntime; TensorRT wants symmetric)
-    offsets: bool = False  # a float16 offset per weight scale group, added by a side branch (TensorRT runs it)
+    offsets: bool = (
+        False  # a float16 offset per weight scale group, added by a side branch (TensorRT runs it)
+    )
     scale_constraint: str | None = None  # override the preset's: "none", "pow2" (M1), "pow2_ratio" (M2);
     # "preset" (the TOML spelling of None) keeps the preset's
     exclude: tuple[str, ...] = ()
@@ -94,16 +105,26 @@ class Recipe:
         if self.scale_constraint == "preset":
             object.__setattr__(self, "scale_constraint", None)
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        object.__setattr__(self, "overrides", tuple(tuple(o) for o in (
-            self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)))
+        object.__setattr__(
+            self,
+            "overrides",
+            tuple(
+                tuple(o)
+                for o in (self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)
+            ),
+        )
         if self.calib_method not in CALIB_METHODS:
-            raise RecipeError(f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}")
+            raise RecipeError(
+                f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}"
+            )
         if self.group_size not in (32, 64, 128):
             raise RecipeError(f"group size must be 32, 64 or 128, not {self.group_size}")
         from qcompile.algorithms import get_algorithm, make_options
 
         if get_algorithm(self.algorithm).stage != "quantize":
-            raise RecipeError(f"{self.algorithm} refines a quantized layer: use lorc_rank / lkd_steps (--lorc, --lkd)")
+            raise RecipeError(
+                f"{self.algorithm} refines a quantized layer: use lorc_rank / lkd_steps (--lorc, --lkd)"
+            )
         make_options(self.algorithm, self.algorithm_options)
         for name, value in (("lorc_rank", self.lorc_rank), ("lkd_steps", self.lkd_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -130,17 +151,28 @@ class Recipe:
         if self.asymmetric and choice.weights is not None and choice.weights.fmt.name == "int4":
             weights = dataclasses.replace(choice.weights, fmt=get_format("uint4"), symmetric=False)
             choice = dataclasses.replace(choice, weights=weights)
-        if self.int4_plugin and choice.emit == "qdq" and choice.weights is not None and \
-                choice.weights.fmt.name in ("int4", "uint4"):
+        if (
+            self.int4_plugin
+            and choice.emit == "qdq"
+            and choice.weights is not None
+            and choice.weights.fmt.name in ("int4", "uint4")
+        ):
             choice = _as_int4_plugin(choice)
-        hqq = self.algorithm == "hqq" and choice.weights is not None and choice.weights.fmt.kind == "int" \
-            and choice.plugin != "QcW4A8Gemm" and not self.asymmetric
+        hqq = (
+            self.algorithm == "hqq"
+            and choice.weights is not None
+            and choice.weights.fmt.kind == "int"
+            and choice.plugin != "QcW4A8Gemm"
+            and not self.asymmetric
+        )
         if (self.offsets or hqq) and choice.weights is not None:
             if self.asymmetric:
                 raise RecipeError("choose zero points (asymmetric) or float offsets, not both")
             if choice.plugin == "QcW4A8Gemm":
-                raise RecipeError("float offsets do not fold into QcW4A8Gemm's FP8 exponents; use them with w4a16, "
-                                  "wfp4a16, w6a16 or Q/DQ w4a8")
+                raise RecipeError(
+                    "float offsets do not fold into QcW4A8Gemm's FP8 exponents; use them with w4a16, "
+                    "wfp4a16, w6a16 or Q/DQ w4a8"
+                )
             choice = dataclasses.replace(choice, weights=dataclasses.replace(choice.weights, offsets=True))
         return choice
 
@@ -186,8 +218,9 @@ def _check_type(field: dataclasses.Field, value) -> None:
         ok = isinstance(value, str) or (default is None and value is None)
     elif field.name == "overrides":
         ok = (isinstance(value, dict) and strings(value) and strings(value.values())) or (
-            isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 and strings(p)
-                                                     for p in value))
+            isinstance(value, (list, tuple))
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and strings(p) for p in value)
+        )
     elif isinstance(default, tuple):
         ok = isinstance(value, (list, tuple)) and strings(value)
     elif isinstance(default, dict):
@@ -201,8 +234,14 @@ def _check_type(field: dataclasses.Field, value) -> None:
 def _kind(default, name: str) -> str:
     if name == "overrides":
         return "table of NAME = PRECISION"
-    return {bool: "true/false", int: "number", float: "number", str: "string", tuple: "list of strings",
-            dict: "table"}.get(type(default), "string")
+    return {
+        bool: "true/false",
+        int: "number",
+        float: "number",
+        str: "string",
+        tuple: "list of strings",
+        dict: "table",
+    }.get(type(default), "string")
 
 
 def _as_int4_plugin(choice: LayerChoice) -> LayerChoice:

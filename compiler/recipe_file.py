@@ -20,12 +20,22 @@ from qcompile.errors import RecipeError
 logger = logging.getLogger(__name__)
 
 # section -> key -> (command-line flag, default)
-AUTO_KEYS = {"avg_bits": ("--avg-bits", None), "formats": ("--formats", "int4,fp4,fp6,int8,fp8,fp16"),
-             "sensitivity": ("--sensitivity", "lim"), "sensitivity_samples": ("--sensitivity-samples", 4),
-             "error_metric": ("--error-metric", "auto"), "sweep": ("--sweep", ()), "plan": ("--plan", None),
-             "guard": ("--guard/--no-guard", True)}
-RUN_KEYS = {"calib": ("--calib", None), "verify": ("--verify/--no-verify", True),
-            "sequential": ("--sequential", False), "shapes": ("--shapes", ())}
+AUTO_KEYS = {
+    "avg_bits": ("--avg-bits", None),
+    "formats": ("--formats", "int4,fp4,fp6,int8,fp8,fp16"),
+    "sensitivity": ("--sensitivity", "lim"),
+    "sensitivity_samples": ("--sensitivity-samples", 4),
+    "error_metric": ("--error-metric", "auto"),
+    "sweep": ("--sweep", ()),
+    "plan": ("--plan", None),
+    "guard": ("--guard/--no-guard", True),
+}
+RUN_KEYS = {
+    "calib": ("--calib", None),
+    "verify": ("--verify/--no-verify", True),
+    "sequential": ("--sequential", False),
+    "shapes": ("--shapes", ()),
+}
 PATH_KEYS = {("run", "calib"), ("auto", "plan")}  # relative paths are read from the recipe file's folder
 
 
@@ -93,10 +103,17 @@ def merge(file: dict | None, recipe_flags: dict, auto_flags: dict, run_flags: di
     recipe = dict(file["recipe"])
     given = {k: v for k, v in recipe_flags.items() if v is not None and k not in ("exclude", "overrides")}
     file_algorithm = recipe.get("algorithm")
-    if given.get("algorithm") and file_algorithm and given["algorithm"] != file_algorithm and \
-            recipe.get("algorithm_options"):
-        logger.info("recipe: algorithm_options of %s dropped: --algorithm %s runs with its own defaults",
-                    file_algorithm, given["algorithm"])
+    if (
+        given.get("algorithm")
+        and file_algorithm
+        and given["algorithm"] != file_algorithm
+        and recipe.get("algorithm_options")
+    ):
+        logger.info(
+            "recipe: algorithm_options of %s dropped: --algorithm %s runs with its own defaults",
+            file_algorithm,
+            given["algorithm"],
+        )
         recipe.pop("algorithm_options")
     recipe.update(given)
     if recipe_flags.get("exclude"):
@@ -105,10 +122,16 @@ def merge(file: dict | None, recipe_flags: dict, auto_flags: dict, run_flags: di
         overrides = recipe.get("overrides", {})
         overrides = dict(overrides.items() if isinstance(overrides, dict) else overrides)
         recipe["overrides"] = {**overrides, **dict(recipe_flags["overrides"])}
-    auto = {k: default for k, (_, default) in AUTO_KEYS.items()} | file["auto"] | \
-        {k: v for k, v in auto_flags.items() if v is not None}
-    run = {k: default for k, (_, default) in RUN_KEYS.items()} | file["run"] | \
-        {k: v for k, v in run_flags.items() if v is not None}
+    auto = (
+        {k: default for k, (_, default) in AUTO_KEYS.items()}
+        | file["auto"]
+        | {k: v for k, v in auto_flags.items() if v is not None}
+    )
+    run = (
+        {k: default for k, (_, default) in RUN_KEYS.items()}
+        | file["run"]
+        | {k: v for k, v in run_flags.items() if v is not None}
+    )
     return Settings(recipe, auto, run)
 
 

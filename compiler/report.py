@@ -73,26 +73,46 @@ class Report:
     def table(self) -> str:
         rows = [("layer", "op", "N x K", "format", "gran.", "bits/w", "SQNR dB", "act", "as / reason")]
         for lr in self.layers:
-            rows.append((
-                lr.name, lr.op, f"{lr.shape[0]}x{lr.shape[1]}", lr.weight_format or lr.precision,
-                lr.granularity or "-", _num(lr.bits_per_weight, 3), _num(lr.weight_sqnr_db, 1),
-                lr.activation_format or "-", lr.emitted_as if lr.quantized else f"kept: {lr.reason}"))
+            rows.append(
+                (
+                    lr.name,
+                    lr.op,
+                    f"{lr.shape[0]}x{lr.shape[1]}",
+                    lr.weight_format or lr.precision,
+                    lr.granularity or "-",
+                    _num(lr.bits_per_weight, 3),
+                    _num(lr.weight_sqnr_db, 1),
+                    lr.activation_format or "-",
+                    lr.emitted_as if lr.quantized else f"kept: {lr.reason}",
+                )
+            )
         widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(rows[0]))]
         lines = ["  ".join(c[:48].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         quantized = [lr for lr in self.layers if lr.quantized]
-        lines += ["", f"layers quantized: {len(quantized)} of {len(self.layers)}",
-                  f"size: {_mb(self.size_before)} -> {_mb(self.size_after)} "
-                  f"({self.size_before / max(self.size_after, 1):.2f}x smaller)"]
+        lines += [
+            "",
+            f"layers quantized: {len(quantized)} of {len(self.layers)}",
+            f"size: {_mb(self.size_before)} -> {_mb(self.size_after)} "
+            f"({self.size_before / max(self.size_after, 1):.2f}x smaller)",
+        ]
         if self.accuracy:
-            lines.append(f"accuracy against the original on {self.eval_samples} {self.eval_source} (onnxruntime, CPU):")
+            lines.append(
+                f"accuracy against the original on {self.eval_samples} {self.eval_source} (onnxruntime, CPU):"
+            )
             for acc in self.accuracy:
-                lines.append(f"  {acc.name}: cosine mean {acc.cosine_mean:.5f} min {acc.cosine_min:.5f}, "
-                             f"max |err| {acc.max_abs_error:.4g}, mean |err| {acc.mean_abs_error:.4g}")
+                lines.append(
+                    f"  {acc.name}: cosine mean {acc.cosine_mean:.5f} min {acc.cosine_min:.5f}, "
+                    f"max |err| {acc.max_abs_error:.4g}, mean |err| {acc.mean_abs_error:.4g}"
+                )
         if self.blocks:
-            lines.append("error at the end of each block (original vs quantized, each fed its own earlier blocks):")
-            lines += [f"  block {b.block} ({b.value}): cosine {b.cosine_mean:.5f}, relative MSE {b.relative_mse:.3g}"
-                      for b in self.blocks]
+            lines.append(
+                "error at the end of each block (original vs quantized, each fed its own earlier blocks):"
+            )
+            lines += [
+                f"  block {b.block} ({b.value}): cosine {b.cosine_mean:.5f}, relative MSE {b.relative_mse:.3g}"
+                for b in self.blocks
+            ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

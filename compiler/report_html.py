@@ -24,8 +24,15 @@ th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}tr
 img{max-width:100%;display:block;margin:.6em 0}pre{background:#f7f7f7;padding:.8em;font-size:12px}
 .note{background:#fff6d6;padding:.4em .7em}"""
 
-FORMAT_COLORS = {"int4": "#d62728", "uint4": "#e377c2", "fp4_e2m1": "#ff7f0e", "fp6_e3m2": "#bcbd22",
-                 "fp6_e2m3": "#8c564b", "int8": "#2ca02c", "fp8_e4m3fn": "#17becf"}
+FORMAT_COLORS = {
+    "int4": "#d62728",
+    "uint4": "#e377c2",
+    "fp4_e2m1": "#ff7f0e",
+    "fp6_e3m2": "#bcbd22",
+    "fp6_e2m3": "#8c564b",
+    "int8": "#2ca02c",
+    "fp8_e4m3fn": "#17becf",
+}
 
 
 def html_beside(report_json: str | Path) -> Path:
@@ -84,15 +91,34 @@ def depth_figure(report: Report) -> str:
     ax.legend(fontsize=7, ncol=6, loc="upper right")
     ax.set_title("per layer, in graph order", fontsize=9)
     ax = fig.add_subplot(rows, 1, 2)
-    ax.plot(x, [lr.weight_sqnr_db if lr.weight_sqnr_db is not None and math.isfinite(lr.weight_sqnr_db)
-                else float("nan") for lr in layers], marker=".", linewidth=1)
+    ax.plot(
+        x,
+        [
+            lr.weight_sqnr_db
+            if lr.weight_sqnr_db is not None and math.isfinite(lr.weight_sqnr_db)
+            else float("nan")
+            for lr in layers
+        ],
+        marker=".",
+        linewidth=1,
+    )
     ax.set_ylabel("weight SQNR (dB)")
     if has_errors:
         ax = fig.add_subplot(rows, 1, 3)
-        ax.semilogy(x, [b if b is not None else float("nan") for b, _ in errors], marker=".", linewidth=1,
-                    label="round to nearest")
-        ax.semilogy(x, [a if a is not None else float("nan") for _, a in errors], marker=".", linewidth=1,
-                    label="after " + "+".join(report.recipe.get("algorithm", "rtn").split()))
+        ax.semilogy(
+            x,
+            [b if b is not None else float("nan") for b, _ in errors],
+            marker=".",
+            linewidth=1,
+            label="round to nearest",
+        )
+        ax.semilogy(
+            x,
+            [a if a is not None else float("nan") for _, a in errors],
+            marker=".",
+            linewidth=1,
+            label="after " + "+".join(report.recipe.get("algorithm", "rtn").split()),
+        )
         ax.set_ylabel("output MSE")
         ax.legend(fontsize=7)
     from matplotlib.ticker import MaxNLocator
@@ -127,8 +153,9 @@ def _table(head, rows, numeric=(), kept=()) -> str:
     """An HTML table; columns in `numeric` right-aligned, rows whose index is in `kept` greyed."""
     out = ["<table>" + ("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else "")]
     for r, row in enumerate(rows):
-        cells = "".join(f"<td class=n>{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>"
-                        for i, c in enumerate(row))
+        cells = "".join(
+            f"<td class=n>{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(row)
+        )
         out.append(f"<tr class=kept>{cells}</tr>" if r in kept else f"<tr>{cells}</tr>")
     return "".join(out) + "</table>"
 
@@ -137,18 +164,40 @@ def _summary(report: Report, plan=None) -> list[str]:
     quantized = [lr for lr in report.layers if lr.quantized]
     ratio = report.size_before / max(report.size_after, 1)
     size = f"{report.size_before / 1e6:.2f} MB -> {report.size_after / 1e6:.2f} MB ({ratio:.2f}x smaller)"
-    precision = report.recipe.get("precision", "?") if plan is None else \
-        f"auto ({plan.method}): {plan.average_bits:.3f} average bits for a budget of {plan.avg_bits:g}"
-    rows = [("model", report.model), ("precision", precision),
-            ("algorithm", report.recipe.get("algorithm", "rtn")),
-            ("layers quantized", f"{len(quantized)} of {len(report.layers)}"), ("size", size)]
+    precision = (
+        report.recipe.get("precision", "?")
+        if plan is None
+        else f"auto ({plan.method}): {plan.average_bits:.3f} average bits for a budget of {plan.avg_bits:g}"
+    )
+    rows = [
+        ("model", report.model),
+        ("precision", precision),
+        ("algorithm", report.recipe.get("algorithm", "rtn")),
+        ("layers quantized", f"{len(quantized)} of {len(report.layers)}"),
+        ("size", size),
+    ]
     out = [_table(None, rows)]
     if report.accuracy:
-        out.append(f"<p>Accuracy against the original on {report.eval_samples} {_e(report.eval_source)} "
-                   "(onnxruntime):</p>")
-        out.append(_table(("output", "cosine mean", "cosine min", "max |err|", "mean |err|"),
-                          [(a.name, f"{a.cosine_mean:.5f}", f"{a.cosine_min:.5f}", f"{a.max_abs_error:.4g}",
-                            f"{a.mean_abs_error:.4g}") for a in report.accuracy], numeric=(1, 2, 3, 4)))
+        out.append(
+            f"<p>Accuracy against the original on {report.eval_samples} {_e(report.eval_source)} "
+            "(onnxruntime):</p>"
+        )
+        out.append(
+            _table(
+                ("output", "cosine mean", "cosine min", "max |err|", "mean |err|"),
+                [
+                    (
+                        a.name,
+                        f"{a.cosine_mean:.5f}",
+                        f"{a.cosine_min:.5f}",
+                        f"{a.max_abs_error:.4g}",
+                        f"{a.mean_abs_error:.4g}",
+                    )
+                    for a in report.accuracy
+                ],
+                numeric=(1, 2, 3, 4),
+            )
+        )
     else:
         out.append("<p class=note>not verified: no accuracy measured (--no-verify)</p>")
     out += [f"<p>{_e(n)}</p>" for n in report.notes]
@@ -156,30 +205,58 @@ def _summary(report: Report, plan=None) -> list[str]:
 
 
 def _layer_table(report: Report) -> str:
-    head = ("layer", "op", "N x K", "format", "granularity", "bits/w", "SQNR dB", "activations",
-            "output MSE (RTN)", "output MSE (after)", "as / reason")
+    head = (
+        "layer",
+        "op",
+        "N x K",
+        "format",
+        "granularity",
+        "bits/w",
+        "SQNR dB",
+        "activations",
+        "output MSE (RTN)",
+        "output MSE (after)",
+        "as / reason",
+    )
     rows = []
     for lr in report.layers:
         before, after = _errors(lr)
-        rows.append((lr.name, lr.op, f"{lr.shape[0]}x{lr.shape[1]}", lr.weight_format or lr.precision,
-                     lr.granularity or "-", _num(lr.bits_per_weight, 3), _num(lr.weight_sqnr_db, 1),
-                     lr.activation_format or "-", _num(before, 6), _num(after, 6),
-                     lr.emitted_as if lr.quantized else f"kept: {lr.reason}"))
+        rows.append(
+            (
+                lr.name,
+                lr.op,
+                f"{lr.shape[0]}x{lr.shape[1]}",
+                lr.weight_format or lr.precision,
+                lr.granularity or "-",
+                _num(lr.bits_per_weight, 3),
+                _num(lr.weight_sqnr_db, 1),
+                lr.activation_format or "-",
+                _num(before, 6),
+                _num(after, 6),
+                lr.emitted_as if lr.quantized else f"kept: {lr.reason}",
+            )
+        )
     kept = {i for i, lr in enumerate(report.layers) if not lr.quantized}
     return _table(head, rows, numeric=(2, 5, 6, 8, 9), kept=kept)
 
 
 def render(report: Report, *, plan=None, curve=None) -> str:
     """The page as a string."""
-    page = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
-            f"<title>qcompile report: {_e(report.model)}</title><style>{CSS}</style></head><body>",
-            f"<h1>qcompile report: {_e(report.model)}</h1>", "<h2>Summary</h2>", *_summary(report, plan)]
+    page = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>qcompile report: {_e(report.model)}</title><style>{CSS}</style></head><body>",
+        f"<h1>qcompile report: {_e(report.model)}</h1>",
+        "<h2>Summary</h2>",
+        *_summary(report, plan),
+    ]
     page.append("<h2>Figures</h2>")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        page.append("<p class=note>figures need matplotlib, which is not installed here "
-                    "(pip install matplotlib); the tables below are complete</p>")
+        page.append(
+            "<p class=note>figures need matplotlib, which is not installed here "
+            "(pip install matplotlib); the tables below are complete</p>"
+        )
     else:
         page.append(depth_figure(report))
         if plan is not None:

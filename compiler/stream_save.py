@@ -52,8 +52,9 @@ def _write_tensor(value: ir.Value, data, data_name: str, staging: Path) -> None:
     data.seek(-data.tell() % ALIGNMENT, os.SEEK_CUR)
     offset, raw = data.tell(), tensor.tobytes()
     data.write(raw)
-    value.const_value = ir.ExternalTensor(data_name, offset, len(raw), tensor.dtype, shape=tensor.shape,
-                                          name=value.name, base_dir=staging)
+    value.const_value = ir.ExternalTensor(
+        data_name, offset, len(raw), tensor.dtype, shape=tensor.shape, name=value.name, base_dir=staging
+    )
     if isinstance(tensor, ir.ExternalTensor):
         tensor.release()
 
@@ -63,5 +64,12 @@ def _repoint(model: ir.Model, staging: Path, folder: Path) -> None:
     for value in model.graph.initializers.values():
         tensor = value.const_value
         if isinstance(tensor, ir.ExternalTensor) and Path(tensor.base_dir) == staging:
-            value.const_value = ir.ExternalTensor(tensor.location, tensor.offset, tensor.length, tensor.dtype,
-                                                  shape=tensor.shape, name=tensor.name, base_dir=folder)
+            value.const_value = ir.ExternalTensor(
+                tensor.location,
+                tensor.offset,
+                tensor.length,
+                tensor.dtype,
+                shape=tensor.shape,
+                name=tensor.name,
+                base_dir=folder,
+            )

@@ -36,8 +36,12 @@ def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", 
 def table_rows(value: ir.Value) -> int | None:
     """Rows of the constant table a Gather indexes with `value` (the vocabulary of token ids)."""
     for node in _consumers(value):
-        if node.op_type == "Gather" and node.inputs[0] is not None and node.inputs[0].const_value is not None \
-                and node.attributes.get_int("axis", 0) == 0:
+        if (
+            node.op_type == "Gather"
+            and node.inputs[0] is not None
+            and node.inputs[0].const_value is not None
+            and node.attributes.get_int("axis", 0) == 0
+        ):
             return int(node.inputs[0].shape[0])
     return None
 
@@ -63,8 +67,9 @@ def _logits(model: ir.Model, vocab: int) -> str | None:
     return None
 
 
-def generate(model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int = SEQUENCES,
-             length: int = LENGTH) -> tuple[list[dict], str]:
+def generate(
+    model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int = SEQUENCES, length: int = LENGTH
+) -> tuple[list[dict], str]:
     """Samples (batch 1 each) for `model`'s inputs and a sentence saying how they were made.
     `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if any."""
     from qcompile import kv_cache
@@ -79,14 +84,19 @@ def generate(model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int
         if kinds[v.name] == "float":
             raise CalibrationError(
                 f"input {v.name!r} is a float tensor: qcompile cannot generate calibration data for it; give "
-                "--calib FILE.npz, or --calib random to accept scales fitted to random inputs")
+                "--calib FILE.npz, or --calib random to accept scales fitted to random inputs"
+            )
         if kinds[v.name] == "unknown":
-            raise CalibrationError(f"integer input {v.name!r} indexes no constant table, so its range is unknown: "
-                                   "give --calib FILE.npz (or --calib random)")
+            raise CalibrationError(
+                f"integer input {v.name!r} indexes no constant table, so its range is unknown: "
+                "give --calib FILE.npz (or --calib random)"
+            )
     tokens = [v for v in inputs if kinds[v.name] == "tokens" and v.name not in derived]
     if len(tokens) != 1:
-        raise CalibrationError(f"cannot generate calibration data: expected one token-id input, found "
-                               f"{[v.name for v in tokens]}; give --calib FILE.npz")
+        raise CalibrationError(
+            f"cannot generate calibration data: expected one token-id input, found "
+            f"{[v.name for v in tokens]}; give --calib FILE.npz"
+        )
     ids = tokens[0]
     vocab = table_rows(ids)
     dims = list(ids.shape) if ids.shape is not None else [None, None]
@@ -105,9 +115,15 @@ def generate(model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int
                 continue
             vd = np.dtype(v.dtype.numpy())
             kind = kinds[v.name]
-            sample[v.name] = np.ones(seq.shape, vd) if kind == "mask" else np.zeros(seq.shape, vd) \
-                if kind == "zeros" else np.broadcast_to(np.arange(seq.shape[1], dtype=vd), seq.shape).copy() \
-                if kind == "positions" else rng.integers(0, table_rows(v), seq.shape).astype(vd)
+            sample[v.name] = (
+                np.ones(seq.shape, vd)
+                if kind == "mask"
+                else np.zeros(seq.shape, vd)
+                if kind == "zeros"
+                else np.broadcast_to(np.arange(seq.shape[1], dtype=vd), seq.shape).copy()
+                if kind == "positions"
+                else rng.integers(0, table_rows(v), seq.shape).astype(vd)
+            )
         return sample
 
     sequences_out = []
@@ -128,13 +144,16 @@ def generate(model: ir.Model, run, layout=None, *, seed: int = 0, sequences: int
                 seq = np.concatenate([seq, np.array(nxt, dtype)[:, None]], axis=1)
         else:
             seq = np.concatenate([seq, rng.integers(0, vocab, (batch, length - 1)).astype(dtype)], axis=1)
-        rows = [seq] if isinstance(dims[0], int) else [seq[i:i + 1] for i in range(batch)]
+        rows = [seq] if isinstance(dims[0], int) else [seq[i : i + 1] for i in range(batch)]
         sequences_out += [fill({ids.name: r}) for r in rows]
-    how = "sampled from the model's own next-token distribution (LLM-QAT)" if logits else \
-        "uniform random tokens (the model has no output over its vocabulary)"
+    how = (
+        "sampled from the model's own next-token distribution (LLM-QAT)"
+        if logits
+        else "uniform random tokens (the model has no output over its vocabulary)"
+    )
     source = f"{len(sequences_out)} generated sequences of {length} tokens, {how}"
     logger.info("no calibration data: %s", source)
-    return sequences_out[:max(sequences, 1)] if not isinstance(dims[0], int) else sequences_out, source
+    return sequences_out[: max(sequences, 1)] if not isinstance(dims[0], int) else sequences_out, source
 
 
 def in_range(model: ir.Model, samples: list[dict], *, seed: int = 0) -> list[dict]:
@@ -157,6 +176,8 @@ def in_range(model: ir.Model, samples: list[dict], *, seed: int = 0) -> list[dic
             elif kind == "zeros":
                 sample[name] = np.zeros_like(array)
             elif kind == "positions":
-                sample[name] = np.broadcast_to(np.arange(array.shape[-1], dtype=array.dtype), array.shape).copy()
+                sample[name] = np.broadcast_to(
+                    np.arange(array.shape[-1], dtype=array.dtype), array.shape
+                ).copy()
         out.append(sample)
     return out

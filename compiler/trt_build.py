@@ -20,18 +20,25 @@ PLUGIN_LIBRARY_ENV = "QC_PLUGIN_LIB"
 PLUGIN_LIBRARY_NAME = "libqc_trt_plugins.so"
 # Where `cmake -S plugins -B <dir> -DQC_BUILD_TRT_PLUGINS=ON` puts it, relative to the checkout.
 _DEFAULT_BUILD_DIRS = ("plugins/build/trt", "plugins/build", "build/plugins/trt", "build/trt", "build")
-_NOT_INSTALLED = ("TensorRT is not installed: pip install tensorrt (from NVIDIA's package index) to build engines; "
-                  "the quantized ONNX and its report were written (plugins/build.sh builds the plugin library)")
+_NOT_INSTALLED = (
+    "TensorRT is not installed: pip install tensorrt (from NVIDIA's package index) to build engines; "
+    "the quantized ONNX and its report were written (plugins/build.sh builds the plugin library)"
+)
 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
 
-def find_plugin_library(explicit: str | os.PathLike | None = None, *, root: Path | None = None) -> Path | None:
+def find_plugin_library(
+    explicit: str | os.PathLike | None = None, *, root: Path | None = None
+) -> Path | None:
     """The plugin library: `explicit`, else $QC_PLUGIN_LIB, else the default build dirs; None if absent.
 
     An explicit path or $QC_PLUGIN_LIB naming a missing file is an error, not a fallback.
     """
-    for source, given in (("plugin library", explicit), (f"${PLUGIN_LIBRARY_ENV}", os.environ.get(PLUGIN_LIBRARY_ENV))):
+    for source, given in (
+        ("plugin library", explicit),
+        (f"${PLUGIN_LIBRARY_ENV}", os.environ.get(PLUGIN_LIBRARY_ENV)),
+    ):
         if given:
             path = Path(given).expanduser()
             if not path.is_file():
@@ -55,7 +62,9 @@ def check_shapes(shapes: Shapes | None) -> Shapes:
         if not len(lo) == len(opt) == len(hi):
             raise QCompileError(f"input {name!r}: min/opt/max shapes have different ranks: {lo}, {opt}, {hi}")
         if any(not 0 < a <= b <= c for a, b, c in zip(lo, opt, hi)):
-            raise QCompileError(f"input {name!r}: need 0 < min <= opt <= max in every dim, got {lo}, {opt}, {hi}")
+            raise QCompileError(
+                f"input {name!r}: need 0 < min <= opt <= max in every dim, got {lo}, {opt}, {hi}"
+            )
         checked[name] = (lo, opt, hi)
     return checked
 
@@ -68,10 +77,17 @@ def import_tensorrt():
     return tensorrt
 
 
-def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *,
-                 plugin_library: str | os.PathLike | None = None, serialize_plugins: bool = False,
-                 timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = None,
-                 shapes: Shapes | None = None, progress: Callable[[str], None] | None = None) -> Path:
+def build_engine(
+    onnx_path: str | os.PathLike,
+    engine_path: str | os.PathLike,
+    *,
+    plugin_library: str | os.PathLike | None = None,
+    serialize_plugins: bool = False,
+    timing_cache: str | os.PathLike | None = None,
+    workspace_mb: int | None = None,
+    shapes: Shapes | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Parse `onnx_path` into a strongly typed network, build it, write the plan to `engine_path`.
 
     plugin_library: loaded with IPluginRegistry.load_library before parsing (the ONNX parser maps
@@ -111,7 +127,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise QCompileError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+        raise QCompileError(
+            f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)"
+        )
     engine_path.write_bytes(memoryview(plan))
     if timing_cache is not None:
         Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
@@ -141,7 +159,9 @@ def _add_profile(trt, builder, network, config, shapes: Shapes) -> None:
     dynamic = [t.name for t in inputs if any(d < 0 for d in t.shape)]
     unknown = sorted(set(shapes) - {t.name for t in inputs})
     if unknown:
-        raise QCompileError(f"shapes given for unknown input(s) {unknown}; inputs: {[t.name for t in inputs]}")
+        raise QCompileError(
+            f"shapes given for unknown input(s) {unknown}; inputs: {[t.name for t in inputs]}"
+        )
     missing = [name for name in dynamic if name not in shapes]
     if missing:
         raise QCompileError(f"input(s) {missing} have dynamic dims: give their (min, opt, max) shapes")
@@ -163,9 +183,13 @@ def _load_timing_cache(config, timing_cache) -> None:
 
 def _make_logger(trt):
     """A trt.ILogger that forwards to this module's logging.Logger."""
-    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
-              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.INFO,
-              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+    levels = {
+        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
+        trt.ILogger.Severity.ERROR: logging.ERROR,
+        trt.ILogger.Severity.WARNING: logging.WARNING,
+        trt.ILogger.Severity.INFO: logging.INFO,
+        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
+    }
 
     class Logger(trt.ILogger):
         def __init__(self):
@@ -189,7 +213,9 @@ def _make_progress_monitor(trt, progress: Callable[[str], None]):
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             self.steps[phase_name] = num_steps
-            progress(f"{parent_phase + ' > ' if parent_phase else ''}{phase_name}: started ({num_steps} steps)")
+            progress(
+                f"{parent_phase + ' > ' if parent_phase else ''}{phase_name}: started ({num_steps} steps)"
+            )
 
         def step_complete(self, phase_name, step):
             progress(f"{phase_name}: step {step + 1}/{self.steps.get(phase_name, '?')}")

@@ -29,13 +29,28 @@ def _polygraphy():
         from polygraphy.comparator import Comparator, CompareFunc
     except ImportError as exc:
         raise MissingDependencyError("Polygraphy is not installed: pip install polygraphy") from exc
-    return BytesFromPath, OnnxrtRunner, SessionFromOnnx, EngineFromBytes, LoadPlugins, TrtRunner, Comparator, \
-        CompareFunc
+    return (
+        BytesFromPath,
+        OnnxrtRunner,
+        SessionFromOnnx,
+        EngineFromBytes,
+        LoadPlugins,
+        TrtRunner,
+        Comparator,
+        CompareFunc,
+    )
 
 
-def compare_engine(model: str | os.PathLike, engine: str | os.PathLike, *, calib: str = "random",
-                   samples: int = 8, plugin_library: str | os.PathLike | None = None,
-                   rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> bool:
+def compare_engine(
+    model: str | os.PathLike,
+    engine: str | os.PathLike,
+    *,
+    calib: str = "random",
+    samples: int = 8,
+    plugin_library: str | os.PathLike | None = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+) -> bool:
     """True when every output of every sample agrees within rtol/atol (Polygraphy's simple compare)."""
     from qcompile import calibration, trt_build
     from qcompile.model_io import load_model
@@ -48,8 +63,16 @@ def compare_engine(model: str | os.PathLike, engine: str | os.PathLike, *, calib
             raise ModelError(f"{what} {path} does not exist")
     library = trt_build.find_plugin_library(plugin_library)
     trt_build.import_tensorrt()  # one line naming what to install when it is missing
-    (BytesFromPath, OnnxrtRunner, SessionFromOnnx, EngineFromBytes, LoadPlugins, TrtRunner, Comparator,
-     CompareFunc) = _polygraphy()
+    (
+        BytesFromPath,
+        OnnxrtRunner,
+        SessionFromOnnx,
+        EngineFromBytes,
+        LoadPlugins,
+        TrtRunner,
+        Comparator,
+        CompareFunc,
+    ) = _polygraphy()
 
     ir_model, _ = load_model(model)
     data = calibration.load_calibration(calib, input_specs(ir_model))[:samples]
@@ -60,8 +83,10 @@ def compare_engine(model: str | os.PathLike, engine: str | os.PathLike, *, calib
     engine_bytes = BytesFromPath(str(engine))
     if library is not None:
         engine_bytes = LoadPlugins(plugins=[str(library)], obj=engine_bytes)
-    runners = [TrtRunner(EngineFromBytes(engine_bytes)),
-               OnnxrtRunner(SessionFromOnnx(lowered, providers=["CPUExecutionProvider"]))]
+    runners = [
+        TrtRunner(EngineFromBytes(engine_bytes)),
+        OnnxrtRunner(SessionFromOnnx(lowered, providers=["CPUExecutionProvider"])),
+    ]
     feeds = list(data)
     results = Comparator.run(runners, data_loader=feeds)
     ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(rtol=rtol, atol=atol)))

@@ -26,8 +26,9 @@ def validate_model(proto: onnx.ModelProto, path: Path | None, folder: Path) -> N
     newest = onnx.defs.onnx_opset_version()
     for opset in proto.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
-            raise ModelError(f"model opset {opset.version} is newer than the newest this onnx knows "
-                             f"({newest})")
+            raise ModelError(
+                f"model opset {opset.version} is newer than the newest this onnx knows ({newest})"
+            )
     if not graph.output:
         raise ModelError("the model has no graph outputs")
     _check_names(graph)
@@ -72,7 +73,7 @@ def _checkable(proto: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
 
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def _check_names(graph: onnx.GraphProto) -> None:
@@ -97,8 +98,9 @@ def _check_dims(graph: onnx.GraphProto) -> None:
                 continue
             for dim in value.type.tensor_type.shape.dim:
                 if dim.HasField("dim_value") and dim.dim_value < 0:
-                    raise ModelError(f"graph {kind} {value.name!r} has a negative dimension "
-                                     f"({dim.dim_value})")
+                    raise ModelError(
+                        f"graph {kind} {value.name!r} has a negative dimension ({dim.dim_value})"
+                    )
                 if kind == "input" and dim.HasField("dim_value") and dim.dim_value == 0:
                     raise ModelError(f"graph input {value.name!r} has a dimension 0 (an empty tensor)")
 
@@ -134,16 +136,23 @@ def _check_tensor(tensor: onnx.TensorProto, folder: Path) -> None:
             offset = int(entries.get("offset", 0))
             length = int(entries["length"]) if "length" in entries else None
         except ValueError:
-            raise ModelError(f"initializer {tensor.name!r} has a malformed external-data offset or "
-                             "length") from None
+            raise ModelError(
+                f"initializer {tensor.name!r} has a malformed external-data offset or length"
+            ) from None
         size = os.stat(folder / entries.get("location", "")).st_size
         if offset < 0 or (length is not None and length != want):
-            raise ModelError(f"initializer {tensor.name!r} declares {length} bytes at offset {offset}; "
-                             f"its shape {list(tensor.dims)} needs {want}")
+            raise ModelError(
+                f"initializer {tensor.name!r} declares {length} bytes at offset {offset}; "
+                f"its shape {list(tensor.dims)} needs {want}"
+            )
         if offset + want > size:
-            raise ModelError(f"initializer {tensor.name!r} needs bytes {offset}..{offset + want} of "
-                             f"{entries.get('location')!r}, which has {size}")
+            raise ModelError(
+                f"initializer {tensor.name!r} needs bytes {offset}..{offset + want} of "
+                f"{entries.get('location')!r}, which has {size}"
+            )
     elif tensor.HasField("raw_data"):
         if len(tensor.raw_data) != want:
-            raise ModelError(f"initializer {tensor.name!r} holds {len(tensor.raw_data)} bytes; its shape "
-                             f"{list(tensor.dims)} needs {want}")
+            raise ModelError(
+                f"initializer {tensor.name!r} holds {len(tensor.raw_data)} bytes; its shape "
+                f"{list(tensor.dims)} needs {want}"
+            )

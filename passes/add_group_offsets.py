@@ -22,13 +22,24 @@ def _const(graph: ir.Graph, name: str, values) -> ir.Value:
 def _group_sums(graph: ir.Graph, layer: Layer, groups: int) -> ir.Value:
     x, base = layer.activation, f"{layer.name}_offsets"
     shape = ir.node("Shape", [x], name=f"{base}_shape")
-    lead = ir.node("Slice", [shape.outputs[0], _const(graph, f"{base}_start", [0]), _const(graph, f"{base}_end", [-1])],
-                   name=f"{base}_lead")
-    split = ir.node("Concat", [lead.outputs[0], _const(graph, f"{base}_groups", [groups, layer.k // groups])],
-                    attributes={"axis": 0}, name=f"{base}_split_shape")
+    lead = ir.node(
+        "Slice",
+        [shape.outputs[0], _const(graph, f"{base}_start", [0]), _const(graph, f"{base}_end", [-1])],
+        name=f"{base}_lead",
+    )
+    split = ir.node(
+        "Concat",
+        [lead.outputs[0], _const(graph, f"{base}_groups", [groups, layer.k // groups])],
+        attributes={"axis": 0},
+        name=f"{base}_split_shape",
+    )
     grouped = ir.node("Reshape", [x, split.outputs[0]], name=f"{base}_grouped")
-    sums = ir.node("ReduceSum", [grouped.outputs[0], _const(graph, f"{base}_axis", [-1])],
-                   attributes={"keepdims": 0}, name=f"{base}_sums")
+    sums = ir.node(
+        "ReduceSum",
+        [grouped.outputs[0], _const(graph, f"{base}_axis", [-1])],
+        attributes={"keepdims": 0},
+        name=f"{base}_sums",
+    )
     nodes = [shape, lead, split, grouped, sums]
     for node in nodes:
         node.outputs[0].name = node.name

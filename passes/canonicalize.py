@@ -47,7 +47,9 @@ class Layer:
     def weight_nk(self) -> np.ndarray:
         """The weight as `W[N, K]`: a copy, never a view of the (possibly memory-mapped) initializer."""
         arr = self.operand_array()
-        return np.array(arr.T if self.layout == "kn" else arr.reshape(self.n, self.k), np.float32, order="C", copy=True)
+        return np.array(
+            arr.T if self.layout == "kn" else arr.reshape(self.n, self.k), np.float32, order="C", copy=True
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +108,13 @@ def find_layers(graph: ir.Graph) -> tuple[list[Layer], list[Skipped]]:
         if node.domain not in ("", "ai.onnx"):
             continue
         if node.op_type == "ConvTranspose":
-            skipped.append(Skipped(_node_name(node, index), node.op_type,
-                                   "ConvTranspose: TensorRT takes only per-input-channel weight scales"))
+            skipped.append(
+                Skipped(
+                    _node_name(node, index),
+                    node.op_type,
+                    "ConvTranspose: TensorRT takes only per-input-channel weight scales",
+                )
+            )
         if node.op_type not in WEIGHTED_OPS:
             continue
         name = _node_name(node, index)
@@ -129,8 +136,20 @@ def find_layers(graph: ir.Graph) -> tuple[list[Layer], list[Skipped]]:
             n, k = shape[0], int(np.prod(shape[1:]))
         else:
             n, k = (shape[1], shape[0]) if layout == "kn" else (shape[0], shape[1])
-        layers.append(Layer(name, node.op_type, node, node.inputs[1 - w_index if node.op_type == "MatMul" else 0],
-                            node.inputs[w_index], source, chain, layout, int(n), int(k)))
+        layers.append(
+            Layer(
+                name,
+                node.op_type,
+                node,
+                node.inputs[1 - w_index if node.op_type == "MatMul" else 0],
+                node.inputs[w_index],
+                source,
+                chain,
+                layout,
+                int(n),
+                int(k),
+            )
+        )
     return layers, skipped
 
 

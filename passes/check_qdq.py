@@ -42,13 +42,18 @@ def check_qdq(model: ir.Model, layers: list[QuantizedLayer]) -> list[str]:
             problems.append(f"{name}: scale shape {scale_shape}, planned {_expected_scale_shape(ql)}")
         if ql.act_fmt is not None:
             act_dq = node.inputs[0].producer()
-            act_q = act_dq.inputs[0].producer() if act_dq is not None and act_dq.op_type == "DequantizeLinear" else None
+            act_q = (
+                act_dq.inputs[0].producer()
+                if act_dq is not None and act_dq.op_type == "DequantizeLinear"
+                else None
+            )
             if act_q is None or act_q.op_type != "QuantizeLinear":
                 problems.append(f"{name}: activation has no QuantizeLinear -> DequantizeLinear pair")
             elif tuple(act_q.inputs[1].const_value.shape) != ():
                 problems.append(f"{name}: activation scale is not per tensor")
     for node in graph:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(
-                out.uses() or out.is_graph_output() for out in node.outputs):
+            out.uses() or out.is_graph_output() for out in node.outputs
+        ):
             problems.append(f"{node.name}: dangling {node.op_type}")
     return problems

@@ -13,8 +13,8 @@ import onnx_ir as ir
 import onnx_ir.passes.common
 
 from qcompile.errors import LayoutError
-from qcompile.passes.insert_qdq import QuantizedLayer
 from qcompile.passes.initializers import add_initializer
+from qcompile.passes.insert_qdq import QuantizedLayer
 
 LAYOUT_OF = {"QcW6A16Gemm": "fp6_4+2", "QcW4A16Gemm": "nibble", "QcW4A8Gemm": "nibble"}
 
@@ -67,7 +67,9 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
     g = qw.spec.group_size
     problem = plugin_shape_problem(op_type, n, k, g)
     if op_type == "QcW6A16Gemm":
-        problem = problem or ("" if qw.scales.shape[1] == 1 else "QcW6A16Gemm takes one scale per output channel")
+        problem = problem or (
+            "" if qw.scales.shape[1] == 1 else "QcW6A16Gemm takes one scale per output channel"
+        )
     if problem:
         raise LayoutError(f"{layer.name}: {problem}")
     values = {"N": n, "K": k, "format": fmt.name}
@@ -85,13 +87,19 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
         from qcompile.fold import fold_group_exponents
 
         if ql.act_fmt is not None and ql.act_fmt.name != "fp8_e4m3fn":
-            raise LayoutError(f"{layer.name}: QcW4A8Gemm quantizes activations to fp8_e4m3fn, not {ql.act_fmt.name}")
+            raise LayoutError(
+                f"{layer.name}: QcW4A8Gemm quantizes activations to fp8_e4m3fn, not {ql.act_fmt.name}"
+            )
         folded = fold_group_exponents(qw)
         per_tensor = ql.act_scale is not None
         values["act_quant"] = "per_tensor" if per_tensor else "per_token"
         act_scale = np.array([ql.act_scale if per_tensor else 1.0], np.float32)  # unused per token
-        return {"w": pack_nibbles(folded.codes), "group_exp": _group_view(folded.group_exp, k, g).astype(np.int8),
-                "channel_scale": folded.channel_scale.astype(np.float32), "act_scale": act_scale}, values
+        return {
+            "w": pack_nibbles(folded.codes),
+            "group_exp": _group_view(folded.group_exp, k, g).astype(np.int8),
+            "channel_scale": folded.channel_scale.astype(np.float32),
+            "act_scale": act_scale,
+        }, values
     raise LayoutError(f"{layer.name}: unknown plugin {op_type!r}")
 
 
@@ -138,8 +146,10 @@ class EmitPluginGemms(ir.passes.InPlacePass):
                 x16.name, x16.dtype, x16.shape = f"{layer.name}_x_fp16", ir.DataType.FLOAT16, x.shape
                 new_nodes.append(cast_in)
             base = layer.source.name or layer.name
-            inputs = [x16] + [add_initializer(graph, f"{base}_{t.name}", arrays[t.name]) if t.name in arrays else None
-                              for t in spec.inputs[1:]]
+            inputs = [x16] + [
+                add_initializer(graph, f"{base}_{t.name}", arrays[t.name]) if t.name in arrays else None
+                for t in spec.inputs[1:]
+            ]
             while inputs[-1] is None:
                 inputs.pop()
             plugin = ir.node(op_type, inputs, attrs, domain=spec.namespace, name=f"{layer.name}_{op_type}")
@@ -161,7 +171,9 @@ class EmitPluginGemms(ir.passes.InPlacePass):
                 new_nodes.append(add)
             problems = check_plugin_node(plugin, specs)
             if problems:
-                raise RuntimeError(f"{layer.name}: emitted {op_type} does not match its spec: {'; '.join(problems)}")
+                raise RuntimeError(
+                    f"{layer.name}: emitted {op_type} does not match its spec: {'; '.join(problems)}"
+                )
             ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [out], [final])
         if self.items:
             model.opset_imports.setdefault(specs.namespace, 1)

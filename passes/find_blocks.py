@@ -117,8 +117,13 @@ def _segments(graph: ir.Graph, cuts: list[ir.Value]) -> list[list[ir.Node]]:
 
 def _signature(nodes: list[ir.Node]) -> tuple:
     ops = collections.Counter(n.op_type for n in nodes)
-    shapes = tuple(tuple(v.const_value.shape) for n in nodes if _has_weight(n)
-                   for v in n.inputs[:2] if v is not None and v.const_value is not None)
+    shapes = tuple(
+        tuple(v.const_value.shape)
+        for n in nodes
+        if _has_weight(n)
+        for v in n.inputs[:2]
+        if v is not None and v.const_value is not None
+    )
     return tuple(sorted(ops.items())), shapes
 
 
@@ -158,13 +163,19 @@ def with_boundaries(graph: ir.Graph, node_lists: list[list[ir.Node]]) -> tuple[B
 
 def find_blocks(graph: ir.Graph) -> Blocks:
     nodes = list(graph)
-    if any(attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
-           for node in nodes for attr in node.attributes.values()):
+    if any(
+        attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+        for node in nodes
+        for attr in node.attributes.values()
+    ):
         return Blocks(with_boundaries(graph, [nodes]), (), "the graph has control flow (subgraphs)")
     stream = residual_stream(graph)
     if not stream:
-        return Blocks(with_boundaries(graph, [nodes]), (),
-                      "no residual stream (no Add joins a tensor with a weighted branch computed from it)")
+        return Blocks(
+            with_boundaries(graph, [nodes]),
+            (),
+            "no residual stream (no Add joins a tensor with a weighted branch computed from it)",
+        )
     period = _period(_segments(graph, stream)[:-1])
     ends = range(len(stream) - 1, -1, -period)  # the last residual value always ends a block
     cuts = tuple(stream[e].name for e in sorted(ends))

@@ -14,10 +14,14 @@ def unique_name(graph: ir.Graph, base: str) -> str:
     return name
 
 
-def add_initializer(graph: ir.Graph, name: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
+def add_initializer(
+    graph: ir.Graph, name: str, array: np.ndarray, dtype: ir.DataType | None = None
+) -> ir.Value:
     """Register `array` as an initializer named `name` (suffixed `_1`, `_2`... if taken)."""
     name = unique_name(graph, name)
     tensor = ir.tensor(np.asarray(array), dtype=dtype, name=name)
-    value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
+    value = ir.Value(
+        name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype)
+    )
     graph.register_initializer(value)
     return value

@@ -36,7 +36,11 @@ def weight_arrays(ql: QuantizedLayer) -> tuple[np.ndarray, np.ndarray, np.ndarra
     layer, qw = ql.layer, ql.weight
     fmt = qw.spec.fmt
     # a view, not a copy: a large model's codes are held once
-    codes = qw.codes.view(np.uint8).view(fmt.ml_dtype) if fmt.kind == "float" else _as_ml_dtype(qw.codes, fmt.ml_dtype)
+    codes = (
+        qw.codes.view(np.uint8).view(fmt.ml_dtype)
+        if fmt.kind == "float"
+        else _as_ml_dtype(qw.codes, fmt.ml_dtype)
+    )
     scales, zeros = qw.scales, qw.zero_points
     groups = scales.shape[1]
     kn = layer.layout == "kn"
@@ -47,7 +51,12 @@ def weight_arrays(ql: QuantizedLayer) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if qw.spec.granularity == "tensor":
         return codes, np.asarray(scales[0, 0], np.float32), None, {}
     if groups == 1:
-        return codes, scales[:, 0].copy(), None if zeros is None else zeros[:, 0].astype(fmt.ml_dtype), {"axis": 1 if kn else 0}
+        return (
+            codes,
+            scales[:, 0].copy(),
+            None if zeros is None else zeros[:, 0].astype(fmt.ml_dtype),
+            {"axis": 1 if kn else 0},
+        )
     attrs = {"axis": 0 if kn else 1, "block_size": qw.spec.group_size}
     zp = None if zeros is None else (zeros.T if kn else zeros).astype(fmt.ml_dtype)
     return codes, np.ascontiguousarray(scales.T if kn else scales), zp, attrs
@@ -66,7 +75,9 @@ class InsertQDQ(ir.passes.InPlacePass):
             codes, scale, zero, attrs = weight_arrays(ql)
             base = unique_name(graph, f"{layer.source.name or layer.name}_q")
             q_value = add_initializer(graph, base, codes)
-            s_value = add_initializer(graph, unique_name(graph, base + "_scale"), scale.astype(self._scale_dtype(layer)))
+            s_value = add_initializer(
+                graph, unique_name(graph, base + "_scale"), scale.astype(self._scale_dtype(layer))
+            )
             inputs = [q_value, s_value]
             if zero is not None:
                 inputs.append(add_initializer(graph, unique_name(graph, base + "_zero"), zero))
@@ -80,7 +91,9 @@ class InsertQDQ(ir.passes.InPlacePass):
                 key = (id(layer.activation), ql.act_fmt.name, float(ql.act_scale))
                 if key not in shared_qdq:
                     shared_qdq[key] = self._activation_qdq(graph, layer, ql)
-                layer.node.replace_input_with(list(layer.node.inputs).index(layer.activation), shared_qdq[key])
+                layer.node.replace_input_with(
+                    list(layer.node.inputs).index(layer.activation), shared_qdq[key]
+                )
         common_passes.RemoveUnusedNodesPass()(model)
         return ir.passes.PassResult(model, modified=bool(self.layers))
 

@@ -33,8 +33,11 @@ def decode_table(fmt_name: str) -> np.ndarray:
     fmt = get_format(fmt_name)
     codes = np.arange(1 << fmt.bits, dtype=np.uint8)
     if fmt.kind == "int":
-        return (codes.view(np.int8) << (8 - fmt.bits) >> (8 - fmt.bits)).astype(np.float32) if fmt.signed \
+        return (
+            (codes.view(np.int8) << (8 - fmt.bits) >> (8 - fmt.bits)).astype(np.float32)
+            if fmt.signed
             else codes.astype(np.float32)
+        )
     return fmt.decode(codes).astype(np.float32)
 
 
@@ -53,7 +56,9 @@ class _Builder:
         while name in self.graph.initializers:
             name = self._name(what)
         tensor = ir.tensor(np.asarray(array), name=name)
-        value = ir.Value(name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype))
+        value = ir.Value(
+            name=name, const_value=tensor, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype)
+        )
         self.graph.register_initializer(value)
         return value
 
@@ -89,8 +94,14 @@ def _unpack_nibbles(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
 def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir.Value:
     lo = _unpack_nibbles(b, lo4, n, k)
     three = b.const(np.uint8(3))
-    parts = [b.op("BitwiseAnd", [b.op("BitShift", [hi2, b.const(np.uint8(2 * i))], U8, direction="RIGHT"), three], U8)
-             for i in range(4)]
+    parts = [
+        b.op(
+            "BitwiseAnd",
+            [b.op("BitShift", [hi2, b.const(np.uint8(2 * i))], U8, direction="RIGHT"), three],
+            U8,
+        )
+        for i in range(4)
+    ]
     hi = _interleave(b, parts, n, k)
     return b.op("BitwiseOr", [b.op("BitShift", [hi, b.const(np.uint8(4))], U8, direction="LEFT"), lo], U8)
 
@@ -148,10 +159,20 @@ def _lower(graph: ir.Graph, node: ir.Node, attrs: dict) -> list[ir.Node]:
     if node.op_type == "QcW4A8Gemm":
         weight = _weight_w4a8(b, inputs, attrs)
         if attrs["act_quant"] == "per_token":
-            amax = b.op("ReduceMax", [b.op("Abs", [x], F32), b.const(np.array([-1], np.int64), "axes")], F32,
-                        keepdims=1)
-            row = b.op("Max", [b.op("Div", [amax, b.const(np.float32(448.0))], F32),
-                               b.const(np.float32(np.finfo(np.float32).tiny))], F32)
+            amax = b.op(
+                "ReduceMax",
+                [b.op("Abs", [x], F32), b.const(np.array([-1], np.int64), "axes")],
+                F32,
+                keepdims=1,
+            )
+            row = b.op(
+                "Max",
+                [
+                    b.op("Div", [amax, b.const(np.float32(448.0))], F32),
+                    b.const(np.float32(np.finfo(np.float32).tiny)),
+                ],
+                F32,
+            )
             x8 = _fp8_round(b, b.op("Div", [x, row], F32), b.const(np.float32(1.0), "one"))
             post = [row]
         else:
@@ -181,14 +202,19 @@ class LowerPluginNodes(ir.passes.InPlacePass):
             return ir.passes.PassResult(model, modified=False)
         opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
         if opset < MIN_OPSET:
-            raise ModelError(f"lowering plugin nodes needs default-domain opset >= {MIN_OPSET}, the model has {opset}")
+            raise ModelError(
+                f"lowering plugin nodes needs default-domain opset >= {MIN_OPSET}, the model has {opset}"
+            )
         for node in plugins:
             spec = specs.get(node.op_type)
-            attrs = {name: node.attributes[name].value if name in node.attributes else a.default
-                     for name, a in spec.attributes.items()}
+            attrs = {
+                name: node.attributes[name].value if name in node.attributes else a.default
+                for name, a in spec.attributes.items()
+            }
             nodes = _lower(graph, node, attrs)
-            ir.convenience.replace_nodes_and_values(graph, node, [node], nodes, [node.outputs[0]],
-                                                    [nodes[-1].outputs[0]])
+            ir.convenience.replace_nodes_and_values(
+                graph, node, [node], nodes, [node.outputs[0]], [nodes[-1].outputs[0]]
+            )
         onnx_ir.passes.common.RemoveUnusedNodesPass()(model)
         onnx_ir.passes.common.RemoveUnusedOpsetsPass()(model)
         return ir.passes.PassResult(model, modified=True)

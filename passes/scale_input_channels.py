@@ -67,7 +67,12 @@ def _consumers_only(value: ir.Value, nodes: list[ir.Node]) -> bool:
 
 def _foldable_norm(act: ir.Value, layers: list[Layer], k: int) -> ir.Node | None:
     norm = act.producer()
-    if norm is None or norm.op_type not in _NORMS or norm.domain not in ("", "ai.onnx") or act is not norm.outputs[0]:
+    if (
+        norm is None
+        or norm.op_type not in _NORMS
+        or norm.domain not in ("", "ai.onnx")
+        or act is not norm.outputs[0]
+    ):
         return None
     if norm.attributes.get_int("axis", -1) not in (-1, len(act.shape or ()) - 1):
         return None
@@ -76,7 +81,12 @@ def _foldable_norm(act: ir.Value, layers: list[Layer], k: int) -> ir.Node | None
     params = [v for v in norm.inputs[1:3] if v is not None]
     for value in params:
         const = value.const_value
-        if const is None or tuple(const.shape) != (k,) or len(list(value.uses())) != 1 or value.is_graph_output():
+        if (
+            const is None
+            or tuple(const.shape) != (k,)
+            or len(list(value.uses())) != 1
+            or value.is_graph_output()
+        ):
             return None
     return norm
 
@@ -87,13 +97,16 @@ def _divide_param(norm: ir.Node, s: np.ndarray) -> None:
             continue
         tensor = value.const_value
         array = tensor.numpy()
-        value.const_value = ir.tensor((array.astype(np.float32) / s).astype(array.dtype), dtype=tensor.dtype,
-                                      name=tensor.name)
+        value.const_value = ir.tensor(
+            (array.astype(np.float32) / s).astype(array.dtype), dtype=tensor.dtype, name=tensor.name
+        )
 
 
 def _insert_mul(graph: ir.Graph, act: ir.Value, layers: list[Layer], s: np.ndarray) -> ir.Node:
     dtype = act.dtype or ir.DataType.FLOAT
-    const = add_initializer(graph, f"{act.name}_inv_scale", (np.float32(1.0) / s).astype(dtype.numpy()), dtype)
+    const = add_initializer(
+        graph, f"{act.name}_inv_scale", (np.float32(1.0) / s).astype(dtype.numpy()), dtype
+    )
     name = const.name
     mul = ir.node("Mul", [act, const], name=f"{name}_mul")
     mul.outputs[0].name, mul.outputs[0].dtype, mul.outputs[0].shape = f"{name}_out", dtype, act.shape

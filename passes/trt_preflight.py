@@ -33,8 +33,19 @@ WEIGHTED = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 # Ops a DQ output can feed for TensorRT to run something quantized (weighted ops, the residual
 # Add fused after one, another Q); COMMUTING ops are those TensorRT moves DQ across.
 QUANTIZED_CONSUMERS = WEIGHTED | {"Add", "QuantizeLinear"}
-COMMUTING = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "MaxPool", "GlobalMaxPool",
-             "Slice", "Concat", "Split"}
+COMMUTING = {
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "MaxPool",
+    "GlobalMaxPool",
+    "Slice",
+    "Concat",
+    "Split",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +64,10 @@ def _is_constant(value: ir.Value | None) -> bool:
     if value.const_value is not None:
         return True
     producer = value.producer()
-    return producer is not None and (producer.op_type == "Constant" or
-                                     (producer.op_type == "Identity" and _is_constant(producer.inputs[0])))
+    return producer is not None and (
+        producer.op_type == "Constant"
+        or (producer.op_type == "Identity" and _is_constant(producer.inputs[0]))
+    )
 
 
 def _is_weight(value: ir.Value) -> bool:
@@ -121,8 +134,11 @@ def _check_scale_and_zero(node: ir.Node, name: str, weight: bool, found: list) -
     scale, zero_point = node.inputs[1], (node.inputs[2] if len(node.inputs) > 2 else None)
     scale_array = _array(scale)
     scale_producer = scale.producer()
-    double_quant = scale_producer is not None and scale_producer.op_type == "DequantizeLinear" and _is_constant(
-        scale_producer.inputs[0])
+    double_quant = (
+        scale_producer is not None
+        and scale_producer.op_type == "DequantizeLinear"
+        and _is_constant(scale_producer.inputs[0])
+    )
     if scale_array is None and not double_quant:
         found.append(Violation(name, "scale", "scale is not a build-time constant"))
     elif scale_array is not None:
@@ -132,23 +148,37 @@ def _check_scale_and_zero(node: ir.Node, name: str, weight: bool, found: list) -
     if zero_point is not None:
         zp = _array(zero_point)
         if zp is None or np.any(zp.astype(np.float64) != 0):
-            found.append(Violation(name, "symmetric", "zero point must be a constant of zeros (symmetric only)"))
+            found.append(
+                Violation(name, "symmetric", "zero point must be a constant of zeros (symmetric only)")
+            )
     scale_shape = _shape(scale)
     if scale_shape is None or node.attributes.get_int("block_size", 0):
         return
     per_tensor = int(np.prod(scale_shape)) == 1 and len(scale_shape) <= 1
     if not per_tensor and not weight:
-        found.append(Violation(name, "activation-per-tensor",
-                               f"activation Q/DQ needs a scalar scale, got shape {scale_shape}"))
+        found.append(
+            Violation(
+                name,
+                "activation-per-tensor",
+                f"activation Q/DQ needs a scalar scale, got shape {scale_shape}",
+            )
+        )
     elif not per_tensor:
         data_shape = _shape(node.inputs[0])
         if len(scale_shape) != 1 or data_shape is None:
-            found.append(Violation(name, "per-channel", f"per-channel scale must be 1-D, got shape {scale_shape}"))
+            found.append(
+                Violation(name, "per-channel", f"per-channel scale must be 1-D, got shape {scale_shape}")
+            )
             return
         axis = node.attributes.get_int("axis", 1) % len(data_shape)
         if scale_shape[0] != data_shape[axis]:
-            found.append(Violation(name, "per-channel",
-                                   f"scale has {scale_shape[0]} elements, dim[{axis}] of the weight is {data_shape[axis]}"))
+            found.append(
+                Violation(
+                    name,
+                    "per-channel",
+                    f"scale has {scale_shape[0]} elements, dim[{axis}] of the weight is {data_shape[axis]}",
+                )
+            )
 
 
 def _check_block(node: ir.Node, name: str, qtype, weight: bool, found: list) -> None:
@@ -160,44 +190,76 @@ def _check_block(node: ir.Node, name: str, qtype, weight: bool, found: list) -> 
     if data_shape is None or scale_shape is None:
         return
     if len(scale_shape) != len(data_shape):
-        found.append(Violation(name, "block", f"block scale rank {len(scale_shape)} != input rank {len(data_shape)}"))
+        found.append(
+            Violation(name, "block", f"block scale rank {len(scale_shape)} != input rank {len(data_shape)}")
+        )
         return
     axis = node.attributes.get_int("axis", 1) % len(data_shape)
     if axis < len(data_shape) - 2:
         found.append(Violation(name, "block", f"blocked axis {axis} must be the last or second-to-last"))
     others = [i for i in range(len(data_shape)) if i != axis and scale_shape[i] != data_shape[i]]
     if others:
-        found.append(Violation(name, "block", f"exactly one blocked axis allowed, scale also differs on axes {others}"))
+        found.append(
+            Violation(name, "block", f"exactly one blocked axis allowed, scale also differs on axes {others}")
+        )
     dim = data_shape[axis]
     if isinstance(dim, int) and (dim % block or scale_shape[axis] != dim // block):
-        found.append(Violation(name, "block", f"block_size {block} must divide dim[{axis}]={dim} "
-                                              f"and the scale must have {dim // block} blocks there"))
+        found.append(
+            Violation(
+                name,
+                "block",
+                f"block_size {block} must divide dim[{axis}]={dim} "
+                f"and the scale must have {dim // block} blocks there",
+            )
+        )
 
 
 def _check_qdq(node: ir.Node, name: str, found: list) -> None:
-    from_q = node.op_type == "DequantizeLinear" and (p := node.inputs[0].producer()) is not None and \
-        p.op_type == "QuantizeLinear"
+    from_q = (
+        node.op_type == "DequantizeLinear"
+        and (p := node.inputs[0].producer()) is not None
+        and p.op_type == "QuantizeLinear"
+    )
     weight = _is_weight(node.inputs[0])
     qtype = quantized_type(node)
     if not from_q:  # a Q -> DQ pair is judged once, on the Q
         if qtype not in SUPPORTED:
-            found.append(Violation(name, "qdq-type", f"{qtype.name if qtype else 'unknown'} Q/DQ is not supported "
-                                                     "(INT8, FLOAT8E4M3FN, INT4, FLOAT4E2M1)"))
+            found.append(
+                Violation(
+                    name,
+                    "qdq-type",
+                    f"{qtype.name if qtype else 'unknown'} Q/DQ is not supported "
+                    "(INT8, FLOAT8E4M3FN, INT4, FLOAT4E2M1)",
+                )
+            )
         if qtype == ir.DataType.INT4 and not weight:
-            found.append(Violation(name, "int4-weight-only", "INT4 is weight-only: its input must be a constant"))
+            found.append(
+                Violation(name, "int4-weight-only", "INT4 is weight-only: its input must be a constant")
+            )
     data_shape = _shape(node.inputs[0])
     if qtype in PACKED and data_shape and isinstance(data_shape[-1], int) and data_shape[-1] % 2:
-        found.append(Violation(name, "even-last-dim", f"{qtype.name} needs an even last dim, got {data_shape}"))
+        found.append(
+            Violation(name, "even-last-dim", f"{qtype.name} needs an even last dim, got {data_shape}")
+        )
     _check_scale_and_zero(node, name, weight, found)
     if node.attributes.get_int("block_size", 0):
         _check_block(node, name, qtype, weight, found)
     if node.op_type == "QuantizeLinear":
         producer = node.inputs[0].producer()
         dqs = [u.node for u in node.outputs[0].uses() if u.node.op_type == "DequantizeLinear"]
-        if producer is not None and producer.op_type in WEIGHTED and not any(
-                _reaches_quantized_op(dq.outputs[0], set()) for dq in dqs):
-            found.append(Violation(name, "qdq-after-weighted-op", f"Q/DQ on the output of {producer.op_type} "
-                                   f"{producer.name!r} feeds no quantized op; TensorRT cannot fuse it"))
+        if (
+            producer is not None
+            and producer.op_type in WEIGHTED
+            and not any(_reaches_quantized_op(dq.outputs[0], set()) for dq in dqs)
+        ):
+            found.append(
+                Violation(
+                    name,
+                    "qdq-after-weighted-op",
+                    f"Q/DQ on the output of {producer.op_type} "
+                    f"{producer.name!r} feeds no quantized op; TensorRT cannot fuse it",
+                )
+            )
 
 
 def check_tensorrt_rules(model: ir.Model) -> list[Violation]:
@@ -215,6 +277,11 @@ def check_tensorrt_rules(model: ir.Model) -> list[Violation]:
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
     need = 23 if uses_fp4 else 21
     if opset < need:
-        found.append(Violation("<model>", "opset", f"default-domain opset {opset} < {need}"
-                                                   f"{' (FP4 is used)' if uses_fp4 else ''}"))
+        found.append(
+            Violation(
+                "<model>",
+                "opset",
+                f"default-domain opset {opset} < {need}{' (FP4 is used)' if uses_fp4 else ''}",
+            )
+        )
     return found

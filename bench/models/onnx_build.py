@@ -42,11 +42,15 @@ class ExternalDataWriter:
             expected = int(np.prod(shape)) * dtype.itemsize
             raise ValueError(f"{name}: chunks hold {length} bytes, shape {shape} needs {expected}")
         self.bytes_written = offset + length
-        proto = onnx.TensorProto(name=name, dims=list(shape),
-                                 data_type=onnx.helper.np_dtype_to_tensor_dtype(dtype))
+        proto = onnx.TensorProto(
+            name=name, dims=list(shape), data_type=onnx.helper.np_dtype_to_tensor_dtype(dtype)
+        )
         proto.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", self.data_path.name), ("offset", str(offset)),
-                           ("length", str(length))):
+        for key, value in (
+            ("location", self.data_path.name),
+            ("offset", str(offset)),
+            ("length", str(length)),
+        ):
             proto.external_data.add(key=key, value=value)
         return proto
 
@@ -116,8 +120,15 @@ class GraphBuilder:
             self.initializers.append(onnx.numpy_helper.from_array(array, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], name: str, outputs: list[str] | None = None,
-           n_out: int = 1, **attrs):
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        name: str,
+        outputs: list[str] | None = None,
+        n_out: int = 1,
+        **attrs,
+    ):
         """Add a node named `name`; returns its output name (a list when n_out > 1)."""
         import onnx
 
@@ -130,16 +141,23 @@ class GraphBuilder:
     def model(self, graph_name: str, opset: int = OPSET):
         import onnx
 
-        graph = onnx.helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs,
-                                       self.initializers)
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                       producer_name="qcompile-bench")
+        graph = onnx.helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers)
+        model = onnx.helper.make_model(
+            graph, opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="qcompile-bench"
+        )
         model.ir_version = IR_VERSION
         return model
 
 
-def linear(g: GraphBuilder, x: str, w_kn: np.ndarray, b: np.ndarray | None, scope: str,
-           w_name: str, b_name: str | None = None) -> str:
+def linear(
+    g: GraphBuilder,
+    x: str,
+    w_kn: np.ndarray,
+    b: np.ndarray | None,
+    scope: str,
+    w_name: str,
+    b_name: str | None = None,
+) -> str:
     """x @ W (+ b) with W stored [K, N] as a MatMul initializer."""
     y = g.op("MatMul", [x, g.weight(w_name, w_kn.astype(np.float32))], f"{scope}/MatMul")
     if b is None:
@@ -147,11 +165,20 @@ def linear(g: GraphBuilder, x: str, w_kn: np.ndarray, b: np.ndarray | None, scop
     return g.op("Add", [y, g.weight(b_name, b.astype(np.float32))], f"{scope}/Add")
 
 
-def layer_norm(g: GraphBuilder, x: str, gamma: np.ndarray, beta: np.ndarray, eps: float,
-               scope: str, prefix: str) -> str:
-    return g.op("LayerNormalization", [x, g.weight(f"{prefix}.weight", gamma.astype(np.float32)),
-                                       g.weight(f"{prefix}.bias", beta.astype(np.float32))],
-                f"{scope}/LayerNormalization", axis=-1, epsilon=float(eps))
+def layer_norm(
+    g: GraphBuilder, x: str, gamma: np.ndarray, beta: np.ndarray, eps: float, scope: str, prefix: str
+) -> str:
+    return g.op(
+        "LayerNormalization",
+        [
+            x,
+            g.weight(f"{prefix}.weight", gamma.astype(np.float32)),
+            g.weight(f"{prefix}.bias", beta.astype(np.float32)),
+        ],
+        f"{scope}/LayerNormalization",
+        axis=-1,
+        epsilon=float(eps),
+    )
 
 
 def gelu_erf(g: GraphBuilder, x: str, scope: str) -> str:
@@ -177,8 +204,9 @@ def merge_heads(g: GraphBuilder, x: str, hidden: int, scope: str) -> str:
     return g.op("Reshape", [x, shape], f"{scope}/Reshape")
 
 
-def attention_core(g: GraphBuilder, q: str, k: str, v: str, mask: str | None, head_dim: int,
-                   scope: str) -> str:
+def attention_core(
+    g: GraphBuilder, q: str, k: str, v: str, mask: str | None, head_dim: int, scope: str
+) -> str:
     """softmax(q k^T / sqrt(d) + mask) v on [b, n, s, d] tensors; mask is additive."""
     kt = g.op("Transpose", [k], f"{scope}/Transpose_k", perm=[0, 1, 3, 2])
     scores = g.op("MatMul", [q, kt], f"{scope}/MatMul_qk")

@@ -24,8 +24,9 @@ IR_VERSION = 10
 MASK_VALUE = -1e9
 
 
-def build_smollm2_onnx(out_path, seq_len: int | None = None, n_layers: int | None = None,
-                       gguf_path=None) -> Path:
+def build_smollm2_onnx(
+    out_path, seq_len: int | None = None, n_layers: int | None = None, gguf_path=None
+) -> Path:
     """Write the ONNX model (weights in `<name>.data` beside it) and return its path.
 
     seq_len None gives a dynamic sequence axis; n_layers keeps only the first blocks (tests).
@@ -37,25 +38,34 @@ def build_smollm2_onnx(out_path, seq_len: int | None = None, n_layers: int | Non
     return write_llama_onnx(out_path, config, read_weights(reader, config.n_layers), seq_len)
 
 
-def write_llama_onnx(out_path, config: LlamaConfig, weights: dict[str, np.ndarray],
-                     seq_len: int | None = None) -> Path:
+def write_llama_onnx(
+    out_path, config: LlamaConfig, weights: dict[str, np.ndarray], seq_len: int | None = None
+) -> Path:
     """The graph for `config` from GGUF-named float32 weights, checked and saved."""
     import onnx
 
     graph = _LlamaGraph(config, weights, seq_len).build()
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="qcompile-bench")
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="qcompile-bench"
+    )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, out_path, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=out_path.name + ".data", size_threshold=1024)
+    onnx.save_model(
+        model,
+        out_path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=out_path.name + ".data",
+        size_threshold=1024,
+    )
     return out_path
 
 
 def _with_layers(config: LlamaConfig, n_layers: int) -> LlamaConfig:
     import dataclasses
+
     return dataclasses.replace(config, n_layers=n_layers)
 
 
@@ -83,11 +93,13 @@ class _LlamaGraph:
 
     def const(self, name: str, array) -> str:
         from onnx import numpy_helper
+
         self.inits.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
         from onnx import helper
+
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
         return name
 
@@ -104,6 +116,7 @@ class _LlamaGraph:
 
     def build(self):
         from onnx import TensorProto, helper
+
         c = self.c
         seq = self.seq_len if self.seq_len is not None else "seq"
         n_pos = self.seq_len if self.seq_len is not None else c.context_length
@@ -122,22 +135,29 @@ class _LlamaGraph:
         self.op("Slice", ["rope_sin_table", "zero_1d", ids_shape, "zero_1d"], "rope_sin")
         self.causal_mask(ids_shape)
 
-        h = self.op("Gather", [self.const("embed_tokens.weight", self.w["token_embd.weight"]),
-                               "input_ids"], "embed", axis=0)
+        h = self.op(
+            "Gather",
+            [self.const("embed_tokens.weight", self.w["token_embd.weight"]), "input_ids"],
+            "embed",
+            axis=0,
+        )
         for i in range(c.n_layers):
             h = self.decoder_layer(h, i)
         h = self.rms_norm(h, "output_norm.weight", "final_norm")
         self.linear(h, self.w.get("output.weight", self.w["token_embd.weight"]), "lm_head")
         self.nodes[-1].output[0] = "logits"
         return helper.make_graph(
-            self.nodes, "smollm2",
+            self.nodes,
+            "smollm2",
             [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])],
             [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, seq, c.vocab])],
-            self.inits)
+            self.inits,
+        )
 
     def causal_mask(self, seq_shape: str) -> str:
         """[S, S]: 0 on and below the diagonal, MASK_VALUE above it."""
         from onnx import TensorProto, helper
+
         square = self.op("Concat", [seq_shape, seq_shape], "mask_shape", axis=0)
         fill = helper.make_tensor("mask_fill", TensorProto.FLOAT, [1], [MASK_VALUE])
         full = self.op("ConstantOfShape", [square], "mask_full", value=fill)
@@ -159,23 +179,31 @@ class _LlamaGraph:
         probs = self.op("Softmax", [masked], p + "/softmax", axis=-1)
         ctx = self.op("MatMul", [probs, v], p + "/attn_v")
         ctx = self.op("Transpose", [ctx], p + "/ctx_t", perm=[0, 2, 1, 3])
-        ctx = self.op("Reshape", [ctx, self.const(p + "/hidden_shape", np.array([1, -1, c.hidden], np.int64))],
-                      p + "/ctx")
-        h = self.op("Add", [x, self.linear(ctx, self.w[b + "attn_output.weight"], p + "/o_proj")],
-                    p + "/attn_residual")
+        ctx = self.op(
+            "Reshape",
+            [ctx, self.const(p + "/hidden_shape", np.array([1, -1, c.hidden], np.int64))],
+            p + "/ctx",
+        )
+        h = self.op(
+            "Add",
+            [x, self.linear(ctx, self.w[b + "attn_output.weight"], p + "/o_proj")],
+            p + "/attn_residual",
+        )
         normed = self.rms_norm(h, b + "ffn_norm.weight", p + "/post_attention_norm")
         gate = self.linear(normed, self.w[b + "ffn_gate.weight"], p + "/gate_proj")
         silu = self.op("Mul", [gate, self.op("Sigmoid", [gate], p + "/sigmoid")], p + "/silu")
         up = self.linear(normed, self.w[b + "ffn_up.weight"], p + "/up_proj")
-        down = self.linear(self.op("Mul", [silu, up], p + "/gated"), self.w[b + "ffn_down.weight"],
-                           p + "/down_proj")
+        down = self.linear(
+            self.op("Mul", [silu, up], p + "/gated"), self.w[b + "ffn_down.weight"], p + "/down_proj"
+        )
         return self.op("Add", [h, down], p + "/mlp_residual")
 
     def heads(self, x: str, n: int, name: str) -> str:
         """[1, S, n*D] -> [1, n, S, D]."""
         shape = self.const(name + "/heads_shape", np.array([1, -1, n, self.c.head_dim], np.int64))
-        return self.op("Transpose", [self.op("Reshape", [x, shape], name + "/split")], name,
-                       perm=[0, 2, 1, 3])
+        return self.op(
+            "Transpose", [self.op("Reshape", [x, shape], name + "/split")], name, perm=[0, 2, 1, 3]
+        )
 
     def repeat_kv(self, x: str, name: str) -> str:
         """[1, S, kv*D] -> [1, heads, S, D]; query head h reads kv head h // (heads / kv)."""
@@ -189,8 +217,14 @@ class _LlamaGraph:
         lo = self.op("Slice", [x, "zero_1d", "rope_half", "last_axis"], name + "/x1")
         hi = self.op("Slice", [x, "rope_half", "rope_full", "last_axis"], name + "/x2")
         rotated = self.op("Concat", [self.op("Neg", [hi], name + "/neg_x2"), lo], name + "/rot", axis=-1)
-        return self.op("Add", [self.op("Mul", [x, "rope_cos"], name + "/cos"),
-                               self.op("Mul", [rotated, "rope_sin"], name + "/sin")], name)
+        return self.op(
+            "Add",
+            [
+                self.op("Mul", [x, "rope_cos"], name + "/cos"),
+                self.op("Mul", [rotated, "rope_sin"], name + "/sin"),
+            ],
+            name,
+        )
 
 
 def reference_logits(weights: dict[str, np.ndarray], config: LlamaConfig, ids) -> np.ndarray:
@@ -242,12 +276,14 @@ TEXTS_DIR = Path(__file__).resolve().parents[1] / "texts"
 
 def load_tokenizer(gguf_path=None):
     from bench.models.gguf_reader import read_tokenizer
+
     return read_tokenizer(open_gguf(gguf_path or smollm2_gguf_path()))
 
 
 def make_windows(text: str, seq_len: int = 128, n: int | None = None, tokenizer=None) -> np.ndarray:
     """Consecutive, non-overlapping token windows int64 [n, seq_len] (all that fit if n is None)."""
     from qcompile.errors import CalibrationError
+
     ids = np.asarray((tokenizer or load_tokenizer()).encode(text).ids, np.int64)
     available = len(ids) // seq_len
     n = available if n is None else n
@@ -262,13 +298,15 @@ def calibration_npz(path, n_samples: int, seq_len: int, tokenizer=None) -> Path:
     Windows start at evenly spaced tokens; they overlap when n_samples * seq_len exceeds the text.
     """
     from qcompile.errors import CalibrationError
+
     text = (TEXTS_DIR / "calib.txt").read_text(encoding="utf-8")
     ids = np.asarray((tokenizer or load_tokenizer()).encode(text).ids, np.int64)
     if n_samples < 1 or seq_len > len(ids):
-        raise CalibrationError(f"calibration text has {len(ids)} tokens; cannot cut "
-                               f"{n_samples} samples of {seq_len}")
+        raise CalibrationError(
+            f"calibration text has {len(ids)} tokens; cannot cut {n_samples} samples of {seq_len}"
+        )
     starts = np.linspace(0, len(ids) - seq_len, n_samples).round().astype(np.int64)
-    samples = np.stack([ids[s:s + seq_len] for s in starts])[:, None, :]
+    samples = np.stack([ids[s : s + seq_len] for s in starts])[:, None, :]
     path = Path(path)
     np.savez(path, input_ids=samples)
     return path
@@ -278,7 +316,9 @@ def session_options(optimize: bool = True, threads: int = 2):
     """CPU session options; optimize=False is needed for FP8 Q/DQ models (ORT mis-fuses them)."""
     from qcompile.ort_runner import session_options as measuring_options
 
-    options = measuring_options(optimize)  # float activations in fused 4-bit MatMuls, as TensorRT computes them
+    options = measuring_options(
+        optimize
+    )  # float activations in fused 4-bit MatMuls, as TensorRT computes them
     options.intra_op_num_threads = threads
     return options
 
@@ -289,8 +329,10 @@ def perplexity(onnx_path, token_windows, ort_options=None) -> float:
     ort_options: an onnxruntime.SessionOptions (default: session_options()).
     """
     import onnxruntime as ort
-    session = ort.InferenceSession(str(onnx_path), sess_options=ort_options or session_options(),
-                                   providers=["CPUExecutionProvider"])
+
+    session = ort.InferenceSession(
+        str(onnx_path), sess_options=ort_options or session_options(), providers=["CPUExecutionProvider"]
+    )
     nll, count = 0.0, 0
     for window in np.asarray(token_windows, np.int64):
         logits = session.run(["logits"], {"input_ids": window[None, :]})[0][0, :-1].astype(np.float64)
@@ -304,9 +346,11 @@ def perplexity(onnx_path, token_windows, ort_options=None) -> float:
 def greedy_decode(onnx_path, prompt: str, n_new: int = 20, tokenizer=None, ort_options=None) -> str:
     """Greedy continuation of `prompt` (full recompute per token; needs a dynamic-seq model)."""
     import onnxruntime as ort
+
     tokenizer = tokenizer or load_tokenizer()
-    session = ort.InferenceSession(str(onnx_path), sess_options=ort_options or session_options(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(onnx_path), sess_options=ort_options or session_options(), providers=["CPUExecutionProvider"]
+    )
     ids = list(tokenizer.encode(prompt).ids)
     start = len(ids)
     for _ in range(n_new):
@@ -334,20 +378,29 @@ def main(argv=None) -> None:
     tokenizer = read_tokenizer(reader)
     ids = tokenizer.encode("The quick brown fox jumps over the lazy dog. It was a sunny day.").ids
     import onnxruntime as ort
+
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"input_ids": np.array([ids], np.int64)})[0][0]
+        ["logits"], {"input_ids": np.array([ids], np.int64)}
+    )[0][0]
     want = reference_logits(weights, config, ids)
-    print(f"ORT vs numpy on {len(ids)} tokens: max |diff| {np.abs(got - want).max():.3g}, "
-          f"max |logit| {np.abs(want).max():.3g}")
-    for prompt in ("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
-                   "Once upon a time, in a small village by the sea,"):
+    print(
+        f"ORT vs numpy on {len(ids)} tokens: max |diff| {np.abs(got - want).max():.3g}, "
+        f"max |logit| {np.abs(want).max():.3g}"
+    )
+    for prompt in (
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        "Once upon a time, in a small village by the sea,",
+    ):
         print(f"greedy {prompt!r} -> {greedy_decode(path, prompt, 20, tokenizer)!r}")
-    windows = make_windows((TEXTS_DIR / "eval.txt").read_text(encoding="utf-8"), args.eval_seq_len,
-                           tokenizer=tokenizer)
+    windows = make_windows(
+        (TEXTS_DIR / "eval.txt").read_text(encoding="utf-8"), args.eval_seq_len, tokenizer=tokenizer
+    )
     start = time.perf_counter()
     ppl = perplexity(path, windows)
-    print(f"perplexity {ppl:.3f} on {windows.shape[0]} windows of {windows.shape[1]} tokens "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(
+        f"perplexity {ppl:.3f} on {windows.shape[0]} windows of {windows.shape[1]} tokens "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,12 +13,20 @@ from typing import Callable
 
 import numpy as np
 
+from qcompile.algorithms.layer import LayerCalibration, LayerResult
+from qcompile.algorithms.options import (
+    AwqOptions,
+    FpSearchOptions,
+    GptqOptions,
+    HqqOptions,
+    LkdOptions,
+    LlmFp4Options,
+    LorcOptions,
+    RtnOptions,
+    SmoothQuantOptions,
+)
 from qcompile.errors import RecipeError
 from qcompile.quantizer import WeightSpec, quantize_weight
-
-from qcompile.algorithms.layer import LayerCalibration, LayerResult
-from qcompile.algorithms.options import (AwqOptions, FpSearchOptions, GptqOptions, HqqOptions, LkdOptions,
-                                         LlmFp4Options, LorcOptions, RtnOptions, SmoothQuantOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +54,9 @@ def _hqq(w, spec: WeightSpec, calib, options: HqqOptions, base=None) -> LayerRes
     if not (spec.offsets and spec.fmt.kind == "int" and spec.fmt.signed):
         result = _rtn(w, spec, calib, RtnOptions())  # no offset to fit (Conv, Gemm transA=1, minifloats)
         return dataclasses.replace(result, info={"hqq": {"applied": False, "fallback": "rtn"}})
-    qw, info = hqq(w, spec, iters=options.iters, lp_norm=options.lp_norm, beta=options.beta, kappa=options.kappa)
+    qw, info = hqq(
+        w, spec, iters=options.iters, lp_norm=options.lp_norm, beta=options.beta, kappa=options.kappa
+    )
     return LayerResult(qw, info={"hqq": info})
 
 
@@ -54,7 +64,9 @@ def _gptq(w, spec, calib, options: GptqOptions, base=None) -> LayerResult:
     from qcompile.algorithms.gptq import gptq
 
     (hessian,) = calib.require("gptq", "hessian")
-    qw, info = gptq(w, hessian, spec, block_size=options.block_size, damp=options.damp, act_order=options.act_order)
+    qw, info = gptq(
+        w, hessian, spec, block_size=options.block_size, damp=options.damp, act_order=options.act_order
+    )
     return LayerResult(qw, info={"gptq": info})
 
 
@@ -62,8 +74,16 @@ def _awq(w, spec, calib, options: AwqOptions, base=None) -> LayerResult:
     from qcompile.algorithms.awq import awq_scales
 
     absmean, sample = calib.require("awq", "x_absmean", "x_sample")
-    s, qw, info = awq_scales(w, absmean, sample, spec, options.grid, options.search_clip,
-                             clip_grid=options.clip_grid, max_shrink=options.max_shrink)
+    s, qw, info = awq_scales(
+        w,
+        absmean,
+        sample,
+        spec,
+        options.grid,
+        options.search_clip,
+        clip_grid=options.clip_grid,
+        max_shrink=options.max_shrink,
+    )
     return LayerResult(qw, input_scale=s, info={"awq": info})
 
 
@@ -81,11 +101,15 @@ def _llmfp4(w, spec, calib, options: LlmFp4Options, base=None) -> LayerResult:
 
     (absmax,) = calib.require("llmfp4", "x_absmax")
     if calib.act_fmt is None:
-        raise RecipeError("llmfp4 splits activation scales: use a preset that quantizes activations (wfp4a8, w4a8, fp8)")
+        raise RecipeError(
+            "llmfp4 splits activation scales: use a preset that quantizes activations (wfp4a8, w4a8, fp8)"
+        )
     _, offsets = split_activation_scales(absmax, calib.act_fmt)
     s = np.exp2(offsets).astype(np.float32)  # x / s and W * s: exact, powers of two
     info = {"offset_max": int(offsets.max()), "channels_shifted": int((offsets > 0).sum())}
-    return LayerResult(quantize_weight(np.asarray(w, np.float32) * s, spec), input_scale=s, info={"llmfp4": info})
+    return LayerResult(
+        quantize_weight(np.asarray(w, np.float32) * s, spec), input_scale=s, info={"llmfp4": info}
+    )
 
 
 # Minifloat weight formats the emitters take, by bit width (W6A16 decodes both FP6 layouts).
@@ -97,16 +121,22 @@ def _fpsearch(w, spec, calib, options: FpSearchOptions, base=None) -> LayerResul
 
     (sample,) = calib.require("fpsearch", "x_sample")
     if spec.fmt.kind != "float" or spec.granularity != "channel":
-        raise RecipeError(f"fpsearch searches per-channel minifloat weights (w6a16, wfp8a16), "
-                          f"not {spec.fmt.name} per {spec.granularity}")
+        raise RecipeError(
+            f"fpsearch searches per-channel minifloat weights (w6a16, wfp8a16), "
+            f"not {spec.fmt.name} per {spec.granularity}"
+        )
     candidates = options.candidates or SEARCHABLE.get(spec.fmt.bits, (spec.fmt.name,))
     found = search_format(w, sample, spec.fmt.bits, candidates=candidates, act_fmt=calib.act_fmt)
     scales = found.scales(w)
     if spec.scale_dtype == "float16":
         scales = scales.astype(np.float16).astype(np.float32)
     qw = quantize_weight(w, dataclasses.replace(spec, fmt=found.fmt), scales=scales)
-    info = {"format": found.fmt.name, "mse": found.mse, "default_mse": found.default_mse,
-            "mean_clip": float(found.clip.mean())}
+    info = {
+        "format": found.fmt.name,
+        "mse": found.mse,
+        "default_mse": found.default_mse,
+        "mean_clip": float(found.clip.mean()),
+    }
     return LayerResult(qw, info={"fpsearch": info})
 
 
@@ -143,24 +173,78 @@ def _lkd(w, spec, calib, options: LkdOptions, base: LayerResult | None = None) -
     return dataclasses.replace(base, qw=qw, info={**base.info, "lkd": info})
 
 
-ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (
-    AlgorithmEntry("rtn", RtnOptions, _rtn, "quantize", (), "round to nearest over the full code range (optional per-group MSE clip search, mse_clip)"),
-    AlgorithmEntry("hqq", HqqOptions, _hqq, "quantize", (),
-                   "data-free half-quadratic fit of each group's float offset (emitted with --offsets' side branch)"),
-    AlgorithmEntry("gptq", GptqOptions, _gptq, "quantize", ("hessian",),
-                   "column-wise quantization with Hessian-based error feedback"),
-    AlgorithmEntry("awq", AwqOptions, _awq, "quantize", ("x_absmean", "x_sample"),
-                   "activation-aware per-input-channel weight scaling, alpha searched (optional clip search)"),
-    AlgorithmEntry("smoothquant", SmoothQuantOptions, _smoothquant, "quantize", ("x_absmax", "x_sample"),
-                   "migrate activation outliers into the weights (alpha fixed, or searched per layer)"),
-    AlgorithmEntry("llmfp4", LlmFp4Options, _llmfp4, "quantize", ("x_absmax",),
-                   "LLM-FP4: per-channel power-of-two activation offsets folded into the weights"),
-    AlgorithmEntry("fpsearch", FpSearchOptions, _fpsearch, "quantize", ("x_sample",),
-                   "LLM-FP4 search: minifloat format (E3M2/E2M3 at 6 bits) and per-channel clip per layer"),
-    AlgorithmEntry("lorc", LorcOptions, _lorc, "refine", (), "low-rank (SVD) compensation of the weight error"),
-    AlgorithmEntry("lkd", LkdOptions, _lkd, "refine", ("x_sample",),
-                   "layer-wise distillation of scales and rounding (needs PyTorch)"),
-)}
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    e.name: e
+    for e in (
+        AlgorithmEntry(
+            "rtn",
+            RtnOptions,
+            _rtn,
+            "quantize",
+            (),
+            "round to nearest over the full code range (optional per-group MSE clip search, mse_clip)",
+        ),
+        AlgorithmEntry(
+            "hqq",
+            HqqOptions,
+            _hqq,
+            "quantize",
+            (),
+            "data-free half-quadratic fit of each group's float offset (emitted with --offsets' side branch)",
+        ),
+        AlgorithmEntry(
+            "gptq",
+            GptqOptions,
+            _gptq,
+            "quantize",
+            ("hessian",),
+            "column-wise quantization with Hessian-based error feedback",
+        ),
+        AlgorithmEntry(
+            "awq",
+            AwqOptions,
+            _awq,
+            "quantize",
+            ("x_absmean", "x_sample"),
+            "activation-aware per-input-channel weight scaling, alpha searched (optional clip search)",
+        ),
+        AlgorithmEntry(
+            "smoothquant",
+            SmoothQuantOptions,
+            _smoothquant,
+            "quantize",
+            ("x_absmax", "x_sample"),
+            "migrate activation outliers into the weights (alpha fixed, or searched per layer)",
+        ),
+        AlgorithmEntry(
+            "llmfp4",
+            LlmFp4Options,
+            _llmfp4,
+            "quantize",
+            ("x_absmax",),
+            "LLM-FP4: per-channel power-of-two activation offsets folded into the weights",
+        ),
+        AlgorithmEntry(
+            "fpsearch",
+            FpSearchOptions,
+            _fpsearch,
+            "quantize",
+            ("x_sample",),
+            "LLM-FP4 search: minifloat format (E3M2/E2M3 at 6 bits) and per-channel clip per layer",
+        ),
+        AlgorithmEntry(
+            "lorc", LorcOptions, _lorc, "refine", (), "low-rank (SVD) compensation of the weight error"
+        ),
+        AlgorithmEntry(
+            "lkd",
+            LkdOptions,
+            _lkd,
+            "refine",
+            ("x_sample",),
+            "layer-wise distillation of scales and rounding (needs PyTorch)",
+        ),
+    )
+}
 
 
 def get_algorithm(name: str) -> AlgorithmEntry:

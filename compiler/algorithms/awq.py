@@ -13,18 +13,17 @@ import dataclasses
 
 import numpy as np
 
+from qcompile.algorithms.layer import output_mse
 from qcompile.errors import CalibrationError, RecipeError
 from qcompile.quantizer import QuantizedWeight, WeightSpec, quantize_weight
-
-from qcompile.algorithms.layer import output_mse
 
 
 @dataclasses.dataclass(frozen=True)
 class AwqInfo:
     alpha: float
-    mse_rtn: float          # output MSE on the sample, plain RTN of W
-    mse_scaled: float       # after the scale search
-    mse: float              # after the clip search too (== mse_scaled without it)
+    mse_rtn: float  # output MSE on the sample, plain RTN of W
+    mse_scaled: float  # after the scale search
+    mse: float  # after the clip search too (== mse_scaled without it)
     clip_ratio_mean: float  # 1.0 without clip search
     alphas: tuple[float, ...]
     mse_per_alpha: tuple[float, ...]
@@ -69,13 +68,14 @@ def _group_errors(x: np.ndarray, dw: np.ndarray, spec: WeightSpec, rows: int = 2
     xg = x.reshape(len(x), g, -1)
     out = np.empty((n, g))
     for r0 in range(0, n, rows):
-        part = np.einsum("tgk,ngk->tng", xg, dw[r0:r0 + rows].reshape(-1, g, k // g))
-        out[r0:r0 + rows] = np.sum(part ** 2, axis=0)
+        part = np.einsum("tgk,ngk->tng", xg, dw[r0 : r0 + rows].reshape(-1, g, k // g))
+        out[r0 : r0 + rows] = np.sum(part**2, axis=0)
     return out
 
 
-def clip_search(w: np.ndarray, x: np.ndarray, spec: WeightSpec, *, grid: int = 20,
-                max_shrink: float = 0.5) -> tuple[QuantizedWeight, np.ndarray]:
+def clip_search(
+    w: np.ndarray, x: np.ndarray, spec: WeightSpec, *, grid: int = 20, max_shrink: float = 0.5
+) -> tuple[QuantizedWeight, np.ndarray]:
     """RTN of w with each scale group's range shrunk by the best ratio in {1, 1 - 1/grid, ...} above 1 - max_shrink."""
     x = np.asarray(x, np.float64)
     ratios = 1.0 - np.arange(max(int(max_shrink * grid), 1)) / grid
@@ -90,16 +90,25 @@ def clip_search(w: np.ndarray, x: np.ndarray, spec: WeightSpec, *, grid: int = 2
     return quantize_weight(_clip(w, spec, best_ratio), spec), best_ratio
 
 
-def awq_scales(w: np.ndarray, x_absmean: np.ndarray, x_sample: np.ndarray, spec: WeightSpec, grid: int = 20,
-               search_clip: bool = False, *, clip_grid: int = 20,
-               max_shrink: float = 0.5) -> tuple[np.ndarray, QuantizedWeight, AwqInfo]:
+def awq_scales(
+    w: np.ndarray,
+    x_absmean: np.ndarray,
+    x_sample: np.ndarray,
+    spec: WeightSpec,
+    grid: int = 20,
+    search_clip: bool = False,
+    *,
+    clip_grid: int = 20,
+    max_shrink: float = 0.5,
+) -> tuple[np.ndarray, QuantizedWeight, AwqInfo]:
     """Search alpha in {0, 1/grid, ..., (grid-1)/grid}; returns s [K], Q(W * s) and what was searched."""
     w = np.asarray(w, np.float32)
     x = np.asarray(x_sample, np.float32)
     n, k = w.shape
     if np.shape(x_absmean) != (k,) or x.ndim != 2 or x.shape[1] != k:
-        raise CalibrationError(f"AWQ needs x_absmean [{k}] and x_sample [T, {k}], got {np.shape(x_absmean)} "
-                               f"and {x.shape}")
+        raise CalibrationError(
+            f"AWQ needs x_absmean [{k}] and x_sample [T, {k}], got {np.shape(x_absmean)} and {x.shape}"
+        )
     if grid < 1:
         raise RecipeError(f"AWQ grid must be >= 1, not {grid}")
     alphas = tuple(i / grid for i in range(grid))
@@ -116,6 +125,8 @@ def awq_scales(w: np.ndarray, x_absmean: np.ndarray, x_sample: np.ndarray, spec:
     if search_clip:
         clipped, ratio = clip_search(w * s, x / s, spec, grid=clip_grid, max_shrink=max_shrink)
         clipped_mse = output_mse(x, w, clipped.dequantize() / s)
-        if clipped_mse < mse_scaled:  # per-group choices ignore cross-group terms; keep the whole only if it wins
+        if (
+            clipped_mse < mse_scaled
+        ):  # per-group choices ignore cross-group terms; keep the whole only if it wins
             qw, mse, ratio_mean = clipped, clipped_mse, float(ratio.mean())
     return s, qw, AwqInfo(alpha, errors[0], mse_scaled, mse, ratio_mean, alphas, tuple(errors))

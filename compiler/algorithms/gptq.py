@@ -44,8 +44,10 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
         lower_inv = np.linalg.inv(np.linalg.cholesky(h))
         return np.linalg.cholesky(lower_inv.T @ lower_inv).T
     except np.linalg.LinAlgError:
-        raise CalibrationError("the layer's Hessian is not positive definite after dampening; "
-                               "raise gptq damp or use more calibration data") from None
+        raise CalibrationError(
+            "the layer's Hessian is not positive definite after dampening; "
+            "raise gptq damp or use more calibration data"
+        ) from None
 
 
 class _ColumnQuantizer:
@@ -68,8 +70,11 @@ class _ColumnQuantizer:
     def set_group(self, group: int, cols: np.ndarray) -> None:
         """Scale (and zero point / offset / M2 exponent) of `group` from its current columns [N, group_size]."""
         spec = self.spec
-        as_channel = dataclasses.replace(spec, granularity="channel", scale_constraint=(
-            "none" if spec.scale_constraint == "pow2_ratio" else spec.scale_constraint))
+        as_channel = dataclasses.replace(
+            spec,
+            granularity="channel",
+            scale_constraint=("none" if spec.scale_constraint == "pow2_ratio" else spec.scale_constraint),
+        )
         q = quantize_weight(cols.astype(np.float32), as_channel)
         scale = q.scales[:, 0]
         if spec.scale_constraint == "pow2_ratio":
@@ -99,11 +104,20 @@ class _ColumnQuantizer:
         return (vals * scale + offset).astype(np.float64)
 
     def result(self) -> QuantizedWeight:
-        return QuantizedWeight(self.spec, self.codes, self.scales, self.zeros, self.channel, self.exp, self.offsets)
+        return QuantizedWeight(
+            self.spec, self.codes, self.scales, self.zeros, self.channel, self.exp, self.offsets
+        )
 
 
-def gptq(w: np.ndarray, hessian: np.ndarray, spec: WeightSpec, *, block_size: int = 128, damp: float = 0.01,
-         act_order: bool = False) -> tuple[QuantizedWeight, GptqInfo]:
+def gptq(
+    w: np.ndarray,
+    hessian: np.ndarray,
+    spec: WeightSpec,
+    *,
+    block_size: int = 128,
+    damp: float = 0.01,
+    act_order: bool = False,
+) -> tuple[QuantizedWeight, GptqInfo]:
     """GPTQ-quantize `w[N, K]` given `hessian[K, K]` = 2/T X^T X; any format and granularity of `spec`."""
     w = np.asarray(w, np.float32)
     if not np.isfinite(w).all():
@@ -134,20 +148,25 @@ def gptq(w: np.ndarray, hessian: np.ndarray, spec: WeightSpec, *, block_size: in
             col = perm[b0 + i]
             group = col // quantizer.group_size
             if quantizer.lazy and not quantizer.ready[group]:
-                cols = position[group * quantizer.group_size:(group + 1) * quantizer.group_size]
+                cols = position[group * quantizer.group_size : (group + 1) * quantizer.group_size]
                 current = np.empty((n, len(cols)))
                 inside = cols < b1
                 current[:, inside] = block[:, cols[inside] - b0]
                 later = cols[~inside]
-                current[:, ~inside] = work[:, later] - err[:, :i] @ u[b0:b0 + i, later]
+                current[:, ~inside] = work[:, later] - err[:, :i] @ u[b0 : b0 + i, later]
                 quantizer.set_group(group, current)
             q = quantizer.quantize(block[:, i], col)
             e = (block[:, i] - q) / u[b0 + i, b0 + i]
-            block[:, i:] -= np.outer(e, u[b0 + i, b0 + i:b1])
+            block[:, i:] -= np.outer(e, u[b0 + i, b0 + i : b1])
             err[:, i] = e
         work[:, b1:] -= err @ u[b0:b1, b1:]
     qw = quantizer.result()
     undamped = np.array(hessian, np.float64)
-    info = GptqInfo(hessian_mse(w, quantize_weight(w, spec).dequantize(), undamped),
-                    hessian_mse(w, qw.dequantize(), undamped), int(dead.sum()), damp_value, act_order)
+    info = GptqInfo(
+        hessian_mse(w, quantize_weight(w, spec).dequantize(), undamped),
+        hessian_mse(w, qw.dequantize(), undamped),
+        int(dead.sum()),
+        damp_value,
+        act_order,
+    )
     return qw, info

@@ -48,7 +48,7 @@ class TokenSample:
         if self._rows is None:
             self._rows = np.empty((self.capacity, flat.shape[1]), np.float32)
         take = min(self.capacity - self._filled, len(flat))
-        self._rows[self._filled:self._filled + take] = flat[:take]
+        self._rows[self._filled : self._filled + take] = flat[:take]
         self._filled += take
         # Algorithm R on the rest: row number i (0-based, over all rows seen) replaces a random slot
         # with probability capacity / (i + 1).
@@ -64,4 +64,4 @@ class TokenSample:
     def rows(self) -> np.ndarray:
         if self._rows is None or self._filled == 0:
             raise CalibrationError("no calibration tokens reached this layer; cannot sample its inputs")
-        return self._rows[:self._filled].copy()
+        return self._rows[: self._filled].copy()

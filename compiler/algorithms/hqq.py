@@ -30,11 +30,20 @@ def _shrink(x: np.ndarray, beta: float, p: float) -> np.ndarray:
     a = np.abs(x)
     if p == 1:
         return np.sign(x) * np.maximum(a - np.float32(1.0 / beta), 0)
-    return np.sign(x) * np.maximum(a - np.float32(1.0 / beta) * np.power(a + np.float32(1e-8), np.float32(p - 1)), 0)
+    return np.sign(x) * np.maximum(
+        a - np.float32(1.0 / beta) * np.power(a + np.float32(1e-8), np.float32(p - 1)), 0
+    )
 
 
-def hqq(w: np.ndarray, spec: WeightSpec, *, iters: int = 20, lp_norm: float = 0.7, beta: float = 10.0,
-        kappa: float = 1.01) -> tuple[QuantizedWeight, HqqInfo]:
+def hqq(
+    w: np.ndarray,
+    spec: WeightSpec,
+    *,
+    iters: int = 20,
+    lp_norm: float = 0.7,
+    beta: float = 10.0,
+    kappa: float = 1.01,
+) -> tuple[QuantizedWeight, HqqInfo]:
     """HQQ on `w[N, K]` for an offsets spec of a signed integer format (scales per group or channel)."""
     w = np.asarray(w, np.float32)
     n, k = w.shape

@@ -16,16 +16,18 @@ from qcompile.quantizer import QuantizedWeight
 class LayerCalibration:
     """Calibration statistics of the layer's input x[..., K]; each algorithm states which it needs."""
 
-    hessian: np.ndarray | None = None    # [K, K], 2/T X^T X (HessianAccumulator)
+    hessian: np.ndarray | None = None  # [K, K], 2/T X^T X (HessianAccumulator)
     x_absmean: np.ndarray | None = None  # [K], mean |x| per input channel
-    x_absmax: np.ndarray | None = None   # [K], max |x| per input channel
-    x_sample: np.ndarray | None = None   # [T, K] tokens (TokenSample)
-    act_fmt: Format | None = None        # activation format, when activations are quantized
+    x_absmax: np.ndarray | None = None  # [K], max |x| per input channel
+    x_sample: np.ndarray | None = None  # [T, K] tokens (TokenSample)
+    act_fmt: Format | None = None  # activation format, when activations are quantized
 
     def require(self, algorithm: str, *names: str):
         missing = [n for n in names if getattr(self, n) is None]
         if missing:
-            raise CalibrationError(f"{algorithm} needs calibration statistics {', '.join(missing)} for this layer")
+            raise CalibrationError(
+                f"{algorithm} needs calibration statistics {', '.join(missing)} for this layer"
+            )
         return tuple(getattr(self, n) for n in names)
 
 
@@ -58,7 +60,7 @@ def output_mse(x: np.ndarray, w: np.ndarray, w_approx: np.ndarray) -> float:
     """mean((x W^T - x W'^T)^2) over tokens and output channels, in float64."""
     x = np.asarray(x, np.float64).reshape(-1, np.shape(w)[1])
     diff = x @ (np.asarray(w, np.float64) - np.asarray(w_approx, np.float64)).T
-    return float(np.mean(diff ** 2))
+    return float(np.mean(diff**2))
 
 
 def quantize_activation(x: np.ndarray, fmt: Format, amax: float | None = None) -> np.ndarray:

@@ -15,10 +15,9 @@ import dataclasses
 
 import numpy as np
 
+from qcompile.algorithms.layer import output_mse
 from qcompile.errors import CalibrationError, MissingDependencyError, RecipeError
 from qcompile.quantizer import QuantizedWeight
-
-from qcompile.algorithms.layer import output_mse
 
 TUNABLE = ("scales", "weights", "both")
 
@@ -47,8 +46,15 @@ def _encode(v: np.ndarray, scales_full: np.ndarray, zeros_full: np.ndarray | Non
     return qw.spec.fmt.encode(shifted)
 
 
-def lkd(w: np.ndarray, qw: QuantizedWeight, x_sample: np.ndarray, steps: int = 200, lr: float = 1e-2, *,
-        tune: str = "both") -> tuple[QuantizedWeight, LkdInfo]:
+def lkd(
+    w: np.ndarray,
+    qw: QuantizedWeight,
+    x_sample: np.ndarray,
+    steps: int = 200,
+    lr: float = 1e-2,
+    *,
+    tune: str = "both",
+) -> tuple[QuantizedWeight, LkdInfo]:
     """Distil Q(W) towards W on x_sample [T, K]; returns the tuned QuantizedWeight (same spec) and its report."""
     if tune not in TUNABLE:
         raise RecipeError(f"unknown LKD target {tune!r}; valid: {', '.join(TUNABLE)}")
@@ -63,7 +69,9 @@ def lkd(w: np.ndarray, qw: QuantizedWeight, x_sample: np.ndarray, steps: int = 2
     if x_sample.ndim != 2 or x_sample.shape[1] != w.shape[1]:
         raise CalibrationError(f"LKD needs x_sample [T, {w.shape[1]}], got {x_sample.shape}")
     group = w.shape[1] // qw.scales.shape[1]
-    zeros_full = None if qw.zero_points is None else np.repeat(qw.zero_points.astype(np.float32), group, axis=1)
+    zeros_full = (
+        None if qw.zero_points is None else np.repeat(qw.zero_points.astype(np.float32), group, axis=1)
+    )
     scales_full = np.repeat(qw.scales, group, axis=1)
     start = np.where(_encode(w, scales_full, zeros_full, qw) == qw.codes, w, qw.dequantize())
 
@@ -102,7 +110,7 @@ def lkd(w: np.ndarray, qw: QuantizedWeight, x_sample: np.ndarray, steps: int = 2
             return None, np.inf
         scales = scales.astype(np.float32)
         if spec.scale_dtype == "float16":
-            scales = np.clip(scales, 2.0 ** -24, 65504).astype(np.float16).astype(np.float32)
+            scales = np.clip(scales, 2.0**-24, 65504).astype(np.float16).astype(np.float32)
         codes = _encode(v, np.repeat(scales, group, axis=1), zeros_full, qw)
         cand = QuantizedWeight(spec, codes, scales, qw.zero_points, qw.channel_scale, qw.group_exp)
         return cand, output_mse(x_sample, w, cand.dequantize())

@@ -12,10 +12,9 @@ import dataclasses
 
 import numpy as np
 
+from qcompile.algorithms.layer import output_mse
 from qcompile.errors import RecipeError
 from qcompile.quantizer import QuantizedWeight
-
-from qcompile.algorithms.layer import output_mse
 
 FACTOR_DTYPES = {"float16": 16, "int8": 8}
 
@@ -25,8 +24,8 @@ class LorcInfo:
     rank: int
     factor_dtype: str
     added_bits_per_weight: float  # r (K + N) bits / (N K), plus the int8 scales' 2 r 32 bits / (N K)
-    weight_mse_before: float      # mean (W - Q(W))^2
-    weight_mse_after: float       # mean (W - Q(W) - (A B)^T)^2
+    weight_mse_before: float  # mean (W - Q(W))^2
+    weight_mse_after: float  # mean (W - Q(W) - (A B)^T)^2
     output_mse_before: float | None  # on x_sample, when given
     output_mse_after: float | None
     a_codes: np.ndarray | None = None  # int8 only: A = a_codes * a_scales[None, :]
@@ -43,8 +42,14 @@ def _int8_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
-def lorc(w: np.ndarray, qw: QuantizedWeight, rank: int = 8, factor_dtype: str = "float16", *,
-         x_sample: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, LorcInfo]:
+def lorc(
+    w: np.ndarray,
+    qw: QuantizedWeight,
+    rank: int = 8,
+    factor_dtype: str = "float16",
+    *,
+    x_sample: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, LorcInfo]:
     """Rank-`rank` factors A [K, r], B [r, N] of W - dequant(qw), as float32 holding the rounded values."""
     w = np.asarray(w, np.float32)
     n, k = w.shape
@@ -76,6 +81,14 @@ def lorc(w: np.ndarray, qw: QuantizedWeight, rank: int = 8, factor_dtype: str = 
     if x_sample is not None:
         before = output_mse(x_sample, w, w_hat)
         after = output_mse(x_sample, w, w_hat + correction)
-    info = LorcInfo(rank, factor_dtype, bits, float(np.mean(err ** 2)), float(np.mean((err - correction) ** 2)),
-                    before, after, **extra)
+    info = LorcInfo(
+        rank,
+        factor_dtype,
+        bits,
+        float(np.mean(err**2)),
+        float(np.mean((err - correction) ** 2)),
+        before,
+        after,
+        **extra,
+    )
     return a.astype(np.float32), b.astype(np.float32), info

@@ -35,7 +35,10 @@ class RtnOptions:
     def __post_init__(self):
         _check(isinstance(self.mse_clip, bool), f"rtn mse_clip must be true or false, not {self.mse_clip!r}")
         _check(_int_at_least(self.grid, 1), f"rtn grid must be an integer >= 1, not {self.grid!r}")
-        _check(isinstance(self.full_range, bool), f"rtn full_range must be true or false, not {self.full_range!r}")
+        _check(
+            isinstance(self.full_range, bool),
+            f"rtn full_range must be true or false, not {self.full_range!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +53,13 @@ class HqqOptions:
 
     def __post_init__(self):
         _check(_int_at_least(self.iters, 0), f"hqq iters must be an integer >= 0, not {self.iters!r}")
-        _check(_number_in(self.lp_norm, 0.0, 1.0, open_low=True), f"hqq lp_norm must be in (0, 1], not {self.lp_norm!r}")
-        _check(_number_in(self.beta, 0.0, 1e6, open_low=True), f"hqq beta must be in (0, 1e6], not {self.beta!r}")
+        _check(
+            _number_in(self.lp_norm, 0.0, 1.0, open_low=True),
+            f"hqq lp_norm must be in (0, 1], not {self.lp_norm!r}",
+        )
+        _check(
+            _number_in(self.beta, 0.0, 1e6, open_low=True), f"hqq beta must be in (0, 1e6], not {self.beta!r}"
+        )
         _check(_number_in(self.kappa, 1.0, 10.0), f"hqq kappa must be in [1, 10], not {self.kappa!r}")
 
 
@@ -62,11 +70,17 @@ class GptqOptions:
     act_order: bool = False
 
     def __post_init__(self):
-        _check(_int_at_least(self.block_size, 1),
-               f"gptq block_size must be an integer >= 1, not {self.block_size!r}")
-        _check(_number_in(self.damp, 0.0, 1.0, open_low=True),
-               f"gptq damp must be in (0, 1] (a fraction of mean diag(H)), not {self.damp!r}")
-        _check(isinstance(self.act_order, bool), f"gptq act_order must be true or false, not {self.act_order!r}")
+        _check(
+            _int_at_least(self.block_size, 1),
+            f"gptq block_size must be an integer >= 1, not {self.block_size!r}",
+        )
+        _check(
+            _number_in(self.damp, 0.0, 1.0, open_low=True),
+            f"gptq damp must be in (0, 1] (a fraction of mean diag(H)), not {self.damp!r}",
+        )
+        _check(
+            isinstance(self.act_order, bool), f"gptq act_order must be true or false, not {self.act_order!r}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +92,17 @@ class AwqOptions:
 
     def __post_init__(self):
         _check(_int_at_least(self.grid, 1), f"awq grid must be an integer >= 1, not {self.grid!r}")
-        _check(_int_at_least(self.clip_grid, 1),
-               f"awq clip_grid must be an integer >= 1, not {self.clip_grid!r}")
-        _check(_number_in(self.max_shrink, 0.0, 1.0, open_low=True, open_high=True),
-               f"awq max_shrink must be in (0, 1), not {self.max_shrink!r}")
-        _check(isinstance(self.search_clip, bool), f"awq search_clip must be true or false, not {self.search_clip!r}")
+        _check(
+            _int_at_least(self.clip_grid, 1), f"awq clip_grid must be an integer >= 1, not {self.clip_grid!r}"
+        )
+        _check(
+            _number_in(self.max_shrink, 0.0, 1.0, open_low=True, open_high=True),
+            f"awq max_shrink must be in (0, 1), not {self.max_shrink!r}",
+        )
+        _check(
+            isinstance(self.search_clip, bool),
+            f"awq search_clip must be true or false, not {self.search_clip!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +117,14 @@ class SmoothQuantOptions:
         object.__setattr__(self, "alphas", tuple(self.alphas))
         if self.alpha == "search":
             object.__setattr__(self, "alpha", None)
-        _check(self.alpha is None or _number_in(self.alpha, 0.0, 1.0),
-               f"smoothquant alpha must be in [0, 1] or 'search' (None in Python), not {self.alpha!r}")
-        _check(len(self.alphas) > 0 and all(_number_in(a, 0.0, 1.0) for a in self.alphas),
-               f"smoothquant alphas must be a non-empty list of values in [0, 1], not {self.alphas!r}")
+        _check(
+            self.alpha is None or _number_in(self.alpha, 0.0, 1.0),
+            f"smoothquant alpha must be in [0, 1] or 'search' (None in Python), not {self.alpha!r}",
+        )
+        _check(
+            len(self.alphas) > 0 and all(_number_in(a, 0.0, 1.0) for a in self.alphas),
+            f"smoothquant alphas must be a non-empty list of values in [0, 1], not {self.alphas!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +134,10 @@ class LorcOptions:
 
     def __post_init__(self):
         _check(_int_at_least(self.rank, 0), f"lorc rank must be an integer >= 0, not {self.rank!r}")
-        _check(self.factor_dtype in ("float16", "int8"),
-               f"unknown lorc factor_dtype {self.factor_dtype!r}; valid: float16, int8")
+        _check(
+            self.factor_dtype in ("float16", "int8"),
+            f"unknown lorc factor_dtype {self.factor_dtype!r}; valid: float16, int8",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +149,10 @@ class LkdOptions:
     def __post_init__(self):
         _check(_int_at_least(self.steps, 0), f"lkd steps must be an integer >= 0, not {self.steps!r}")
         _check(_number_in(self.lr, 0.0, 1e3, open_low=True), f"lkd lr must be in (0, 1000], not {self.lr!r}")
-        _check(self.tune in ("scales", "weights", "both"),
-               f"unknown lkd tune {self.tune!r}; valid: scales, weights, both")
+        _check(
+            self.tune in ("scales", "weights", "both"),
+            f"unknown lkd tune {self.tune!r}; valid: scales, weights, both",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,5 +168,7 @@ class FpSearchOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(self.candidates))
-        _check(all(isinstance(c, str) for c in self.candidates),
-               f"fpsearch candidates must be format names, not {self.candidates!r}")
+        _check(
+            all(isinstance(c, str) for c in self.candidates),
+            f"fpsearch candidates must be format names, not {self.candidates!r}",
+        )

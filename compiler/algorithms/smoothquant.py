@@ -9,11 +9,10 @@ import dataclasses
 
 import numpy as np
 
+from qcompile.algorithms.layer import quantize_activation
 from qcompile.errors import CalibrationError, RecipeError
 from qcompile.formats import Format
 from qcompile.quantizer import QuantizedWeight, WeightSpec, quantize_weight
-
-from qcompile.algorithms.layer import quantize_activation
 
 # s is kept inside [1e-5, 1e5] (SmoothQuant clamps at 1e-5): a channel that is silent in calibration or has all-zero
 # weights would otherwise get s = 0 or inf, which no producer can absorb.
@@ -44,8 +43,9 @@ def smooth_scales(x_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5) -> np
     return np.clip(s, S_MIN, S_MAX).astype(np.float32)
 
 
-def smoothed_error(x: np.ndarray, w: np.ndarray, s: np.ndarray, act_fmt: Format | None,
-                   w_spec: WeightSpec | None) -> tuple[float, QuantizedWeight | None]:
+def smoothed_error(
+    x: np.ndarray, w: np.ndarray, s: np.ndarray, act_fmt: Format | None, w_spec: WeightSpec | None
+) -> tuple[float, QuantizedWeight | None]:
     """Output MSE of (Qa(x / s)) @ Qw(W * s)^T against x @ W^T; None for a side that stays float."""
     xs = x / s
     xq = xs if act_fmt is None else quantize_activation(xs, act_fmt)
@@ -55,9 +55,15 @@ def smoothed_error(x: np.ndarray, w: np.ndarray, s: np.ndarray, act_fmt: Format 
     return float(np.mean((ref - xq.astype(np.float64) @ ws.astype(np.float64).T) ** 2)), qw
 
 
-def search_alpha(x_sample: np.ndarray, w: np.ndarray, act_fmt: Format | None, w_spec: WeightSpec,
-                 alphas: tuple[float, ...] = DEFAULT_ALPHAS, *,
-                 x_absmax: np.ndarray | None = None) -> tuple[float, np.ndarray, QuantizedWeight, SmoothInfo]:
+def search_alpha(
+    x_sample: np.ndarray,
+    w: np.ndarray,
+    act_fmt: Format | None,
+    w_spec: WeightSpec,
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+    *,
+    x_absmax: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, QuantizedWeight, SmoothInfo]:
     """The alpha whose smoothing gives the least output error on x_sample with per-tensor activation quantization
     (scale = amax of x / s over the sample / act_fmt.max; None keeps activations float) and `w_spec` weights.
 
@@ -81,5 +87,3 @@ def search_alpha(x_sample: np.ndarray, w: np.ndarray, act_fmt: Format | None, w_
             best = (err, alpha, s, qw)
     err, alpha, s, qw = best
     return alpha, s, qw, SmoothInfo(alpha, base, err, tuple(alphas), tuple(errors))
-
-

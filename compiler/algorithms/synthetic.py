@@ -12,14 +12,21 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticLayer:
-    w: np.ndarray        # [N, K]
+    w: np.ndarray  # [N, K]
     x_calib: np.ndarray  # [T, K]
-    x_test: np.ndarray   # [T, K], held out, same distribution
+    x_test: np.ndarray  # [T, K], held out, same distribution
     outliers: np.ndarray  # indices of the outlier input channels
 
 
-def synthetic_layer(n: int = 64, k: int = 256, tokens: int = 512, *, outliers: int = 4, outlier_gain: float = 20.0,
-                    seed: int = 0) -> SyntheticLayer:
+def synthetic_layer(
+    n: int = 64,
+    k: int = 256,
+    tokens: int = 512,
+    *,
+    outliers: int = 4,
+    outlier_gain: float = 20.0,
+    seed: int = 0,
+) -> SyntheticLayer:
     rng = np.random.default_rng(seed)
     rank = max(k // 8, 1)
     mix = rng.standard_normal((rank, k)) / np.sqrt(rank)  # shared low-rank factors make channels correlated

@@ -37,14 +37,20 @@ def minimum_average_bits(infos: list[LayerInfo], fixed_bits: dict[str, float]) -
     return _average(infos, {i.name: fixed_bits.get(i.name, min(i.bits.values())) for i in infos})
 
 
-def allocate(infos: list[LayerInfo], error: dict[str, dict[str, float]], avg_bits: float,
-             fixed_bits: dict[str, float] | None = None) -> Allocation:
+def allocate(
+    infos: list[LayerInfo],
+    error: dict[str, dict[str, float]],
+    avg_bits: float,
+    fixed_bits: dict[str, float] | None = None,
+) -> Allocation:
     fixed_bits = fixed_bits or {}
     lowest = minimum_average_bits(infos, fixed_bits)
     if avg_bits < lowest * (1 - REL_TOL):
         what = " with the overrides" if fixed_bits else ""
-        raise RecipeError(f"average bits {avg_bits:g} is below the cheapest plan{what}: the minimum achievable "
-                          f"average is {math.ceil(lowest * 1000) / 1000:.3f} bits per weight")
+        raise RecipeError(
+            f"average bits {avg_bits:g} is below the cheapest plan{what}: the minimum achievable "
+            f"average is {math.ceil(lowest * 1000) / 1000:.3f} bits per weight"
+        )
     free = [i for i in infos if i.name not in fixed_bits]
     total = sum(i.params for i in infos)
     slack_bits = max(avg_bits - lowest, 0.0) * total  # bit budget above every free layer at its cheapest

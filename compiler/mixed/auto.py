@@ -12,8 +12,15 @@ from typing import Callable
 
 from qcompile.errors import RecipeError
 from qcompile.mixed.allocate import allocate
-from qcompile.mixed.candidates import (DEFAULT_FORMATS, HIGH_PRECISION_BITS, LayerInfo, layer_infos, parse_formats,
-                                      preset_bits, preset_of)
+from qcompile.mixed.candidates import (
+    DEFAULT_FORMATS,
+    HIGH_PRECISION_BITS,
+    LayerInfo,
+    layer_infos,
+    parse_formats,
+    preset_bits,
+    preset_of,
+)
 from qcompile.mixed.guard import Candidate, PlanEvaluator, compare, summary
 from qcompile.mixed.plan import LayerPlan, Plan
 from qcompile.mixed.sensitivity import Context, Sensitivity, SensitivityOptions, check_method, compute
@@ -39,8 +46,14 @@ class AutoOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "formats", parse_formats(self.formats))
-        object.__setattr__(self, "overrides", tuple(tuple(o) for o in (
-            self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)))
+        object.__setattr__(
+            self,
+            "overrides",
+            tuple(
+                tuple(o)
+                for o in (self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)
+            ),
+        )
         check_method(self.method)
         for m in self.report_methods:
             check_method(m)
@@ -81,7 +94,9 @@ def _fixed(infos: list[LayerInfo], options: AutoOptions, notes: list[str]) -> di
                 used.add(pattern)
                 bits, reason = preset_bits(info.layer, preset_of(value), options.group_size)
                 if bits is None:
-                    notes.append(f"override {info.name}={value}: {reason}; it stays in high precision (16 bits)")
+                    notes.append(
+                        f"override {info.name}={value}: {reason}; it stays in high precision (16 bits)"
+                    )
                     value, bits = SKIP, 16.0
                 fixed[info.name] = (value, bits)
     notes += [f"override {p!r} matches no layer" for p, _ in options.overrides if p not in used]
@@ -105,7 +120,9 @@ def analyze(model, calibration, options: AutoOptions, progress: Progress | None 
     methods = list(dict.fromkeys([options.method, *options.report_methods]))
     if calibration is None:
         notes.append("no calibration data: sensitivities were measured on random inputs")
-    samples = calib.load_calibration(calib.RANDOM if calibration is None else calibration, input_specs(ir_model))
+    samples = calib.load_calibration(
+        calib.RANDOM if calibration is None else calibration, input_specs(ir_model)
+    )
     samples, _ = calib.split_holdout(samples, options.holdout)
     with tempfile.TemporaryDirectory(prefix="qcompile-mixed-") as work:
         path = source
@@ -114,49 +131,91 @@ def analyze(model, calibration, options: AutoOptions, progress: Progress | None 
 
             path = Path(work) / "model.onnx"
             ir.save(ir_model, path)
-        ctx = Context(ir_model, path, infos, samples, options.group_size, options.sensitivity,
-                      weight_errors(infos, options.group_size), progress, notes)
+        ctx = Context(
+            ir_model,
+            path,
+            infos,
+            samples,
+            options.group_size,
+            options.sensitivity,
+            weight_errors(infos, options.group_size),
+            progress,
+            notes,
+        )
         sensitivities = {}
         for m in methods:
             logger.info("sensitivity: %s on %d layers", m, len(infos))
             sensitivities[m] = compute(m, ctx)
         evaluator = None
         if options.guard:
-            evaluator = PlanEvaluator(path, infos, samples[:options.guard_samples], options.group_size,
-                                      options.sensitivity.measured_metric)
+            evaluator = PlanEvaluator(
+                path,
+                infos,
+                samples[: options.guard_samples],
+                options.group_size,
+                options.sensitivity.measured_metric,
+            )
     return Analysis(infos, sensitivities, fixed, notes, evaluator)
 
 
-def plan_for_budget(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None,
-                    error: dict[str, dict[str, float]] | None = None) -> Plan:
+def plan_for_budget(
+    analysis: Analysis,
+    avg_bits: float,
+    options: AutoOptions,
+    *,
+    method: str | None = None,
+    error: dict[str, dict[str, float]] | None = None,
+) -> Plan:
     """The raw knapsack plan with `method`'s predicted errors (or an explicit error table, e.g. a
     random baseline); no guard."""
     method = method or options.method
     error = error if error is not None else analysis.sensitivities[method].error
     fixed_bits = {name: bits for name, (_, bits) in analysis.fixed.items()}
     result = allocate(analysis.infos, error, avg_bits, fixed_bits)
-    return _make_plan(analysis, result.choice, avg_bits, options, method, error, result.predicted_error, "search")
+    return _make_plan(
+        analysis, result.choice, avg_bits, options, method, error, result.predicted_error, "search"
+    )
 
 
-def _make_plan(analysis: Analysis, choice: dict[str, str], avg_bits: float, options: AutoOptions, method: str,
-               error: dict[str, dict[str, float]], predicted: float | None, source: str) -> Plan:
+def _make_plan(
+    analysis: Analysis,
+    choice: dict[str, str],
+    avg_bits: float,
+    options: AutoOptions,
+    method: str,
+    error: dict[str, dict[str, float]],
+    predicted: float | None,
+    source: str,
+) -> Plan:
     layers = {}
     for info in analysis.infos:
         sens = {m: s.score[info.name] for m, s in analysis.sensitivities.items()}
         if info.name in analysis.fixed:
             label, bits = analysis.fixed[info.name]
-            layers[info.name] = LayerPlan(label, bits, info.params, "override", sens, error.get(info.name, {}))
+            layers[info.name] = LayerPlan(
+                label, bits, info.params, "override", sens, error.get(info.name, {})
+            )
         else:
             fmt = choice[info.name]
             bits = info.bits.get(fmt, HIGH_PRECISION_BITS)  # missing: a uniform plan's fp16 fallback
             layers[info.name] = LayerPlan(fmt, bits, info.params, source, sens, error[info.name])
     details = {m: s.details for m, s in analysis.sensitivities.items()}
     details["refused"] = {i.name: i.refused for i in analysis.infos if i.refused}
-    return Plan(avg_bits, method, layers, options.group_size, options.formats, predicted,
-                list(analysis.notes), details)
+    return Plan(
+        avg_bits,
+        method,
+        layers,
+        options.group_size,
+        options.formats,
+        predicted,
+        list(analysis.notes),
+        details,
+    )
 
 
-def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None) -> Plan:
+def plan_guarded(
+    analysis: Analysis, avg_bits: float, options: AutoOptions, *, method: str | None = None
+) -> Plan:
     """The knapsack plan, replaced by a uniform or two-format plan that fits the budget when that one
     measures better (guard.py); the comparison is recorded in plan.details["guard"] and the notes."""
     plan = plan_for_budget(analysis, avg_bits, options, method=method)
@@ -171,8 +230,13 @@ def plan_guarded(analysis: Analysis, avg_bits: float, options: AutoOptions, *, m
     if best is not proxy:
         predicted = sum(error[n].get(f, 0.0) for n, f in best.choice.items())
         plan = _make_plan(analysis, best.choice, avg_bits, options, plan.method, error, predicted, "guard")
-    plan.details["guard"] = {"metric": ev.metric_label, "samples": len(ev.samples), "chosen": best.label,
-                             "new_runs": ev.runs - runs, "candidates": [c.to_dict() for c in candidates]}
+    plan.details["guard"] = {
+        "metric": ev.metric_label,
+        "samples": len(ev.samples),
+        "chosen": best.label,
+        "new_runs": ev.runs - runs,
+        "candidates": [c.to_dict() for c in candidates],
+    }
     plan.notes.append(summary(best, candidates, ev.metric_label))
     return plan
 
@@ -181,8 +245,16 @@ def plan_auto(model, calibration, options: AutoOptions, progress: Progress | Non
     return plan_guarded(analyze(model, calibration, options, progress), options.avg_bits, options)
 
 
-def sweep(model, calibration, options: AutoOptions, budgets, *, analysis: Analysis | None = None,
-          recipe: Recipe | None = None, progress: Progress | None = None) -> list[SweepPoint]:
+def sweep(
+    model,
+    calibration,
+    options: AutoOptions,
+    budgets,
+    *,
+    analysis: Analysis | None = None,
+    recipe: Recipe | None = None,
+    progress: Progress | None = None,
+) -> list[SweepPoint]:
     """Plan and compile (measured with onnxruntime, nothing written) at every budget."""
     from qcompile.pipeline import compile
 
@@ -205,11 +277,26 @@ def sweep(model, calibration, options: AutoOptions, budgets, *, analysis: Analys
 _run_sweep = sweep  # run_auto's `sweep` argument (the budgets) shadows the function's name
 
 
-def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORMATS, method: str = "lim",
-             sensitivity_samples: int = 4, sweep=(), plan_path=None, overrides=(), output=None,
-             report_dir=None, force: bool = False, progress: Progress | None = None,
-             recipe: Recipe | None = None, report_path=None, guard: bool = True,
-             error_metric: str = "auto"):
+def run_auto(
+    model,
+    calibration,
+    *,
+    avg_bits: float | None,
+    formats=DEFAULT_FORMATS,
+    method: str = "lim",
+    sensitivity_samples: int = 4,
+    sweep=(),
+    plan_path=None,
+    overrides=(),
+    output=None,
+    report_dir=None,
+    force: bool = False,
+    progress: Progress | None = None,
+    recipe: Recipe | None = None,
+    report_path=None,
+    guard: bool = True,
+    error_metric: str = "auto",
+):
     """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
     to the output (OUT.plan.json); the report HTML (OUT.report.html) gets the format map and the
     accuracy-versus-bits curve; `report_dir`, when given, also receives them as PNG files with an
@@ -232,11 +319,21 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     output = Path(output) if output is not None else None
     if report_dir is not None:
         figures.require_matplotlib()
-    merged = [(p, SKIP) for p in base.exclude] + list(base.overrides) + list(
-        overrides.items() if isinstance(overrides, dict) else overrides)
-    options = AutoOptions(avg_bits, parse_formats(formats), method, tuple(merged), base.group_size, base.holdout,
-                          sensitivity=SensitivityOptions(samples=sensitivity_samples, measured_metric=error_metric),
-                          guard=guard)
+    merged = (
+        [(p, SKIP) for p in base.exclude]
+        + list(base.overrides)
+        + list(overrides.items() if isinstance(overrides, dict) else overrides)
+    )
+    options = AutoOptions(
+        avg_bits,
+        parse_formats(formats),
+        method,
+        tuple(merged),
+        base.group_size,
+        base.holdout,
+        sensitivity=SensitivityOptions(samples=sensitivity_samples, measured_metric=error_metric),
+        guard=guard,
+    )
     plan_out = sidecar(output, ".plan.json") if output is not None else None
     if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
         check_output_path(plan_out, [], force)
@@ -260,15 +357,26 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
     if sweep:
         analysis = analysis or analyze(model, calibration, options, progress)
         curve = _run_sweep(model, calibration, options, sweep, analysis=analysis, recipe=base)
-    artifacts = compile(model, plan.to_recipe(base), calibration, output=output, report_path=report_path,
-                        force=force, progress=progress)
-    artifacts.report.notes.append(f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
-                                  f"weight for a budget of {plan.avg_bits:g}")
+    artifacts = compile(
+        model,
+        plan.to_recipe(base),
+        calibration,
+        output=output,
+        report_path=report_path,
+        force=force,
+        progress=progress,
+    )
+    artifacts.report.notes.append(
+        f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
+        f"weight for a budget of {plan.avg_bits:g}"
+    )
     artifacts.report.notes += [n for n in plan.notes if n.startswith("guard:")]
     for lr in artifacts.report.layers:
         if lr.name in plan.layers:
-            lr.details["mixed"] = {"format": plan.layers[lr.name].format,
-                                   "sensitivity": plan.layers[lr.name].sensitivity}
+            lr.details["mixed"] = {
+                "format": plan.layers[lr.name].format,
+                "sensitivity": plan.layers[lr.name].sensitivity,
+            }
     if artifacts.report_path is not None:
         artifacts.report.write_json(artifacts.report_path)
     if artifacts.report_html is not None:
@@ -278,5 +386,9 @@ def run_auto(model, calibration, *, avg_bits: float | None, formats=DEFAULT_FORM
         write_text_atomic(artifacts.report_html, render(artifacts.report, plan=plan, curve=curve))
     if plan_out is not None:
         artifacts.files.append(plan.save(plan_out))
-    written = figures.write_report(plan, curve, artifacts.report, Path(report_dir)) if report_dir is not None else []
+    written = (
+        figures.write_report(plan, curve, artifacts.report, Path(report_dir))
+        if report_dir is not None
+        else []
+    )
     return artifacts, plan, written

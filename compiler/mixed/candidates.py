@@ -15,8 +15,14 @@ from qcompile.errors import RecipeError
 from qcompile.passes.canonicalize import Layer
 from qcompile.recipe import SKIP, Recipe
 
-FORMAT_PRESETS = {"int4": "w4a16", "fp4": "wfp4a16", "fp6": "w6a16", "int8": "w8a16", "fp8": "wfp8a16",
-                  "fp16": SKIP}
+FORMAT_PRESETS = {
+    "int4": "w4a16",
+    "fp4": "wfp4a16",
+    "fp6": "w6a16",
+    "int8": "w8a16",
+    "fp8": "wfp8a16",
+    "fp16": SKIP,
+}
 DEFAULT_FORMATS = tuple(FORMAT_PRESETS)
 HIGH_PRECISION_BITS = 16.0  # a layer left unquantized is deployed in fp16 (TensorRT)
 
@@ -27,7 +33,9 @@ def parse_formats(formats) -> tuple[str, ...]:
     names = [n for n in names if n]
     unknown = [n for n in names if n not in FORMAT_PRESETS]
     if unknown or not names:
-        raise RecipeError(f"unknown mixed-precision format(s) {unknown or names}; known: {', '.join(FORMAT_PRESETS)}")
+        raise RecipeError(
+            f"unknown mixed-precision format(s) {unknown or names}; known: {', '.join(FORMAT_PRESETS)}"
+        )
     return tuple(dict.fromkeys(names))
 
 

@@ -69,7 +69,9 @@ class PlanEvaluator:
                     feeds[layer.source.name] = source_layout(layer, dequantized)
             outputs = [self.runner.run(s, weights=feeds) for s in self.samples]
             self.runs += len(self.samples)
-            self._memo[key] = max(output_error(self.reference, outputs, self.metric, self.runner.output_names), 0.0)
+            self._memo[key] = max(
+                output_error(self.reference, outputs, self.metric, self.runner.output_names), 0.0
+            )
         return self._memo[key]
 
 
@@ -82,8 +84,12 @@ class Candidate:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return {"plan": self.label, "average_bits": round(self.average_bits, 6), "error": self.error,
-                "note": self.note}
+        return {
+            "plan": self.label,
+            "average_bits": round(self.average_bits, 6),
+            "error": self.error,
+            "note": self.note,
+        }
 
 
 def uniform_choice(infos: list[LayerInfo], fixed: dict, fmt: str) -> dict[str, str]:
@@ -94,17 +100,31 @@ def _bits(info: LayerInfo, fmt: str) -> float:
     return info.bits.get(fmt, HIGH_PRECISION_BITS)
 
 
-def average_bits(infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], choice: dict[str, str]) -> float:
+def average_bits(
+    infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], choice: dict[str, str]
+) -> float:
     total = sum(i.params for i in infos)
-    return sum(i.params * (fixed[i.name][1] if i.name in fixed else _bits(i, choice[i.name])) for i in infos) / total
+    return (
+        sum(i.params * (fixed[i.name][1] if i.name in fixed else _bits(i, choice[i.name])) for i in infos)
+        / total
+    )
 
 
-def pair_choice(infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], error: dict[str, dict[str, float]],
-                pair: tuple[str, str], budget: float) -> dict[str, str] | None:
+def pair_choice(
+    infos: list[LayerInfo],
+    fixed: dict[str, tuple[str, float]],
+    error: dict[str, dict[str, float]],
+    pair: tuple[str, str],
+    budget: float,
+) -> dict[str, str] | None:
     """The knapsack plan with only the formats of `pair` (fp16 where a layer takes neither); None
     when even the cheaper of the two does not fit."""
-    restricted = [dataclasses.replace(i, bits={f: i.bits[f] for f in pair if f in i.bits} or
-                                      {UNIFORM_FALLBACK: HIGH_PRECISION_BITS}) for i in infos]
+    restricted = [
+        dataclasses.replace(
+            i, bits={f: i.bits[f] for f in pair if f in i.bits} or {UNIFORM_FALLBACK: HIGH_PRECISION_BITS}
+        )
+        for i in infos
+    ]
     table = {i.name: {f: error.get(i.name, {}).get(f, 0.0) for f in i.bits} for i in restricted}
     try:
         return allocate(restricted, table, budget, {name: bits for name, (_, bits) in fixed.items()}).choice
@@ -112,9 +132,15 @@ def pair_choice(infos: list[LayerInfo], fixed: dict[str, tuple[str, float]], err
         return None
 
 
-def compare(evaluator: PlanEvaluator, infos: list[LayerInfo], fixed: dict[str, tuple[str, float]],
-            formats: tuple[str, ...], proxy: Candidate, budget: float,
-            error: dict[str, dict[str, float]]) -> tuple[Candidate, list[Candidate]]:
+def compare(
+    evaluator: PlanEvaluator,
+    infos: list[LayerInfo],
+    fixed: dict[str, tuple[str, float]],
+    formats: tuple[str, ...],
+    proxy: Candidate,
+    budget: float,
+    error: dict[str, dict[str, float]],
+) -> tuple[Candidate, list[Candidate]]:
     """(the winner, every candidate with its measured error or why it was not measured)."""
     fixed_formats = {name: value for name, (value, _) in fixed.items()}
     candidates = [proxy]
@@ -137,14 +163,22 @@ def compare(evaluator: PlanEvaluator, infos: list[LayerInfo], fixed: dict[str, t
             c.error = evaluator.error({**fixed_formats, **c.choice})
             logger.info("guard: %-22s %.3f bits  error %.4g", c.label, c.average_bits, c.error)
     measured = [c for c in candidates if c.error is not None]
-    best = min(measured, key=lambda c: c.error)  # min keeps the first of equals: the proxy plan, then format order
+    best = min(
+        measured, key=lambda c: c.error
+    )  # min keeps the first of equals: the proxy plan, then format order
     return best, candidates
 
 
 def summary(best: Candidate, candidates: list[Candidate], metric: str) -> str:
     parts = [f"{c.label} {c.error:.4g}" for c in candidates if c.error is not None]
     skipped = [c.label for c in candidates if c.error is None and c.note == "over the budget"]
-    verdict = "kept the proxy plan" if best is candidates[0] else f"chose {best.label} over the {candidates[0].label}"
-    return (f"guard: {verdict}; measured {metric} error on the calibration samples: " + ", ".join(parts)
-            + (f"; over the budget: {', '.join(skipped)}" if skipped else ""))
-
+    verdict = (
+        "kept the proxy plan"
+        if best is candidates[0]
+        else f"chose {best.label} over the {candidates[0].label}"
+    )
+    return (
+        f"guard: {verdict}; measured {metric} error on the calibration samples: "
+        + ", ".join(parts)
+        + (f"; over the budget: {', '.join(skipped)}" if skipped else "")
+    )

@@ -65,7 +65,9 @@ def second_moments(ctx: Context, sizes: dict[str, int], conv: dict[str, bool]) -
     return out
 
 
-def output_errors(w: np.ndarray, moment: np.ndarray, deq: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
+def output_errors(
+    w: np.ndarray, moment: np.ndarray, deq: dict[str, np.ndarray]
+) -> tuple[dict[str, float], float]:
     """(format -> tr(dW S dW^T), tr(W S W^T)) for a [N, K] weight and its dequantized versions."""
     s = moment.astype(np.float32)
 
@@ -91,7 +93,9 @@ def hessian(ctx: Context) -> Sensitivity:
             if moment is None:  # conv: mean channel second moment x K, isotropic
                 per_row = trace * layer.k / channels
                 score[info.name] = per_row
-                error[info.name] = {f: per_row * ctx.weight_errors[info.name][f][0] * layer.n for f in info.bits}
+                error[info.name] = {
+                    f: per_row * ctx.weight_errors[info.name][f][0] * layer.n for f in info.bits
+                }
                 energy[info.name] = per_row * float(np.mean(np.square(w, dtype=np.float64))) * layer.n
                 continue
             score[info.name] = trace
@@ -105,7 +109,13 @@ def hessian(ctx: Context) -> Sensitivity:
         error = {n: {f: e / max(energy[n], 1e-30) for f, e in errs.items()} for n, errs in error.items()}
     if any(conv.values()):
         ctx.notes.append("hessian: conv layers use the isotropic proxy N x MSE(dW) x tr(E[x x^T])")
-    return Sensitivity("hessian", score, error, {
-        "score": "tr(E[x x^T]) of the layer input",
-        "error": "tr(dW E[x x^T] dW^T)" + (" / tr(W E[x x^T] W^T)" if normalize == "output" else ""),
-        "output_energy": energy})
+    return Sensitivity(
+        "hessian",
+        score,
+        error,
+        {
+            "score": "tr(E[x x^T]) of the layer input",
+            "error": "tr(dW E[x x^T] dW^T)" + (" / tr(W E[x x^T] W^T)" if normalize == "output" else ""),
+            "output_energy": energy,
+        },
+    )

@@ -42,7 +42,7 @@ def lim(ctx: Context) -> Sensitivity:
         return _cka_fallback(ctx)
     runner = WeightSwapRunner(ctx.path, extra_outputs=sorted({n for b in blocks for n in (b.skip, b.out)}))
     sums = {b.add: [0.0, 0] for b in blocks}
-    groups = [blocks[i:i + BLOCKS_PER_RUN] for i in range(0, len(blocks), BLOCKS_PER_RUN)]
+    groups = [blocks[i : i + BLOCKS_PER_RUN] for i in range(0, len(blocks), BLOCKS_PER_RUN)]
     for g, group in enumerate(groups):
         names = [n for b in group for n in (b.skip, b.out)]
         for s, sample in enumerate(ctx.samples):
@@ -64,8 +64,10 @@ def lim(ctx: Context) -> Sensitivity:
             score[info.name] = top
             outside.append(info.name)
     importance = {name: 1.0 + s for name, s in score.items()}
-    details = {"blocks": [{"add": b.add, "lim": block_lim.get(b.add), "layers": b.layers} for b in blocks],
-               "outside_blocks": outside}
+    details = {
+        "blocks": [{"add": b.add, "lim": block_lim.get(b.add), "layers": b.layers} for b in blocks],
+        "outside_blocks": outside,
+    }
     return from_importance("lim", ctx, score, importance, details)
 
 

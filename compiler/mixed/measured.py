@@ -29,11 +29,15 @@ def groups_for(n_layers: int, runs_per_layer: int, max_runs: int) -> list[range]
 def measured(ctx: Context) -> Sensitivity:
     opts = ctx.options
     samples = ctx.samples[: opts.samples]
-    quantized = sorted({f for info in ctx.infos for f in info.bits if weight_spec(f, ctx.group_size) is not None})
+    quantized = sorted(
+        {f for info in ctx.infos for f in info.bits if weight_spec(f, ctx.group_size) is not None}
+    )
     groups = groups_for(len(ctx.infos), len(quantized) * len(samples), opts.measured_max_runs)
     if len(groups) < len(ctx.infos):
-        ctx.notes.append(f"measured: {len(ctx.infos)} layers x {len(quantized)} formats x {len(samples)} samples is "
-                         f"over {opts.measured_max_runs} runs; measured {len(groups)} groups of consecutive layers")
+        ctx.notes.append(
+            f"measured: {len(ctx.infos)} layers x {len(quantized)} formats x {len(samples)} samples is "
+            f"over {opts.measured_max_runs} runs; measured {len(groups)} groups of consecutive layers"
+        )
     runner = WeightSwapRunner(ctx.path, swappable=[info.layer for info in ctx.infos])
     reference = [runner.run(s) for s in samples]
     error = {info.name: {f: 0.0 for f in info.bits} for info in ctx.infos}
@@ -45,12 +49,25 @@ def measured(ctx: Context) -> Sensitivity:
         for fmt in quantized:
             takers = [m for m in members if fmt in m.bits]
             if takers:
-                feeds = {m.layer.source.name: source_layout(m.layer, quantize_weight(
-                    m.layer.weight_nk(), weight_spec(fmt, ctx.group_size, m.layer)).dequantize()) for m in takers}
-                e = output_error(reference, [runner.run(s, weights=feeds) for s in samples], opts.measured_metric,
-                                 runner.output_names)
+                feeds = {
+                    m.layer.source.name: source_layout(
+                        m.layer,
+                        quantize_weight(
+                            m.layer.weight_nk(), weight_spec(fmt, ctx.group_size, m.layer)
+                        ).dequantize(),
+                    )
+                    for m in takers
+                }
+                e = output_error(
+                    reference,
+                    [runner.run(s, weights=feeds) for s in samples],
+                    opts.measured_metric,
+                    runner.output_names,
+                )
                 shares = np.array([m.params * ctx.weight_errors[m.name][fmt][1] for m in takers], np.float64)
-                shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(takers), 1.0 / len(takers))
+                shares = (
+                    shares / shares.sum() if shares.sum() > 0 else np.full(len(takers), 1.0 / len(takers))
+                )
                 for m, share in zip(takers, shares):
                     error[m.name][fmt] = max(e, 0.0) * float(share)
             done += 1
@@ -59,6 +76,15 @@ def measured(ctx: Context) -> Sensitivity:
     for info in ctx.infos:
         probes = [f for f in info.bits if weight_spec(f, ctx.group_size) is not None]
         score[info.name] = error[info.name][min(probes, key=lambda f: info.bits[f])] if probes else 0.0
-    return Sensitivity("measured", score, error, {
-        "metric": metric_label(opts.measured_metric, runner.output_names), "samples": len(samples), "groups": len(groups),
-        "runs": len(groups) * len(quantized) * len(samples), "score": "error of the layer's fewest-bit format"})
+    return Sensitivity(
+        "measured",
+        score,
+        error,
+        {
+            "metric": metric_label(opts.measured_metric, runner.output_names),
+            "samples": len(samples),
+            "groups": len(groups),
+            "runs": len(groups) * len(quantized) * len(samples),
+            "score": "error of the layer's fewest-bit format",
+        },
+    )

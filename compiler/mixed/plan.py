@@ -57,8 +57,12 @@ class Plan:
         base = base or Recipe(group_size=self.group_size)
         if base.group_size != self.group_size:
             raise RecipeError(f"plan was made for group size {self.group_size}, recipe has {base.group_size}")
-        options = {**base.to_dict(), "precision": SKIP, "exclude": [],
-                   "overrides": {name: lp.preset for name, lp in self.layers.items()}}
+        options = {
+            **base.to_dict(),
+            "precision": SKIP,
+            "exclude": [],
+            "overrides": {name: lp.preset for name, lp in self.layers.items()},
+        }
         return Recipe.from_dict(options)
 
     def refresh(self, infos) -> list[str]:
@@ -66,22 +70,35 @@ class Plan:
         from qcompile.mixed.candidates import preset_bits
 
         known = {i.name: i for i in infos}
-        warnings = [f"plan names layer {name!r}, which the model does not have" for name in self.layers
-                    if name not in known]
+        warnings = [
+            f"plan names layer {name!r}, which the model does not have"
+            for name in self.layers
+            if name not in known
+        ]
         for name, lp in self.layers.items():
             if name in known:
                 bits, reason = preset_bits(known[name].layer, lp.preset, self.group_size)
                 if bits is None:
-                    warnings.append(f"{name}: {lp.format} is not possible ({reason}); it stays in high precision")
+                    warnings.append(
+                        f"{name}: {lp.format} is not possible ({reason}); it stays in high precision"
+                    )
                     bits = 16.0
                 lp.bits, lp.params = bits, known[name].params
         return warnings
 
     def to_dict(self) -> dict:
-        return {"version": VERSION, "avg_bits": self.avg_bits, "achieved_bits": round(self.average_bits, 6),
-                "method": self.method, "group_size": self.group_size, "formats": list(self.formats),
-                "predicted_error": self.predicted_error, "notes": self.notes, "details": self.details,
-                "layers": {name: dataclasses.asdict(lp) for name, lp in self.layers.items()}}
+        return {
+            "version": VERSION,
+            "avg_bits": self.avg_bits,
+            "achieved_bits": round(self.average_bits, 6),
+            "method": self.method,
+            "group_size": self.group_size,
+            "formats": list(self.formats),
+            "predicted_error": self.predicted_error,
+            "notes": self.notes,
+            "details": self.details,
+            "layers": {name: dataclasses.asdict(lp) for name, lp in self.layers.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
@@ -90,15 +107,29 @@ class Plan:
             for name, entry in data["layers"].items():
                 fmt = entry["format"]
                 preset_of(fmt)
-                layers[name] = LayerPlan(fmt, float(entry.get("bits", 0.0)), int(entry.get("params", 0)),
-                                         entry.get("source", "search"), dict(entry.get("sensitivity", {})),
-                                         dict(entry.get("predicted_error", {})))
-            return cls(float(data["avg_bits"]), str(data.get("method", "manual")), layers,
-                       int(data.get("group_size", 128)), tuple(data.get("formats", ())),
-                       data.get("predicted_error"), list(data.get("notes", [])), dict(data.get("details", {})))
+                layers[name] = LayerPlan(
+                    fmt,
+                    float(entry.get("bits", 0.0)),
+                    int(entry.get("params", 0)),
+                    entry.get("source", "search"),
+                    dict(entry.get("sensitivity", {})),
+                    dict(entry.get("predicted_error", {})),
+                )
+            return cls(
+                float(data["avg_bits"]),
+                str(data.get("method", "manual")),
+                layers,
+                int(data.get("group_size", 128)),
+                tuple(data.get("formats", ())),
+                data.get("predicted_error"),
+                list(data.get("notes", [])),
+                dict(data.get("details", {})),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecipeError(f"plan is malformed ({type(exc).__name__}: {exc}); expected "
-                              '{"avg_bits": ..., "layers": {name: {"format": ...}}}') from None
+            raise RecipeError(
+                f"plan is malformed ({type(exc).__name__}: {exc}); expected "
+                '{"avg_bits": ..., "layers": {name: {"format": ...}}}'
+            ) from None
 
     def save(self, path: str | Path) -> Path:
         from qcompile.outputs import write_text_atomic
@@ -120,8 +151,15 @@ class Plan:
         methods = sorted({m for lp in self.layers.values() for m in lp.sensitivity})
         rows = [("layer", "params", "format", "bits", *methods)]
         for name, lp in self.layers.items():
-            rows.append((name, str(lp.params), lp.format + (" (override)" if lp.source == "override" else ""),
-                         f"{lp.bits:.3f}", *(_g(lp.sensitivity.get(m)) for m in methods)))
+            rows.append(
+                (
+                    name,
+                    str(lp.params),
+                    lp.format + (" (override)" if lp.source == "override" else ""),
+                    f"{lp.bits:.3f}",
+                    *(_g(lp.sensitivity.get(m)) for m in methods),
+                )
+            )
         widths = [min(max(len(r[i]) for r in rows), 56) for i in range(len(rows[0]))]
         lines = ["  ".join(c[:56].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -130,8 +168,11 @@ class Plan:
             counts[format_of(lp.preset)] = counts.get(format_of(lp.preset), 0) + lp.params
         total = max(sum(counts.values()), 1)
         mix = ", ".join(f"{f} {100 * p / total:.1f}%" for f, p in sorted(counts.items()))
-        lines += ["", f"average bits per weight: {self.average_bits:.4f} (budget {self.avg_bits:g}; "
-                      f"method {self.method}); parameters by format: {mix}"]
+        lines += [
+            "",
+            f"average bits per weight: {self.average_bits:.4f} (budget {self.avg_bits:g}; "
+            f"method {self.method}); parameters by format: {mix}",
+        ]
         return "\n".join(lines)
 
 

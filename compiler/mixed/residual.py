@@ -51,7 +51,11 @@ def _descendants(value: ir.Value, stop: ir.Node) -> set[int]:
 
 
 def _computed(value: ir.Value | None) -> bool:
-    return value is not None and value.const_value is None and (value.producer() is not None or value.is_graph_input())
+    return (
+        value is not None
+        and value.const_value is None
+        and (value.producer() is not None or value.is_graph_input())
+    )
 
 
 def residual_blocks(graph: ir.Graph, layers: list[Layer]) -> list[Block]:

@@ -19,14 +19,23 @@ class WeightSwapRunner(OrtModel):
     """OrtModel over the original model with the given layers' weights swappable."""
 
     def __init__(self, path: Path, *, extra_outputs: list[str] = (), swappable: list[Layer] = ()):
-        super().__init__(path, extra_outputs=extra_outputs, swappable=[layer.source.name for layer in swappable])
+        super().__init__(
+            path, extra_outputs=extra_outputs, swappable=[layer.source.name for layer in swappable]
+        )
 
 
-def stream(runner: WeightSwapRunner, names: list[str], samples, consume: Callable[[str, np.ndarray], None],
-           *, chunk: int = 64, progress: Callable[[int, int], None] | None = None) -> None:
+def stream(
+    runner: WeightSwapRunner,
+    names: list[str],
+    samples,
+    consume: Callable[[str, np.ndarray], None],
+    *,
+    chunk: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Run every sample, fetching at most `chunk` tensors per run, and hand each tensor to `consume`."""
     names = list(dict.fromkeys(names))
-    chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+    chunks = [names[i : i + chunk] for i in range(0, len(names), chunk)]
     total, done = len(chunks) * len(samples), 0
     for part in chunks:
         for sample in samples:
@@ -49,11 +58,16 @@ def metric_label(metric: str, names: list[str]) -> str:
     """E.g. "kl" or "auto (kl on logits)", for plans and reports."""
     if metric != "auto":
         return metric
-    return "auto (" + ", ".join(f"{kind} on {name}" for kind, name in zip(output_metrics(metric, names), names)) + ")"
+    return (
+        "auto ("
+        + ", ".join(f"{kind} on {name}" for kind, name in zip(output_metrics(metric, names), names))
+        + ")"
+    )
 
 
 def kl_divergence(reference: np.ndarray, output: np.ndarray) -> float:
     """Mean over positions of KL(softmax(reference) || softmax(output)), softmax over the last axis."""
+
     def log_softmax(x):
         x = np.asarray(x, np.float64)
         x = x - x.max(axis=-1, keepdims=True)
@@ -70,13 +84,19 @@ def output_error(reference, outputs, metric: str, names: list[str]) -> float:
     softmax (next-token distributions for logits) over samples; "auto" = output_metrics."""
     errs = []
     for i, kind in enumerate(output_metrics(metric, names)):
-        pairs = [(np.asarray(ref[i], np.float64), np.asarray(out[i], np.float64)) for ref, out in zip(reference, outputs)]
+        pairs = [
+            (np.asarray(ref[i], np.float64), np.asarray(out[i], np.float64))
+            for ref, out in zip(reference, outputs)
+        ]
         if kind == "cosine":
             errs.append(1.0 - float(np.mean([cosine(r, o) for r, o in pairs])))
         elif kind == "kl":
             errs.append(float(np.mean([kl_divergence(r, o) for r, o in pairs])))
         else:
-            errs.append(sum(float(np.sum((r - o) ** 2)) for r, o in pairs) / max(sum(float(np.sum(r ** 2)) for r, _ in pairs), 1e-30))
+            errs.append(
+                sum(float(np.sum((r - o) ** 2)) for r, o in pairs)
+                / max(sum(float(np.sum(r**2)) for r, _ in pairs), 1e-30)
+            )
     return float(np.mean(errs))
 
 

@@ -27,19 +27,27 @@ class SensitivityOptions:
     samples: int = 4  # calibration samples the `measured` method runs (the others use all of them)
     zd_threshold: float = 1.0
     zd_direction: str = "higher"  # "higher": more weights above the threshold = more important
-    measured_metric: str = "auto"  # model-output error (runner.output_error): KL on logits, 1 - cosine elsewhere
+    measured_metric: str = (
+        "auto"  # model-output error (runner.output_error): KL on logits, 1 - cosine elsewhere
+    )
     measured_max_runs: int = 2000  # above this many onnxruntime runs, `measured` quantizes whole blocks
     hessian_normalize: str = "output"  # "output": layer-output error relative to the output energy; "none"
     seed: int = 0
 
     def __post_init__(self):
         if self.zd_direction not in ZD_DIRECTIONS:
-            raise RecipeError(f"zd_direction must be one of {', '.join(ZD_DIRECTIONS)}, not {self.zd_direction!r}")
+            raise RecipeError(
+                f"zd_direction must be one of {', '.join(ZD_DIRECTIONS)}, not {self.zd_direction!r}"
+            )
         if self.measured_metric not in MEASURED_METRICS:
-            raise RecipeError(f"measured metric must be one of {', '.join(MEASURED_METRICS)}, not {self.measured_metric!r}")
+            raise RecipeError(
+                f"measured metric must be one of {', '.join(MEASURED_METRICS)}, not {self.measured_metric!r}"
+            )
         if self.hessian_normalize not in HESSIAN_NORMALIZATIONS:
-            raise RecipeError(f"hessian_normalize must be one of {', '.join(HESSIAN_NORMALIZATIONS)}, "
-                              f"not {self.hessian_normalize!r}")
+            raise RecipeError(
+                f"hessian_normalize must be one of {', '.join(HESSIAN_NORMALIZATIONS)}, "
+                f"not {self.hessian_normalize!r}"
+            )
         if self.samples < 1:
             raise RecipeError(f"sensitivity samples must be at least 1, not {self.samples}")
 
@@ -71,11 +79,18 @@ class Sensitivity:
     details: dict = dataclasses.field(default_factory=dict)
 
 
-def from_importance(method: str, ctx: Context, score: dict[str, float], importance: dict[str, float],
-                    details: dict | None = None) -> Sensitivity:
+def from_importance(
+    method: str,
+    ctx: Context,
+    score: dict[str, float],
+    importance: dict[str, float],
+    details: dict | None = None,
+) -> Sensitivity:
     """Layer scores -> per-format errors: importance x relative weight MSE."""
-    error = {info.name: {f: importance[info.name] * ctx.weight_errors[info.name][f][1] for f in info.bits}
-             for info in ctx.infos}
+    error = {
+        info.name: {f: importance[info.name] * ctx.weight_errors[info.name][f][1] for f in info.bits}
+        for info in ctx.infos
+    }
     return Sensitivity(method, score, error, details or {})
 
 
@@ -106,8 +121,11 @@ def _measured(ctx):
 METHODS: dict[str, tuple[Callable[[Context], Sensitivity], str]] = {
     "lim": (_lim, "layer input modification: 1 - cos(hidden state in, out) of the layer's residual block"),
     "zd": (_zd, "z-score distribution: share of weights with z-score above a threshold (data-free)"),
-    "hessian": (_hessian, "layer-output error tr(dW E[x x^T] dW^T) of the format's RTN error over the "
-                          "output energy tr(W E[x x^T] W^T) (HAWQ-style)"),
+    "hessian": (
+        _hessian,
+        "layer-output error tr(dW E[x x^T] dW^T) of the format's RTN error over the "
+        "output energy tr(W E[x x^T] W^T) (HAWQ-style)",
+    ),
     "measured": (_measured, "model-output error with one layer quantized, measured with onnxruntime"),
 }
 

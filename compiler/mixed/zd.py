@@ -33,5 +33,6 @@ def zd(ctx: Context) -> Sensitivity:
         importance = {n: max(s, floor) / mean for n, s in score.items()}
     else:
         importance = {n: mean / max(s, floor) for n, s in score.items()}
-    return from_importance("zd", ctx, score, importance,
-                           {"threshold": opts.zd_threshold, "direction": opts.zd_direction})
+    return from_importance(
+        "zd", ctx, score, importance, {"threshold": opts.zd_threshold, "direction": opts.zd_direction}
+    )

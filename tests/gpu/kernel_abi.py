@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIB_NAME = "libqc_kernels.so"
 
-OK, ERR_SHAPE, ERR_ALIGNMENT, ERR_FORMAT, ERR_UNSUPPORTED_ARCH, ERR_CUDA, ERR_WORKSPACE, ERR_NULL, ERR_ARG = range(9)
+OK, ERR_SHAPE, ERR_ALIGNMENT, ERR_FORMAT, ERR_UNSUPPORTED_ARCH, ERR_CUDA, ERR_WORKSPACE, ERR_NULL, ERR_ARG = (
+    range(9)
+)
 FMT = {"fp6_e3m2": 0, "fp6_e2m3": 1, "int4": 2, "uint4": 3, "fp4_e2m1": 4}
 ACT = {"per_tensor": 0, "per_token": 1}
 
@@ -63,21 +65,45 @@ def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None) -> int:
     m, k = x.shape
     n = y.shape[1]
     ws = workspace if workspace is not None else _workspace(lib.qc_w6a16_workspace_size(m, n, k), x.device)
-    return lib.qc_w6a16_gemm(_p(x), _p(lo4), _p(hi2), _p(scales), _p(y), m, n, k, FMT[fmt], _p(ws), ws.numel(), _stream())
+    return lib.qc_w6a16_gemm(
+        _p(x), _p(lo4), _p(hi2), _p(scales), _p(y), m, n, k, FMT[fmt], _p(ws), ws.numel(), _stream()
+    )
 
 
 def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None) -> int:
     m, k = x.shape
     n = y.shape[1]
-    ws = workspace if workspace is not None else _workspace(lib.qc_w4a16_workspace_size(m, n, k, group), x.device)
-    return lib.qc_w4a16_gemm(_p(x), _p(w), _p(scales), _p(zeros), _p(y), m, n, k, group, FMT[fmt], _p(ws),
-                             ws.numel(), _stream())
+    ws = (
+        workspace
+        if workspace is not None
+        else _workspace(lib.qc_w4a16_workspace_size(m, n, k, group), x.device)
+    )
+    return lib.qc_w4a16_gemm(
+        _p(x), _p(w), _p(scales), _p(zeros), _p(y), m, n, k, group, FMT[fmt], _p(ws), ws.numel(), _stream()
+    )
 
 
-def w4a8(lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None) -> int:
+def w4a8(
+    lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None
+) -> int:
     m, k = x.shape
     n = y.shape[1]
     size = lib.qc_w4a8_workspace_size(m, n, k, group, ACT[act])
     ws = workspace if workspace is not None else _workspace(size, x.device)
-    return lib.qc_w4a8_gemm(_p(x), _p(w), _p(group_exp), _p(channel_scale), _p(act_scale), _p(y), m, n, k, group,
-                            FMT[fmt], ACT[act], _p(ws), ws.numel(), _stream())
+    return lib.qc_w4a8_gemm(
+        _p(x),
+        _p(w),
+        _p(group_exp),
+        _p(channel_scale),
+        _p(act_scale),
+        _p(y),
+        m,
+        n,
+        k,
+        group,
+        FMT[fmt],
+        ACT[act],
+        _p(ws),
+        ws.numel(),
+        _stream(),
+    )

@@ -27,6 +27,7 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
 import kernel_abi as abi  # noqa: E402  (tests/gpu is on sys.path under pytest's rootdir-less import)
+
 from qcompile import formats, packing  # noqa: E402
 
 
@@ -122,15 +123,21 @@ def weights(kind: str, fmt: str, n: int, k: int, group: int = 128):
                 zeros = rng.integers(0, 16, (n, k // group), dtype=np.uint8)
                 q = q - np.repeat(zeros, group, axis=1).astype(np.float32)
             w = q * np.repeat(scales.astype(np.float32), group, axis=1)
-            _weights[key] = dict(w4=gpu(packing.pack_nibbles(codes)), scales=gpu(scales),
-                                 zeros=None if zeros is None else gpu(zeros), w=gpu(w))
+            _weights[key] = dict(
+                w4=gpu(packing.pack_nibbles(codes)),
+                scales=gpu(scales),
+                zeros=None if zeros is None else gpu(zeros),
+                w=gpu(w),
+            )
         else:
             codes = f.encode(rng.normal(size=(n, k)).astype(np.float32) * 3)
             # e in [-7, 0]: exact for both formats; e < -5 (FP4) / -6 (INT4) takes the per-code LUT path
             exps = rng.integers(-7, 1, (n, k // group)).astype(np.int8)
             cscale = (rng.random(n, dtype=np.float32) * 0.02 + 0.005).astype(np.float32)
             wq = f.decode(codes) * np.exp2(np.repeat(exps, group, axis=1).astype(np.float32))  # exact in E4M3
-            _weights[key] = dict(w4=gpu(packing.pack_nibbles(codes)), exps=gpu(exps), cscale=gpu(cscale), wq=gpu(wq))
+            _weights[key] = dict(
+                w4=gpu(packing.pack_nibbles(codes)), exps=gpu(exps), cscale=gpu(cscale), wq=gpu(wq)
+            )
     return _weights[key]
 
 
@@ -148,8 +155,10 @@ def test_w6a16(fmt, m, n, k):
     assert err < TOL_F16, f"relative error {err:.3g}"
 
 
-@pytest.mark.parametrize("fmt,group,m,n,k", [(*fg, *c) for fg in (("int4", 128), ("int4", 32), ("uint4", 64),
-                                                                    ("fp4_e2m1", 128)) for c in CASES])
+@pytest.mark.parametrize(
+    "fmt,group,m,n,k",
+    [(*fg, *c) for fg in (("int4", 128), ("int4", 32), ("uint4", 64), ("fp4_e2m1", 128)) for c in CASES],
+)
 def test_w4a16(fmt, group, m, n, k):
     wt = weights("w4a16", fmt, n, k, group)
     x = randn_x(m, k, fmt, group, n)
@@ -183,7 +192,9 @@ def test_w4a8(fmt, act, m, n, k):
     assert err < TOL_W4A8, f"relative error {err:.3g}"
 
 
-@pytest.mark.parametrize("m,n,k,group", [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64)])
+@pytest.mark.parametrize(
+    "m,n,k,group", [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64)]
+)
 def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
     """Partial N/M tiles and a K tail; workspace of 16 bytes forces the unsplit path."""
     x = randn_x(m, k, n, group)
@@ -202,7 +213,11 @@ def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
             wt8 = weights("w4a8", "fp4_e2m1", n, k, group)
             s = (x.float().abs().max() / 448.0).reshape(1)
             y = poisoned(m, n)
-            run(abi.w4a8(LIB, x, wt8["w4"], wt8["exps"], wt8["cscale"], s, y, group, "fp4_e2m1", "per_tensor", ws))
+            run(
+                abi.w4a8(
+                    LIB, x, wt8["w4"], wt8["exps"], wt8["cscale"], s, y, group, "fp4_e2m1", "per_tensor", ws
+                )
+            )
             assert rel_err(y, w4a8_reference(x, wt8, "per_tensor", s)) < TOL_W4A8
 
 
@@ -213,19 +228,49 @@ def test_bad_shapes_and_alignment_rejected():
     lib = LIB
     s = abi._stream()
     p = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
-    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 96, 0, None, 0, s) == abi.ERR_SHAPE
-    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 12, 128, 0, None, 0, s) == abi.ERR_SHAPE
-    assert lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 7, None, 0, s) == abi.ERR_FORMAT
+    assert (
+        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 96, 0, None, 0, s)
+        == abi.ERR_SHAPE
+    )
+    assert (
+        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 12, 128, 0, None, 0, s)
+        == abi.ERR_SHAPE
+    )
+    assert (
+        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 7, None, 0, s)
+        == abi.ERR_FORMAT
+    )
     shifted = ctypes.c_void_p(x.data_ptr() + 2)
-    assert lib.qc_w6a16_gemm(shifted, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s) == abi.ERR_ALIGNMENT
-    assert lib.qc_w6a16_gemm(None, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s) == abi.ERR_NULL
+    assert (
+        lib.qc_w6a16_gemm(
+            shifted, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s
+        )
+        == abi.ERR_ALIGNMENT
+    )
+    assert (
+        lib.qc_w6a16_gemm(None, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s)
+        == abi.ERR_NULL
+    )
     w4 = weights("w4a16", "int4", 16, 128, 32)
-    assert lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, None, 0, s) == abi.ERR_ARG
-    assert lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), p(w4["scales"]), p(y), 4, 16, 128, 32, 2, None, 0, s) == abi.ERR_FORMAT
+    assert (
+        lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, None, 0, s)
+        == abi.ERR_ARG
+    )
+    assert (
+        lib.qc_w4a16_gemm(
+            p(x), p(w4["w4"]), p(w4["scales"]), p(w4["scales"]), p(y), 4, 16, 128, 32, 2, None, 0, s
+        )
+        == abi.ERR_FORMAT
+    )
     assert torch.isnan(y).all(), "a rejected call wrote to the output"
     w8 = weights("w4a8", "int4", 16, 128, 32)
-    status = lib.qc_w4a8_gemm(p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 128, 32, 2, 1,
-                              None, 0, s)
+    status = lib.qc_w4a8_gemm(
+        p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 128, 32, 2, 1, None, 0, s
+    )
     assert status == (abi.ERR_WORKSPACE if cc() >= 89 else abi.ERR_UNSUPPORTED_ARCH)
-    assert lib.qc_w4a8_gemm(p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 100, 32, 2, 0,
-                            None, 0, s) == abi.ERR_SHAPE
+    assert (
+        lib.qc_w4a8_gemm(
+            p(x), p(w8["w4"]), p(w8["exps"]), p(w8["cscale"]), None, p(y), 4, 16, 100, 32, 2, 0, None, 0, s
+        )
+        == abi.ERR_SHAPE
+    )

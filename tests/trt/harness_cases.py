@@ -54,16 +54,23 @@ def _weight_spec(op: str, attrs: dict) -> tuple[WeightSpec, str | None]:
 def emit(op: str, attrs: dict, k: int = K, n: int = N) -> ir.Node:
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((k, n)) * 0.1).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, n])],
-                              [numpy_helper.from_array(w, "w")])
-    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, n])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = ir.from_proto(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    )
     (layer,), _ = find_layers(model.graph)
     spec, act = _weight_spec(op, attrs)
     act_fmt = FORMATS["fp8_e4m3fn"] if act else None
     act_scale = 0.01 if act == "per_tensor" else None
-    EmitPluginGemms([(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)])(model)
+    EmitPluginGemms(
+        [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)]
+    )(model)
     (node,) = [n for n in model.graph if n.domain == "qcompile"]
     return node
 

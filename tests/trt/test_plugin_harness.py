@@ -31,13 +31,19 @@ def _harness() -> Path | None:
 def test_every_emitted_plugin_node_through_the_tensorrt_interfaces(tmp_path):
     harness = _harness()
     if harness is None:
-        pytest.skip("the TensorRT plugin harness is not built (needs TensorRT's headers: configure plugins/ with "
-                    "-DQC_BUILD_TRT_PLUGINS=ON -DTENSORRT_ROOT=..., or set QC_TRT_HARNESS)")
-    library = trt_build.find_plugin_library(os.environ.get("QC_PLUGIN_LIB") or (harness.parent / "libqc_trt_plugins.so"))
+        pytest.skip(
+            "the TensorRT plugin harness is not built (needs TensorRT's headers: configure plugins/ with "
+            "-DQC_BUILD_TRT_PLUGINS=ON -DTENSORRT_ROOT=..., or set QC_TRT_HARNESS)"
+        )
+    library = trt_build.find_plugin_library(
+        os.environ.get("QC_PLUGIN_LIB") or (harness.parent / "libqc_trt_plugins.so")
+    )
     cases = tmp_path / "cases.txt"
     subprocess.run([sys.executable, str(HERE / "harness_cases.py"), str(cases)], check=True)
     n_cases = sum(line.startswith("case ") for line in cases.read_text().splitlines())
-    done = subprocess.run([str(harness), str(library), str(cases)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(harness), str(library), str(cases)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"{n_cases} cases" in done.stdout and ", 0 failed" in done.stdout
     static = harness.parent / "qc_trt_static_harness"  # the REGISTER_TENSORRT_PLUGIN path, built beside it

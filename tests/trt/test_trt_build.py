@@ -27,8 +27,9 @@ def int8_linear_model(path, k=64, n=16):
     wdq = ir.node("DequantizeLinear", [w, ws], attributes={"axis": 1})
     mm = ir.node("MatMul", [dq.outputs[0], wdq.outputs[0]])
     mm.outputs[0].name = "y"
-    graph = ir.Graph([x], [mm.outputs[0]], nodes=[q, dq, wdq, mm], initializers=[s, zp, w, ws],
-                     opset_imports={"": 21})
+    graph = ir.Graph(
+        [x], [mm.outputs[0]], nodes=[q, dq, wdq, mm], initializers=[s, zp, w, ws], opset_imports={"": 21}
+    )
     ir.save(ir.Model(graph, ir_version=10), path)
     return path
 
@@ -51,8 +52,12 @@ def test_find_plugin_library(tmp_path, monkeypatch):
 
 def test_check_shapes():
     assert trt_build.check_shapes({"x": ([1, 8], [4, 8], [16, 8])}) == {"x": ((1, 8), (4, 8), (16, 8))}
-    for bad, word in (({"x": ([1, 8], [4, 8])}, "min, opt, max"), ({"x": ([1], [4, 8], [16, 8])}, "ranks"),
-                      ({"x": ([4, 8], [1, 8], [16, 8])}, "min <= opt <= max"), ({"x": ([0, 8], [1, 8], [1, 8])}, "0 <")):
+    for bad, word in (
+        ({"x": ([1, 8], [4, 8])}, "min, opt, max"),
+        ({"x": ([1], [4, 8], [16, 8])}, "ranks"),
+        ({"x": ([4, 8], [1, 8], [16, 8])}, "min <= opt <= max"),
+        ({"x": ([0, 8], [1, 8], [1, 8])}, "0 <"),
+    ):
         with pytest.raises(QCompileError, match=word):
             trt_build.check_shapes(bad)
 
@@ -78,8 +83,13 @@ def test_build_a_strongly_typed_int8_engine(tmp_path):
     import tensorrt as trt
 
     lines = []
-    engine = trt_build.build_engine(int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine",
-                                    timing_cache=tmp_path / "cache.bin", workspace_mb=256, progress=lines.append)
+    engine = trt_build.build_engine(
+        int8_linear_model(tmp_path / "m.onnx"),
+        tmp_path / "m.engine",
+        timing_cache=tmp_path / "cache.bin",
+        workspace_mb=256,
+        progress=lines.append,
+    )
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     plan = runtime.deserialize_cuda_engine(engine.read_bytes())
     assert plan is not None and plan.num_io_tensors == 2
@@ -91,18 +101,30 @@ def test_build_a_strongly_typed_int8_engine(tmp_path):
 def test_build_with_the_plugin_library(tmp_path):
     library = trt_build.find_plugin_library()
     if library is None:
-        pytest.skip("the plugin library is not built (set QC_PLUGIN_LIB or build plugins/ with QC_BUILD_TRT_PLUGINS=ON)")
+        pytest.skip(
+            "the plugin library is not built (set QC_PLUGIN_LIB or build plugins/ with QC_BUILD_TRT_PLUGINS=ON)"
+        )
     n, k = 16, 128
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape(["m", k]))
     const = lambda name, a: ir.Value(name=name, const_value=ir.tensor(a, name=name))  # noqa: E731
     inputs = [x, const("w", np.full((n, k // 2), 0x11, np.uint8)), const("s", np.ones((n, 1), np.float16))]
-    node = ir.node("QcW4A16Gemm", inputs, domain="qcompile",
-                   attributes=plugin_specs.node_attributes("QcW4A16Gemm", N=n, K=k))
-    graph = ir.Graph([x], [node.outputs[0]], nodes=[node], initializers=inputs[1:],
-                     opset_imports={"": 21, "qcompile": 1})
+    node = ir.node(
+        "QcW4A16Gemm",
+        inputs,
+        domain="qcompile",
+        attributes=plugin_specs.node_attributes("QcW4A16Gemm", N=n, K=k),
+    )
+    graph = ir.Graph(
+        [x], [node.outputs[0]], nodes=[node], initializers=inputs[1:], opset_imports={"": 21, "qcompile": 1}
+    )
     ir.save(ir.Model(graph, ir_version=10), tmp_path / "p.onnx")
-    engine = trt_build.build_engine(tmp_path / "p.onnx", tmp_path / "p.engine", plugin_library=library,
-                                    serialize_plugins=True, shapes={"x": ((1, k), (8, k), (64, k))})
+    engine = trt_build.build_engine(
+        tmp_path / "p.onnx",
+        tmp_path / "p.engine",
+        plugin_library=library,
+        serialize_plugins=True,
+        shapes={"x": ((1, k), (8, k), (64, k))},
+    )
     assert engine.stat().st_size > 0
 
 
@@ -136,35 +158,67 @@ class _Fake:
             plugins_to_serialize = []
             progress_monitor = None
 
-            def set_memory_pool_limit(self, pool, size): calls.append(("pool", pool, size))
-            def set_flag(self, flag): calls.append(("flag", flag))
-            def add_optimization_profile(self, profile): calls.append(("profile", profile.shapes))
-            def create_timing_cache(self, data): return types.SimpleNamespace(serialize=lambda: b"cache")
-            def set_timing_cache(self, cache, ignore_mismatch): calls.append(("timing_cache", ignore_mismatch))
-            def get_timing_cache(self): return types.SimpleNamespace(serialize=lambda: b"cache")
+            def set_memory_pool_limit(self, pool, size):
+                calls.append(("pool", pool, size))
+
+            def set_flag(self, flag):
+                calls.append(("flag", flag))
+
+            def add_optimization_profile(self, profile):
+                calls.append(("profile", profile.shapes))
+
+            def create_timing_cache(self, data):
+                return types.SimpleNamespace(serialize=lambda: b"cache")
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                calls.append(("timing_cache", ignore_mismatch))
+
+            def get_timing_cache(self):
+                return types.SimpleNamespace(serialize=lambda: b"cache")
 
         class Network:
             num_inputs = 1
 
-            def get_input(self, i): return types.SimpleNamespace(name="x", shape=(-1, 64))
+            def get_input(self, i):
+                return types.SimpleNamespace(name="x", shape=(-1, 64))
 
         class Profile:
-            def __init__(self): self.shapes = {}
-            def set_shape(self, name, lo, opt, hi): self.shapes[name] = (lo, opt, hi)
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, lo, opt, hi):
+                self.shapes[name] = (lo, opt, hi)
 
         class Registry:
-            def get_creator(self, name, version, namespace): return object() if library_registered else None
-            def load_library(self, path): calls.append(("load_library", path)); return object()
+            def get_creator(self, name, version, namespace):
+                return object() if library_registered else None
+
+            def load_library(self, path):
+                calls.append(("load_library", path))
+                return object()
 
         class Builder:
-            def __init__(self, logger): self.logger = logger
-            def get_plugin_registry(self): return Registry()
-            def create_network(self, flags): calls.append(("network", flags)); return Network()
-            def create_builder_config(self): self.config = Config(); return self.config
-            def create_optimization_profile(self): return Profile()
+            def __init__(self, logger):
+                self.logger = logger
+
+            def get_plugin_registry(self):
+                return Registry()
+
+            def create_network(self, flags):
+                calls.append(("network", flags))
+                return Network()
+
+            def create_builder_config(self):
+                self.config = Config()
+                return self.config
+
+            def create_optimization_profile(self):
+                return Profile()
 
             def build_serialized_network(self, network, config):
-                calls.append(("serialize", list(config.plugins_to_serialize), config.progress_monitor is not None))
+                calls.append(
+                    ("serialize", list(config.plugins_to_serialize), config.progress_monitor is not None)
+                )
                 config.progress_monitor.phase_start("build", None, 2)
                 config.progress_monitor.step_complete("build", 0)
                 return b"plan"
@@ -172,10 +226,19 @@ class _Fake:
         class OnnxParser:
             num_errors = 0
 
-            def __init__(self, network, logger): pass
-            def parse_from_file(self, path): calls.append(("parse", path)); return True
+            def __init__(self, network, logger):
+                pass
 
-        self.ILogger, self.IProgressMonitor, self.Builder, self.OnnxParser = ILogger, IProgressMonitor, Builder, OnnxParser
+            def parse_from_file(self, path):
+                calls.append(("parse", path))
+                return True
+
+        self.ILogger, self.IProgressMonitor, self.Builder, self.OnnxParser = (
+            ILogger,
+            IProgressMonitor,
+            Builder,
+            OnnxParser,
+        )
 
 
 def test_build_engine_wiring_with_a_fake_tensorrt(tmp_path, monkeypatch):
@@ -184,9 +247,16 @@ def test_build_engine_wiring_with_a_fake_tensorrt(tmp_path, monkeypatch):
     library = tmp_path / "libqc_trt_plugins.so"
     library.write_bytes(b"")
     lines = []
-    out = trt_build.build_engine(int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine",
-                                 plugin_library=library, serialize_plugins=True, timing_cache=tmp_path / "t.cache",
-                                 workspace_mb=8, shapes={"x": ((1, 64), (4, 64), (8, 64))}, progress=lines.append)
+    out = trt_build.build_engine(
+        int8_linear_model(tmp_path / "m.onnx"),
+        tmp_path / "m.engine",
+        plugin_library=library,
+        serialize_plugins=True,
+        timing_cache=tmp_path / "t.cache",
+        workspace_mb=8,
+        shapes={"x": ((1, 64), (4, 64), (8, 64))},
+        progress=lines.append,
+    )
     assert out.read_bytes() == b"plan" and (tmp_path / "t.cache").read_bytes() == b"cache"
     assert fake.calls == [
         ("load_library", str(library.resolve())),
@@ -214,7 +284,9 @@ def test_dynamic_inputs_need_shapes_and_registered_libraries_are_not_reloaded(tm
         trt_build.build_engine(model, tmp_path / "m.engine", shapes={"y": ((1,), (1,), (1,))})
 
 
-@pytest.mark.parametrize("version, strongly_typed_bit", [("10.0.1", True), ("10.16.0", True), ("11.1.0", False)])
+@pytest.mark.parametrize(
+    "version, strongly_typed_bit", [("10.0.1", True), ("10.16.0", True), ("11.1.0", False)]
+)
 def test_network_flags_per_version(version, strongly_typed_bit):
     fake = _Fake(version=version)
     expected = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed_bit else 0
@@ -233,6 +305,7 @@ def test_compare_without_tensorrt_is_one_line_exit_2(tmp_path):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install tensorrt" in lines[0]
-    missing = subprocess.run([*command, "--engine", str(tmp_path / "none.engine")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [*command, "--engine", str(tmp_path / "none.engine")], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -59,8 +59,16 @@ def binding_names(src: Path) -> set[str]:
 def test_extraction_sees_the_names_trt_build_uses():
     names = trt_names(Path(trt_build.__file__).read_text())
     # A sample from each kind of use: enum chains, object methods, keywords, overridden methods.
-    assert {"STRONGLY_TYPED", "VERSION_COMPATIBLE", "Severity", "build_serialized_network",
-            "serialize", "ignore_mismatch", "phase_start", "log"} <= names
+    assert {
+        "STRONGLY_TYPED",
+        "VERSION_COMPATIBLE",
+        "Severity",
+        "build_serialized_network",
+        "serialize",
+        "ignore_mismatch",
+        "phase_start",
+        "log",
+    } <= names
     assert "steps" not in names and "__init__" not in names
 
 
@@ -80,7 +88,8 @@ def test_every_name_exists_in_the_bindings():
 
 def test_a_misspelled_name_is_reported(tmp_path):
     (tmp_path / "pyCore.cpp").write_text('.def("create_network", f).value("STRONGLY_TYPED", x)')
-    source = ("def f(trt, builder):\n"
-              "    builder.create_netwrk(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)\n")
+    source = (
+        "def f(trt, builder):\n    builder.create_netwrk(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)\n"
+    )
     names = trt_names(source)
     assert names - binding_names(tmp_path) == {"create_netwrk", "NetworkDefinitionCreationFlag"}

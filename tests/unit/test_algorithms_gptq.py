@@ -34,7 +34,9 @@ CASES = {
     "fp8_e4m3_tensor_pow2": WeightSpec(get_format("fp8_e4m3fn"), "tensor", scale_constraint="pow2"),
     "int4_g64_fp16_scales": WeightSpec(get_format("int4"), "group", 64, scale_dtype="float16"),
     "int4_g32_offsets": WeightSpec(get_format("int4"), "group", 32, offsets=True),
-    "fp4_e2m1_g64_offsets": WeightSpec(get_format("fp4_e2m1"), "group", 64, scale_dtype="float16", offsets=True),
+    "fp4_e2m1_g64_offsets": WeightSpec(
+        get_format("fp4_e2m1"), "group", 64, scale_dtype="float16", offsets=True
+    ),
 }
 
 
@@ -46,14 +48,18 @@ def test_gptq_output_error_below_rtn(layer, case, act_order):
     rtn = output_mse(lay.x_test, lay.w, quantize_weight(lay.w, spec).dequantize())
     qw, info = gptq(lay.w, h, spec, act_order=act_order)
     err = output_mse(lay.x_test, lay.w, qw.dequantize())
-    print(f"{case} act_order={act_order}: held-out output MSE RTN {rtn:.4e} GPTQ {err:.4e} ({rtn / err:.2f}x); "
-          f"calibration {info.calib_mse_rtn:.4e} -> {info.calib_mse:.4e}")
+    print(
+        f"{case} act_order={act_order}: held-out output MSE RTN {rtn:.4e} GPTQ {err:.4e} ({rtn / err:.2f}x); "
+        f"calibration {info.calib_mse_rtn:.4e} -> {info.calib_mse:.4e}"
+    )
     assert err < rtn
     assert info.calib_mse < info.calib_mse_rtn
     assert qw.scales.shape == (64, spec.groups(256) if spec.granularity != "tensor" else 1)
     if spec.scale_constraint == "pow2_ratio":
         assert np.all((qw.group_exp >= MIN_GROUP_EXP) & (qw.group_exp <= 0))
-        np.testing.assert_array_equal(qw.scales, qw.channel_scale[:, None] * np.exp2(qw.group_exp.astype(np.float32)))
+        np.testing.assert_array_equal(
+            qw.scales, qw.channel_scale[:, None] * np.exp2(qw.group_exp.astype(np.float32))
+        )
     if spec.scale_dtype == "float16":
         np.testing.assert_array_equal(qw.scales, qw.scales.astype(np.float16).astype(np.float32))
     if spec.offsets:
@@ -82,10 +88,10 @@ def _obs_reference(w, h, spec, damp):
     scales = quantize_weight(w, spec).scales
     codes = np.zeros(w.shape, spec.fmt.code_dtype)
     for i in range(w.shape[1]):
-        q = quantize_weight(work[:, i:i + 1].astype(np.float32), spec, scales=scales)
+        q = quantize_weight(work[:, i : i + 1].astype(np.float32), spec, scales=scales)
         codes[:, i] = q.codes[:, 0]
         err = (work[:, i] - q.dequantize()[:, 0]) / hinv[i, i]
-        work[:, i + 1:] -= np.outer(err, hinv[i, i + 1:])
+        work[:, i + 1 :] -= np.outer(err, hinv[i, i + 1 :])
         hinv = hinv - np.outer(hinv[:, i], hinv[i, :]) / hinv[i, i]
     return codes
 

@@ -42,8 +42,10 @@ def test_lkd_lowers_held_out_error(layer, case, torch_one_thread):
     tuned, info = lkd(layer.w, qw, layer.x_calib, steps=60, lr=1e-2)
     before = output_mse(layer.x_test, layer.w, qw.dequantize())
     after = output_mse(layer.x_test, layer.w, tuned.dequantize())
-    print(f"{case}: sample MSE {info.mse_before:.4e} -> {info.mse_after:.4e} (best step {info.best_step}); "
-          f"held-out {before:.4e} -> {after:.4e} ({before / after:.2f}x)")
+    print(
+        f"{case}: sample MSE {info.mse_before:.4e} -> {info.mse_after:.4e} (best step {info.best_step}); "
+        f"held-out {before:.4e} -> {after:.4e} ({before / after:.2f}x)"
+    )
     assert info.mse_after < info.mse_before
     assert after < before
     assert info.mse_after == pytest.approx(output_mse(layer.x_calib, layer.w, tuned.dequantize()), rel=1e-12)
@@ -60,7 +62,9 @@ def test_lkd_never_returns_a_worse_weight(layer, torch_one_thread):
 
 
 def test_lkd_keeps_constrained_scales(layer, torch_one_thread):
-    qw = quantize_weight(layer.w, WeightSpec(get_format("fp4_e2m1"), "group", 32, scale_constraint="pow2_ratio"))
+    qw = quantize_weight(
+        layer.w, WeightSpec(get_format("fp4_e2m1"), "group", 32, scale_constraint="pow2_ratio")
+    )
     tuned, info = lkd(layer.w, qw, layer.x_calib, steps=20)
     np.testing.assert_array_equal(tuned.scales, qw.scales)
     np.testing.assert_array_equal(tuned.group_exp, qw.group_exp)

@@ -30,9 +30,11 @@ def test_lorc_reduces_weight_and_output_error(case, rank, factor_dtype):
     # The layer computes x Q(W)^T + (x A) B.
     y = lay.x_test.astype(np.float64) @ w_hat.T + (lay.x_test.astype(np.float64) @ a) @ b
     after = float(np.mean((lay.x_test.astype(np.float64) @ lay.w.T - y) ** 2))
-    print(f"rank {rank} {factor_dtype}: +{info.added_bits_per_weight:.4f} bits/weight; weight MSE "
-          f"{info.weight_mse_before:.4e} -> {info.weight_mse_after:.4e}; "
-          f"held-out output MSE {before:.4e} -> {after:.4e}")
+    print(
+        f"rank {rank} {factor_dtype}: +{info.added_bits_per_weight:.4f} bits/weight; weight MSE "
+        f"{info.weight_mse_before:.4e} -> {info.weight_mse_after:.4e}; "
+        f"held-out output MSE {before:.4e} -> {after:.4e}"
+    )
     assert after < before
     assert info.weight_mse_after < info.weight_mse_before
     assert info.output_mse_after < info.output_mse_before
@@ -56,7 +58,9 @@ def test_bits_count(case):
     _, _, fp16 = lorc(lay.w, qw, 8, "float16")
     _, _, int8 = lorc(lay.w, qw, 8, "int8")
     assert fp16.added_bits_per_weight == 8 * (K + N) * 16 / (N * K)
-    assert int8.added_bits_per_weight == 8 * (K + N) * 8 / (N * K) + 2 * 8 * 32 / (N * K)  # + one scale per column
+    assert int8.added_bits_per_weight == 8 * (K + N) * 8 / (N * K) + 2 * 8 * 32 / (
+        N * K
+    )  # + one scale per column
 
 
 def test_factor_values_are_exact_in_their_dtype(case):

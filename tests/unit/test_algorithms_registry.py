@@ -30,7 +30,17 @@ def layer():
 
 
 def test_registered_names_and_option_types():
-    assert list(ALGORITHMS) == ["rtn", "hqq", "gptq", "awq", "smoothquant", "llmfp4", "fpsearch", "lorc", "lkd"]
+    assert list(ALGORITHMS) == [
+        "rtn",
+        "hqq",
+        "gptq",
+        "awq",
+        "smoothquant",
+        "llmfp4",
+        "fpsearch",
+        "lorc",
+        "lkd",
+    ]
     for name, entry in ALGORITHMS.items():
         assert entry.name == name and entry.stage in ("quantize", "refine")
         options = entry.options()
@@ -45,22 +55,25 @@ def test_unknown_algorithm_names_the_registered_ones():
         get_algorithm("gptqq")
 
 
-@pytest.mark.parametrize("name, values, message", [
-    ("gptq", {"block_size": 0}, "block_size"),
-    ("gptq", {"block_size": True}, "block_size"),
-    ("gptq", {"damp": 0.0}, "damp"),
-    ("gptq", {"act_order": "yes"}, "act_order"),
-    ("awq", {"grid": 0}, "grid"),
-    ("awq", {"max_shrink": 1.0}, "max_shrink"),
-    ("smoothquant", {"alpha": 1.2}, "alpha"),
-    ("smoothquant", {"alphas": []}, "alphas"),
-    ("lorc", {"rank": -1}, "rank"),
-    ("lorc", {"factor_dtype": "fp8"}, "valid: float16, int8"),
-    ("lkd", {"tune": "bias"}, "valid: scales, weights, both"),
-    ("lkd", {"lr": "fast"}, "lr"),
-    ("gptq", {"blocksize": 64}, "valid: block_size, damp, act_order"),
-    ("rtn", {"alpha": 1}, "valid: mse_clip, grid, full_range"),
-])
+@pytest.mark.parametrize(
+    "name, values, message",
+    [
+        ("gptq", {"block_size": 0}, "block_size"),
+        ("gptq", {"block_size": True}, "block_size"),
+        ("gptq", {"damp": 0.0}, "damp"),
+        ("gptq", {"act_order": "yes"}, "act_order"),
+        ("awq", {"grid": 0}, "grid"),
+        ("awq", {"max_shrink": 1.0}, "max_shrink"),
+        ("smoothquant", {"alpha": 1.2}, "alpha"),
+        ("smoothquant", {"alphas": []}, "alphas"),
+        ("lorc", {"rank": -1}, "rank"),
+        ("lorc", {"factor_dtype": "fp8"}, "valid: float16, int8"),
+        ("lkd", {"tune": "bias"}, "valid: scales, weights, both"),
+        ("lkd", {"lr": "fast"}, "lr"),
+        ("gptq", {"blocksize": 64}, "valid: block_size, damp, act_order"),
+        ("rtn", {"alpha": 1}, "valid: mse_clip, grid, full_range"),
+    ],
+)
 def test_bad_options_are_recipe_errors(name, values, message):
     with pytest.raises(RecipeError, match=message):
         make_options(name, values)
@@ -78,8 +91,10 @@ def _held_out(lay, result):
 
 def test_quantize_entries_beat_rtn_through_apply(layer):
     lay, calib = layer
-    results = {name: get_algorithm(name).apply(lay.w, SPEC, calib, get_algorithm(name).options())
-               for name in ("rtn", "gptq", "awq")}
+    results = {
+        name: get_algorithm(name).apply(lay.w, SPEC, calib, get_algorithm(name).options())
+        for name in ("rtn", "gptq", "awq")
+    }
     errors = {name: _held_out(lay, r) for name, r in results.items()}
     print("int4 g128 held-out output MSE via apply():", {k: f"{v:.4e}" for k, v in errors.items()})
     assert errors["gptq"] < errors["rtn"] and errors["awq"] < errors["rtn"]
@@ -122,8 +137,10 @@ def test_lkd_refines_a_gptq_base(layer):
     finally:
         torch.set_num_threads(threads)
     info = tuned.info["lkd"]
-    print(f"gptq -> gptq+lkd sample MSE {info.mse_before:.4e} -> {info.mse_after:.4e}; held-out "
-          f"{_held_out(lay, base):.4e} -> {_held_out(lay, tuned):.4e}")
+    print(
+        f"gptq -> gptq+lkd sample MSE {info.mse_before:.4e} -> {info.mse_after:.4e}; held-out "
+        f"{_held_out(lay, base):.4e} -> {_held_out(lay, tuned):.4e}"
+    )
     assert info.mse_after <= info.mse_before
     assert info.mse_before == pytest.approx(output_mse(lay.x_calib, lay.w, base.qw.dequantize()), rel=1e-12)
 
@@ -137,8 +154,10 @@ def test_missing_statistics_are_calibration_errors(layer):
 
 
 def test_imports_stay_light():
-    code = ("import sys, qcompile; assert 'qcompile.algorithms' not in sys.modules; "
-            "import qcompile.algorithms; assert 'torch' not in sys.modules and 'scipy' not in sys.modules")
+    code = (
+        "import sys, qcompile; assert 'qcompile.algorithms' not in sys.modules; "
+        "import qcompile.algorithms; assert 'torch' not in sys.modules and 'scipy' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -157,14 +176,18 @@ def test_every_format_runs_through_every_quantizer(spec):
     acc = HessianAccumulator(128)
     acc.add(lay.x_calib)
     x = np.abs(lay.x_calib)
-    calib = LayerCalibration(acc.hessian(), x.mean(axis=0), x.max(axis=0), lay.x_calib, get_format("fp8_e4m3fn"))
+    calib = LayerCalibration(
+        acc.hessian(), x.mean(axis=0), x.max(axis=0), lay.x_calib, get_format("fp8_e4m3fn")
+    )
     rtn = get_algorithm("rtn").apply(lay.w, spec, calib, make_options("rtn"))
     gptq = get_algorithm("gptq").apply(lay.w, spec, calib, make_options("gptq", {"act_order": True}))
     assert gptq.info["gptq"].calib_mse < gptq.info["gptq"].calib_mse_rtn
     for name in ("awq", "smoothquant"):
         result = get_algorithm(name).apply(lay.w, spec, calib, make_options(name))
         assert result.qw.codes.dtype == spec.fmt.code_dtype and result.qw.scales.shape == rtn.qw.scales.shape
-        np.testing.assert_array_equal(result.qw.codes, quantize_weight(lay.w * result.input_scale, spec).codes)
+        np.testing.assert_array_equal(
+            result.qw.codes, quantize_weight(lay.w * result.input_scale, spec).codes
+        )
     lorc = get_algorithm("lorc").apply(lay.w, spec, calib, make_options("lorc"), gptq)
     assert lorc.info["lorc"].weight_mse_after < lorc.info["lorc"].weight_mse_before
     assert np.isfinite(lorc.effective_weight()).all()
@@ -181,10 +204,16 @@ def test_rtn_mse_clip_never_raises_a_groups_weight_error():
     for fmt, gran in (("int4", "group"), ("fp4_e2m1", "group"), ("int8", "channel"), ("fp6_e3m2", "channel")):
         spec = WeightSpec(get_format(fmt), gran, 64)
         plain = (w - quantize_weight(w, spec).dequantize()) ** 2
-        clipped = (w - ALGORITHMS["rtn"].apply(w, spec, LayerCalibration(), make_options("rtn", {"mse_clip": True}))
-                   .qw.dequantize()) ** 2
+        clipped = (
+            w
+            - ALGORITHMS["rtn"]
+            .apply(w, spec, LayerCalibration(), make_options("rtn", {"mse_clip": True}))
+            .qw.dequantize()
+        ) ** 2
         groups = spec.groups(256)
-        assert (clipped.reshape(32, groups, -1).sum(2) <= plain.reshape(32, groups, -1).sum(2) + 1e-12).all(), fmt
+        assert (
+            clipped.reshape(32, groups, -1).sum(2) <= plain.reshape(32, groups, -1).sum(2) + 1e-12
+        ).all(), fmt
         if spec.fmt.bits == 4:  # heavy tails: some 4-bit group always gains from a clip
             assert clipped.sum() < plain.sum(), fmt
     with pytest.raises(RecipeError, match="mse_clip takes symmetric scales"):

@@ -26,7 +26,7 @@ def test_smoothing_without_quantization_is_exact(layer, alpha):
     ref = layer.x_test.astype(np.float64) @ layer.w.astype(np.float64).T
     # x/s and W*s are each rounded once to float32 (relative error <= u = 2^-24), so every product x_j w_nj is off
     # by at most (2u + u^2) |x_j w_nj|; the float64 sums add ~1e-16 relative. Bound: 2.01 u (|x| @ |W|^T).
-    bound = 2.01 * 2.0 ** -24 * (np.abs(layer.x_test).astype(np.float64) @ np.abs(layer.w).astype(np.float64).T)
+    bound = 2.01 * 2.0**-24 * (np.abs(layer.x_test).astype(np.float64) @ np.abs(layer.w).astype(np.float64).T)
     diff = np.abs(xs @ ws.T - ref)
     assert np.all(diff <= bound), float((diff / bound).max())
 
@@ -34,14 +34,19 @@ def test_smoothing_without_quantization_is_exact(layer, alpha):
 def test_w8a8_output_error_improves_on_outlier_activations(layer):
     alpha, s, qw, info = search_alpha(layer.x_calib, layer.w, INT8, W8)
     plain, _ = smoothed_error(layer.x_test, layer.w, np.ones(256, np.float32), INT8, W8)
-    fixed, _ = smoothed_error(layer.x_test, layer.w, smooth_scales(np.abs(layer.x_calib).max(axis=0), layer.w),
-                              INT8, W8)
+    fixed, _ = smoothed_error(
+        layer.x_test, layer.w, smooth_scales(np.abs(layer.x_calib).max(axis=0), layer.w), INT8, W8
+    )
     searched, _ = smoothed_error(layer.x_test, layer.w, s, INT8, W8)
-    print(f"w8a8 held-out output MSE: no smoothing {plain:.4e}, alpha 0.5 {fixed:.4e}, searched alpha {alpha} "
-          f"{searched:.4e} ({plain / searched:.1f}x); sample {info.mse_unsmoothed:.4e} -> {info.mse:.4e}")
+    print(
+        f"w8a8 held-out output MSE: no smoothing {plain:.4e}, alpha 0.5 {fixed:.4e}, searched alpha {alpha} "
+        f"{searched:.4e} ({plain / searched:.1f}x); sample {info.mse_unsmoothed:.4e} -> {info.mse:.4e}"
+    )
     assert fixed < plain and searched < plain
     assert info.mse == min(info.mse_per_alpha) < info.mse_unsmoothed
-    np.testing.assert_array_equal(qw.dequantize(), smoothed_error(layer.x_calib, layer.w, s, INT8, W8)[1].dequantize())
+    np.testing.assert_array_equal(
+        qw.dequantize(), smoothed_error(layer.x_calib, layer.w, s, INT8, W8)[1].dequantize()
+    )
 
 
 def test_scales_formula_and_clamps():

@@ -33,8 +33,9 @@ def llama(tmp_path_factory):
 
 
 def _weights(block) -> list[str]:
-    return [n.inputs[1].name for n in block.nodes
-            if n.op_type == "MatMul" and n.inputs[1].const_value is not None]
+    return [
+        n.inputs[1].name for n in block.nodes if n.op_type == "MatMul" and n.inputs[1].const_value is not None
+    ]
 
 
 def test_llama_blocks_are_its_layers_then_the_head(llama):
@@ -43,9 +44,18 @@ def test_llama_blocks_are_its_layers_then_the_head(llama):
     assert len(found.blocks) == SHAPE.layers + 1
     assert found.cuts == tuple(f"/model/layers.{i}/Add_mlp_residual_output_0" for i in range(SHAPE.layers))
     for i, block in enumerate(found.blocks[:-1]):
-        assert _weights(block) == [f"model.layers.{i}.{w}.weight" for w in (
-            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+        assert _weights(block) == [
+            f"model.layers.{i}.{w}.weight"
+            for w in (
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            )
+        ]
         assert found.cuts[i] in block.outputs
     assert _weights(found.blocks[-1]) == ["lm_head.weight"]
     assert found.blocks[-1].outputs == ("logits",)
@@ -84,8 +94,11 @@ def _quantize(path, samples, recipe, tmp_path, *, cuts=None, sequential=False):
     folder = tmp_path / f"work{cuts is None}{sequential}"
     folder.mkdir()
     done = quantize_blockwise(blocks, groups, samples, recipe, folder=folder, sequential=sequential)
-    return {p.layer.name: (qg.act_scale, r.qw.scales, r.qw.codes)
-            for qg in done for p, r in zip(qg.group.planned, qg.results)}
+    return {
+        p.layer.name: (qg.act_scale, r.qw.scales, r.qw.codes)
+        for qg in done
+        for p, r in zip(qg.group.planned, qg.results)
+    }
 
 
 def test_blockwise_calibration_gives_the_whole_model_scales(llama, tmp_path):

@@ -42,19 +42,23 @@ def test_names_are_checked_before_anything_is_decompressed(tmp_path, monkeypatch
     np.savez_compressed(path, x=np.zeros((2, 8), np.float32), junk=np.zeros(1 << 20, np.float32))
     opened = []
     real_open = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open",
-                        lambda self, *a, **k: (opened.append(a), real_open(self, *a, **k))[1])
+    monkeypatch.setattr(
+        zipfile.ZipFile, "open", lambda self, *a, **k: (opened.append(a), real_open(self, *a, **k))[1]
+    )
     with pytest.raises(CalibrationError, match="'junk' is not a model input"):
         load_calibration(path, [X])
     assert opened == []
 
 
-@pytest.mark.parametrize("case, message", [
-    ("member without .npy", "is not a .npy array"),
-    ("bare .npy renamed", "bare .npy"),
-    ("object array", "Python objects"),
-    ("truncated member", "declares shape"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("member without .npy", "is not a .npy array"),
+        ("bare .npy renamed", "bare .npy"),
+        ("object array", "Python objects"),
+        ("truncated member", "declares shape"),
+    ],
+)
 def test_malformed_files(tmp_path, case, message):
     path = tmp_path / "c.npz"
     if case == "member without .npy":

@@ -26,7 +26,11 @@ def run(*args):
 
 
 def _outputs(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name not in ("mlp.onnx", "calib.npz", "bad.npz", "junk.onnx", "trunc.onnx"))
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in ("mlp.onnx", "calib.npz", "bad.npz", "junk.onnx", "trunc.onnx")
+    )
 
 
 def test_compile_writes_model_report_and_recipe(workdir):
@@ -48,19 +52,22 @@ def _bad_calib(folder, **arrays):
     return folder / "bad.npz"
 
 
-@pytest.mark.parametrize("case, expect", [
-    ("missing", "model not found"),
-    ("not_onnx", "not a readable ONNX model"),
-    ("truncated", "not a readable ONNX model"),
-    ("no_layers", "no quantizable layer"),
-    ("unknown_preset", "valid: w8a8, fp8, w4a16, w4a8"),
-    ("calib_name", "is not a model input"),
-    ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
-    ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
-    ("same_output", "is an input file"),
-    ("no_calib", "cannot generate calibration data"),
-    ("bad_override", "is not NAME=PRECISION"),
-])
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("missing", "model not found"),
+        ("not_onnx", "not a readable ONNX model"),
+        ("truncated", "not a readable ONNX model"),
+        ("no_layers", "no quantizable layer"),
+        ("unknown_preset", "valid: w8a8, fp8, w4a16, w4a8"),
+        ("calib_name", "is not a model input"),
+        ("calib_shape", "input 'x': calibration shape [4, 3, 7], expected [samples, ?, 256]"),
+        ("calib_dtype", "input 'x': calibration dtype float64, model expects float32"),
+        ("same_output", "is an input file"),
+        ("no_calib", "cannot generate calibration data"),
+        ("bad_override", "is not NAME=PRECISION"),
+    ],
+)
 def test_bad_input(workdir, case, expect):
     model = workdir / "mlp.onnx"
     args = [model, "-p", "w8a8", "--calib", workdir / "calib.npz"]
@@ -98,10 +105,13 @@ def test_bad_input(workdir, case, expect):
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "qcompile.cli", str(tmp_path / "none.onnx")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcompile.cli", str(tmp_path / "none.onnx")], capture_output=True, text=True
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == f"qcompile: error: model not found: {tmp_path / 'none.onnx'}"
+    assert (
+        proc.stderr.strip().splitlines()[-1] == f"qcompile: error: model not found: {tmp_path / 'none.onnx'}"
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -117,6 +127,7 @@ def test_engine_without_tensorrt_fails_cleanly_but_keeps_outputs(workdir):
     pytest.importorskip("numpy")
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed: this test is about its absence")
     except ImportError:
         pass
@@ -142,14 +153,26 @@ def test_check_command_flags_a_broken_graph(workdir):
 
 
 def test_auto_precision_from_the_command_line(workdir):
-    result = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "6", "--sensitivity", "hessian",
-                 "--calib", workdir / "calib.npz", "-q")
+    result = run(
+        workdir / "mlp.onnx",
+        "-p",
+        "auto",
+        "--avg-bits",
+        "6",
+        "--sensitivity",
+        "hessian",
+        "--calib",
+        workdir / "calib.npz",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert "average bits per weight" in result.output
     assert (workdir / "mlp.q.plan.json").is_file() and not (workdir / "mlp.q.mixed").exists()
     page = (workdir / "mlp.q.report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # depth figure and the plan's format map
-    too_low = run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force")
+    too_low = run(
+        workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "2", "--calib", workdir / "calib.npz", "--force"
+    )
     assert too_low.exit_code == 2 and "minimum" in too_low.stderr, too_low.stderr
 
 
@@ -163,20 +186,25 @@ def test_build_command_checks_its_arguments(workdir):
 def test_usage_errors_are_one_line_exit_2(workdir, args):
     result = run(*([workdir / "mlp.onnx"] if args != ["compile"] else []), *args)
     assert result.exit_code == 2, result.output
-    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("qcompile: error:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("qcompile: error:"), (
+        result.stderr
+    )
     assert _outputs(workdir) == []
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("wrong_type.json", b'{"precision": 5}', "is not a string"),
-    ("number.json", b'{"group_size": "abc"}', "is not a number"),
-    ("list.json", b'{"exclude": 7}', "is not a list of strings"),
-    ("pairs.json", b'{"overrides": [1, 2]}', "NAME = PRECISION"),
-    ("latin1.json", b'\xff\xfe{"precision": "w8a8"}', "not UTF-8"),
-    ("deep.json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    ("deep.toml", b"a = " + b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    ("toml_list.toml", b"precision = [1, 2]\n", "is not a string"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("wrong_type.json", b'{"precision": 5}', "is not a string"),
+        ("number.json", b'{"group_size": "abc"}', "is not a number"),
+        ("list.json", b'{"exclude": 7}', "is not a list of strings"),
+        ("pairs.json", b'{"overrides": [1, 2]}', "NAME = PRECISION"),
+        ("latin1.json", b'\xff\xfe{"precision": "w8a8"}', "not UTF-8"),
+        ("deep.json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        ("deep.toml", b"a = " + b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        ("toml_list.toml", b"precision = [1, 2]\n", "is not a string"),
+    ],
+)
 def test_bad_recipe_files_are_one_line_exit_2(workdir, name, content, message):
     (workdir / name).write_bytes(content)
     result = run(workdir / "mlp.onnx", "--recipe", workdir / name, "-q")

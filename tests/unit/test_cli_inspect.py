@@ -22,8 +22,14 @@ def no_data(tmp_path, monkeypatch):
     """mlp with K=200 for fc1 (no group size 128, 64 or 32 divides it), every initializer saved in
     external data, then the data file removed."""
     model = tiny_models.mlp(k=200)
-    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="m.onnx.data", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "m.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.onnx.data",
+        size_threshold=0,
+    )
     (tmp_path / "m.onnx.data").unlink()
 
     def refuse(*args, **kwargs):

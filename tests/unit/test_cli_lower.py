@@ -61,8 +61,14 @@ def test_lower_refuses_to_overwrite_and_to_replace_the_input(quantized, tmp_path
 
 def test_lower_default_name_and_external_data(quantized, tmp_path):
     model = onnx.load(str(quantized))
-    onnx.save(model, tmp_path / "ext.q.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.q.onnx.data", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "ext.q.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.q.onnx.data",
+        size_threshold=0,
+    )
     data = (tmp_path / "ext.q.onnx.data").read_bytes()
     result = run("lower", tmp_path / "ext.q.onnx", "-q")
     assert result.exit_code == 0, result.output

@@ -16,8 +16,10 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     fields, note = measured_default({"precision": "w8a8"}, "c.npz")
     assert fields["algorithm"] == "smoothquant" and fields["algorithm_options"] == {"alpha": None}
     assert "w8a8 default with calibration data" in note
-    assert measured_default({"precision": "w8a8", "algorithm": "rtn"}, "c.npz") == \
-        ({"precision": "w8a8", "algorithm": "rtn"}, None)
+    assert measured_default({"precision": "w8a8", "algorithm": "rtn"}, "c.npz") == (
+        {"precision": "w8a8", "algorithm": "rtn"},
+        None,
+    )
     assert measured_default({"precision": "w8a8"}, "random")[1] is None  # random inputs are no data
     assert measured_default({"precision": "w4a16"}, "c.npz")[1] is None
 
@@ -27,8 +29,21 @@ def test_cli_records_the_default_it_used(mlp, tmp_path):
     runner = CliRunner()
     for extra, algorithm in (([], "smoothquant"), (["--algorithm", "rtn"], "rtn")):
         out = tmp_path / f"{algorithm}.onnx"
-        result = runner.invoke(main, [str(mlp), "-p", "w8a8", "--calib", str(tmp_path / "c.npz"), "-o", str(out),
-                                      "-q", "--no-verify", *extra])
+        result = runner.invoke(
+            main,
+            [
+                str(mlp),
+                "-p",
+                "w8a8",
+                "--calib",
+                str(tmp_path / "c.npz"),
+                "-o",
+                str(out),
+                "-q",
+                "--no-verify",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
         recipe = json.loads((tmp_path / f"{algorithm}.recipe.json").read_text())
         assert recipe["algorithm"] == algorithm

@@ -39,10 +39,16 @@ CASES = {
     "w4a16_int4": ("QcW4A16Gemm", WeightSpec(FORMATS["int4"], "group", 32), None),
     "w4a16_uint4_zeros": ("QcW4A16Gemm", WeightSpec(FORMATS["uint4"], "group", 64, symmetric=False), None),
     "w4a16_fp4_channel": ("QcW4A16Gemm", WeightSpec(FORMATS["fp4_e2m1"], "channel", 128), None),
-    "w4a8_fp4_tensor": ("QcW4A8Gemm", WeightSpec(FORMATS["fp4_e2m1"], "group", 32, scale_constraint="pow2_ratio"),
-                        "per_tensor"),
-    "w4a8_int4_token": ("QcW4A8Gemm", WeightSpec(FORMATS["int4"], "group", 64, scale_constraint="pow2_ratio"),
-                        "per_token"),
+    "w4a8_fp4_tensor": (
+        "QcW4A8Gemm",
+        WeightSpec(FORMATS["fp4_e2m1"], "group", 32, scale_constraint="pow2_ratio"),
+        "per_tensor",
+    ),
+    "w4a8_int4_token": (
+        "QcW4A8Gemm",
+        WeightSpec(FORMATS["int4"], "group", 64, scale_constraint="pow2_ratio"),
+        "per_token",
+    ),
 }
 SQNR_FLOOR_DB = {"QcW6A16Gemm": 25.0, "QcW4A16Gemm": 15.0, "QcW4A8Gemm": 12.0}
 
@@ -52,16 +58,23 @@ def _model(op: str) -> onnx.ModelProto:
     w = (rng.standard_normal((K, N)) * 0.1).astype(np.float32)
     w[:, :8] *= 10.0  # loud output channels
     w[:32] *= 0.05  # a quiet group of input channels: M2 exponents below 0
-    inits = [numpy_helper.from_array(w if op == "MatMul" else w.T.copy(), "w"),
-             numpy_helper.from_array(rng.standard_normal(N).astype(np.float32), "bias")]
+    inits = [
+        numpy_helper.from_array(w if op == "MatMul" else w.T.copy(), "w"),
+        numpy_helper.from_array(rng.standard_normal(N).astype(np.float32), "bias"),
+    ]
     if op == "MatMul":
         nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
         x_shape, y_shape = [2, 3, K], [2, 3, N]
     else:
         nodes = [helper.make_node("Gemm", ["x", "w", "bias"], ["y"], name="fc", transB=1)]
         x_shape, y_shape = [6, K], [6, N]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
@@ -114,7 +127,9 @@ def _reference(node: ir.Node, x: np.ndarray):
     if attrs["act_quant"] == "per_tensor":
         scale = arrays[3].reshape(())
     else:
-        scale = np.maximum(np.abs(x32).max(axis=-1, keepdims=True) / np.float32(448), np.finfo(np.float32).tiny)
+        scale = np.maximum(
+            np.abs(x32).max(axis=-1, keepdims=True) / np.float32(448), np.finfo(np.float32).tiny
+        )
     # ml_dtypes rounds to nearest even and turns overflow into NaN: clip first, as the kernel saturates
     x8 = np.clip(x32 / scale, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
     acc = x8.astype(np.float64) @ w8.T.astype(np.float64)
@@ -135,13 +150,22 @@ def test_emitted_node_matches_the_spec(case):
     specs = load_specs()
     wanted = specs.get(plugin)
     names = [t.name for t in wanted.inputs][: len(node.inputs)]
-    dtypes = {"float16": ir.DataType.FLOAT16, "float32": ir.DataType.FLOAT, "uint8": ir.DataType.UINT8,
-              "int8": ir.DataType.INT8}
+    dtypes = {
+        "float16": ir.DataType.FLOAT16,
+        "float32": ir.DataType.FLOAT,
+        "uint8": ir.DataType.UINT8,
+        "int8": ir.DataType.INT8,
+    }
     for value, tensor in zip(node.inputs, wanted.inputs):
         assert value.dtype == dtypes[tensor.dtype], (tensor.name, value.dtype)
     assert names[0] == "x" and all(v.const_value is not None for v in node.inputs[1:])
     attrs = {k: a.value for k, a in node.attributes.items()}
-    assert attrs["N"] == N and attrs["K"] == K and attrs["format"] == spec.fmt.name and attrs["layout_version"] == 1
+    assert (
+        attrs["N"] == N
+        and attrs["K"] == K
+        and attrs["format"] == spec.fmt.name
+        and attrs["layout_version"] == 1
+    )
     assert attrs["plugin_version"] == "1" and attrs["plugin_namespace"] == "qcompile"
     if plugin != "QcW6A16Gemm":
         assert attrs["group_size"] == spec.group_size
@@ -177,8 +201,9 @@ def test_lowered_model_decodes_the_same_bytes(case):
     np.testing.assert_array_equal(w, w_ref)  # the decoded weight operand: zero tolerance
     np.testing.assert_array_equal(x8, x_ref)  # fp16-rounded (and for W4A8 FP8-rounded) activation
     np.testing.assert_array_equal(y, y16.astype(np.float32))
-    bound = np.spacing(np.abs(y_ref).astype(np.float16)).astype(np.float32) \
-        + 1e-5 * (np.abs(x_ref) @ np.abs(w_ref).T)
+    bound = np.spacing(np.abs(y_ref).astype(np.float16)).astype(np.float32) + 1e-5 * (
+        np.abs(x_ref) @ np.abs(w_ref).T
+    )
     excess = np.abs(y - y_ref) - bound
     assert excess.max() <= 0, f"max excess {excess.max()} at {np.unravel_index(excess.argmax(), y.shape)}"
     # and it is still the layer: the quantized output is close to the float one
@@ -211,7 +236,7 @@ def test_per_token_fp8_rounding_matches_ml_dtypes_on_awkward_rows():
     # a row spanning +-448 (ties at the top binades), tiny values, an all-zero row, a huge row
     x = np.zeros((2, 3, K), np.float32)
     x[0, 0] = np.linspace(-448, 448, K)
-    x[0, 1, :3] = [1e-3, 3.0, -2.0 ** -10]
+    x[0, 1, :3] = [1e-3, 3.0, -(2.0**-10)]
     x[1, 0] = RNG.standard_normal(K) * 1e3
     _, model, _ = _emit("w4a8_int4_token")
     _, x_ref, _ = _reference(_plugin_node(model), x)
@@ -225,7 +250,7 @@ def test_per_tensor_fp8_rounding_matches_ml_dtypes_on_ties_and_saturation():
     mids = ((grid[1:] + grid[:-1]) / 2)[::2]  # exact E4M3 midpoints (x / 0.5 is exact)
     x = np.zeros((2, 3, K), np.float32)
     x.reshape(-1)[: mids.size] = mids * 0.5
-    x[1, 2, :4] = [300.0, -1e4, 2.0 ** -12, -2.0 ** -11]  # saturates at +-448 / rounds into subnormals
+    x[1, 2, :4] = [300.0, -1e4, 2.0**-12, -(2.0**-11)]  # saturates at +-448 / rounds into subnormals
     _, model, _ = _emit("w4a8_fp4_tensor", act_scale=0.5)
     _, x_ref, _ = _reference(_plugin_node(model), x)
     _, x8 = _fp8_operand(model, x.astype(np.float16).astype(np.float32))
@@ -235,9 +260,14 @@ def test_per_tensor_fp8_rounding_matches_ml_dtypes_on_ties_and_saturation():
 
 def test_plugin_shape_problems_have_reasons():
     assert plugin_shape_problem("QcW6A16Gemm", 64, 128, 128) == ""
-    assert plugin_shape_problem("QcW6A16Gemm", 64, 1000, 128) == "K=1000 is not a multiple of 64 (fp6_4+2 layout)"
-    assert plugin_shape_problem("QcW4A16Gemm", 64, 96, 64) == \
-        "K=96 is not a multiple of the group size 64 (nibble layout)"
+    assert (
+        plugin_shape_problem("QcW6A16Gemm", 64, 1000, 128)
+        == "K=1000 is not a multiple of 64 (fp6_4+2 layout)"
+    )
+    assert (
+        plugin_shape_problem("QcW4A16Gemm", 64, 96, 64)
+        == "K=96 is not a multiple of the group size 64 (nibble layout)"
+    )
     assert "N=60 is not a multiple of 8" in plugin_shape_problem("QcW4A8Gemm", 60, 128, 128)
     assert "group size 16" in plugin_shape_problem("QcW4A8Gemm", 64, 128, 16)
 
@@ -248,16 +278,22 @@ def test_refusals():
     w = layer.weight_nk()
     unconstrained = quantize_weight(w, WeightSpec(FORMATS["fp4_e2m1"], "group", 32))
     with pytest.raises(LayoutError, match="scale_constraint"):
-        EmitPluginGemms([(QuantizedLayer(layer, unconstrained, FORMATS["fp8_e4m3fn"], 0.1), "QcW4A8Gemm")])(model)
+        EmitPluginGemms([(QuantizedLayer(layer, unconstrained, FORMATS["fp8_e4m3fn"], 0.1), "QcW4A8Gemm")])(
+            model
+        )
     grouped = quantize_weight(w, WeightSpec(FORMATS["fp6_e3m2"], "group", 32))
     with pytest.raises(LayoutError, match="one scale per output channel"):
         EmitPluginGemms([(QuantizedLayer(layer, grouped), "QcW6A16Gemm")])(model)
     conv = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "c",
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "c",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 4, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 4, 4])],
-        [numpy_helper.from_array(np.ones((64, 64, 1, 1), np.float32), "w")])
-    cmodel = ir.from_proto(helper.make_model(conv, opset_imports=[helper.make_opsetid("", 21)], ir_version=10))
+        [numpy_helper.from_array(np.ones((64, 64, 1, 1), np.float32), "w")],
+    )
+    cmodel = ir.from_proto(
+        helper.make_model(conv, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    )
     (clayer,), _ = find_layers(cmodel.graph)
     cw = quantize_weight(clayer.weight_nk(), WeightSpec(FORMATS["fp6_e3m2"], "channel"))
     with pytest.raises(LayoutError, match="Conv has no plugin GEMM form"):

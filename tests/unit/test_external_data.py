@@ -92,15 +92,23 @@ def test_external_tensor_in_a_function_is_checked(tmp_path):
     tensor.ClearField("float_data")
     for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "8")):
         tensor.external_data.add(key=key, value=value)
-    func = helper.make_function("local", "f", ["x"], ["y"],
-                                [helper.make_node("Constant", [], ["c"], value=tensor),
-                                 helper.make_node("Add", ["x", "c"], ["y"])],
-                                [helper.make_opsetid("", 21)])
-    graph = helper.make_graph([helper.make_node("f", ["x"], ["y"], domain="local")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    model = helper.make_model(graph, functions=[func], opset_imports=[helper.make_opsetid("", 21),
-                                                                        helper.make_opsetid("local", 1)])
+    func = helper.make_function(
+        "local",
+        "f",
+        ["x"],
+        ["y"],
+        [helper.make_node("Constant", [], ["c"], value=tensor), helper.make_node("Add", ["x", "c"], ["y"])],
+        [helper.make_opsetid("", 21)],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("f", ["x"], ["y"], domain="local")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        graph, functions=[func], opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("local", 1)]
+    )
     (tmp_path / "a").mkdir()
     (tmp_path / "secret.bin").write_bytes(b"\0" * 8)
     onnx.save(model, tmp_path / "a" / "f.onnx")
@@ -111,14 +119,19 @@ def test_external_tensor_in_a_function_is_checked(tmp_path):
 def test_upgrade_converts_changed_ops_without_reading_weights(tmp_path):
     """ReduceMean's axes moved from attribute to input in opset 18; the weights' file is empty, so
     any read of it would fail: the upgrade must succeed without one."""
-    weight = ir.ExternalTensor("w.bin", 0, 64 * 4, ir.DataType.FLOAT, shape=ir.Shape([8, 8]), name="w",
-                               base_dir=str(tmp_path))
+    weight = ir.ExternalTensor(
+        "w.bin", 0, 64 * 4, ir.DataType.FLOAT, shape=ir.Shape([8, 8]), name="w", base_dir=str(tmp_path)
+    )
     (tmp_path / "w.bin").write_bytes(b"")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-         helper.make_node("ReduceMean", ["h"], ["y"], axes=[-1], keepdims=1, name="mean")], "g",
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+            helper.make_node("ReduceMean", ["h"], ["y"], axes=[-1], keepdims=1, name="mean"),
+        ],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])],
+    )
     model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     value = ir.Value(name="w", shape=weight.shape, type=ir.TensorType(ir.DataType.FLOAT), const_value=weight)
     model.graph.register_initializer(value)

@@ -8,8 +8,15 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from qcompile.fold import (EXACT_K_RANGE, FoldError, codes_to_fp8, constraint_costs, fold_group_exponents,
-                           fp4_to_fp8_by_exponent, int4_to_fp8_by_exponent)
+from qcompile.fold import (
+    EXACT_K_RANGE,
+    FoldError,
+    codes_to_fp8,
+    constraint_costs,
+    fold_group_exponents,
+    fp4_to_fp8_by_exponent,
+    int4_to_fp8_by_exponent,
+)
 from qcompile.formats import FORMATS
 from qcompile.quantizer import MIN_GROUP_EXP, WeightSpec, quantize_weight
 
@@ -29,7 +36,7 @@ def test_exact_ranges_are_what_the_formats_allow():
 @pytest.mark.parametrize("k", list(EXACT_K_RANGE["fp4_e2m1"]))
 def test_fp4_every_code_matches_ml_dtypes(k):
     for code in range(16):
-        value = float(FP4.decode(np.array([code], np.uint8))[0]) * 2.0 ** k
+        value = float(FP4.decode(np.array([code], np.uint8))[0]) * 2.0**k
         got = fp4_to_fp8_by_exponent(code, k)
         assert got == _e4m3_code(value), f"code {code:#x} k={k}: got {got:#04x}"
         assert got & 0x7F != 0x7F  # never the NaN code
@@ -40,13 +47,15 @@ def test_fp4_every_code_matches_ml_dtypes(k):
 @pytest.mark.parametrize("k", list(EXACT_K_RANGE["int4"]))
 def test_int4_every_code_matches_ml_dtypes(k):
     for code in range(16):
-        value = float(code - 16 if code >= 8 else code) * 2.0 ** k
+        value = float(code - 16 if code >= 8 else code) * 2.0**k
         got = int4_to_fp8_by_exponent(code, k)
         assert got == _e4m3_code(value), f"code {code:#x} (value {value}) k={k}: got {got:#04x}"
 
 
-@pytest.mark.parametrize("fn,fmt,bad", [(fp4_to_fp8_by_exponent, "fp4_e2m1", [-6, -9, 7, 10]),
-                                        (int4_to_fp8_by_exponent, "int4", [-7, 6])])
+@pytest.mark.parametrize(
+    "fn,fmt,bad",
+    [(fp4_to_fp8_by_exponent, "fp4_e2m1", [-6, -9, 7, 10]), (int4_to_fp8_by_exponent, "int4", [-7, 6])],
+)
 def test_k_outside_the_exact_range_is_refused_with_a_reason(fn, fmt, bad):
     for k in bad:
         with pytest.raises(FoldError, match=rf"{fmt} code \* 2\^{k}: k must be in"):
@@ -55,9 +64,9 @@ def test_k_outside_the_exact_range_is_refused_with_a_reason(fn, fmt, bad):
 
 def test_just_outside_the_range_really_is_inexact_or_subnormal():
     # the reason for the bounds: at k = -6 the FP4 0.5 lands on an E4M3 subnormal, at k = 7 6.0 overflows
-    assert _e4m3_code(0.5 * 2.0 ** -6) & 0x78 == 0
-    assert 6.0 * 2.0 ** 7 > E4M3.max
-    assert _e4m3_code(1.0 * 2.0 ** -7) & 0x78 == 0 and 8.0 * 2.0 ** 6 > E4M3.max
+    assert _e4m3_code(0.5 * 2.0**-6) & 0x78 == 0
+    assert 6.0 * 2.0**7 > E4M3.max
+    assert _e4m3_code(1.0 * 2.0**-7) & 0x78 == 0 and 8.0 * 2.0**6 > E4M3.max
 
 
 @pytest.mark.parametrize("fmt_name", ["fp4_e2m1", "int4"])
@@ -95,7 +104,9 @@ def test_fold_m2_reproduces_the_quantizer_exactly(fmt_name):
     # fp8 operand * channel scale == the quantizer's dequantized weight, bit for bit
     np.testing.assert_array_equal(folded.dequantize(), qw.dequantize())
     fp8 = folded.fp8_codes()
-    values = FORMATS[fmt_name].decode(qw.codes) * np.repeat(np.exp2(folded.group_exp.astype(np.float32)), 32, 1)
+    values = FORMATS[fmt_name].decode(qw.codes) * np.repeat(
+        np.exp2(folded.group_exp.astype(np.float32)), 32, 1
+    )
     np.testing.assert_array_equal(fp8, values.astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
 
 
@@ -115,9 +126,9 @@ def test_fold_m1_clamps_then_refuses_a_spread_beyond_the_exact_range():
     w[0, 32:64] *= 1e-3  # ratio ~2^-15 to the row's loud group
     qw = quantize_weight(w, WeightSpec(FP4, "group", 32, scale_constraint="pow2"))
     # the quantizer's documented fallback: the quiet group gets 2^-5 of the row's largest scale
-    assert qw.scales[0, 1] == qw.scales[0].max() * 2.0 ** -5
+    assert qw.scales[0, 1] == qw.scales[0].max() * 2.0**-5
     fold_group_exponents(qw)
-    qw.scales[0, 1] = qw.scales[0].max() * 2.0 ** -7  # a hand-made spread the fold cannot take,
+    qw.scales[0, 1] = qw.scales[0].max() * 2.0**-7  # a hand-made spread the fold cannot take,
     qw.codes[0, 32:64] = 2  # on a group that is not all zero (those are exempt)
     with pytest.raises(FoldError, match=r"group exponent -\d+ is outside \[-5, 0\]"):
         fold_group_exponents(qw)
@@ -128,8 +139,9 @@ def test_fold_refuses_unconstrained_scales_and_other_formats():
     with pytest.raises(FoldError, match="scale_constraint"):
         fold_group_exponents(quantize_weight(w, WeightSpec(FP4, "group", 32)))
     with pytest.raises(FoldError, match="fp6_e3m2"):
-        fold_group_exponents(quantize_weight(w, WeightSpec(FORMATS["fp6_e3m2"], "group", 32,
-                                                           scale_constraint="pow2_ratio")))
+        fold_group_exponents(
+            quantize_weight(w, WeightSpec(FORMATS["fp6_e3m2"], "group", 32, scale_constraint="pow2_ratio"))
+        )
 
 
 def test_constraint_costs_are_measured_and_consistent():
@@ -142,7 +154,9 @@ def test_constraint_costs_are_measured_and_consistent():
         # recompute independently: the figure is what the constrained quantizer really gives
         qw = quantize_weight(w, dataclasses.replace(spec, scale_constraint=name))
         err = np.sum((w.astype(np.float64) - qw.dequantize()) ** 2)
-        assert c["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(w.astype(np.float64) ** 2) / err), rel=1e-12)
+        assert c["sqnr_db"] == pytest.approx(
+            10 * np.log10(np.sum(w.astype(np.float64) ** 2) / err), rel=1e-12
+        )
     # both constraints only round scales up, by less than a factor 2 (M2's clamp aside)
     assert costs["none"]["scale_inflation_log2"] == 0.0
     assert 0.0 <= costs["pow2"]["scale_inflation_log2"] < 1.0

@@ -12,15 +12,20 @@ import fractions
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qcompile.errors import RecipeError
 from qcompile.formats import FORMATS, get_format, minifloat
 
 ML_FLOATS = ["fp8_e4m3fn", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1"]
-ML_DTYPE = {"fp8_e4m3fn": ml_dtypes.float8_e4m3fn, "fp8_e5m2": ml_dtypes.float8_e5m2,
-            "fp6_e3m2": ml_dtypes.float6_e3m2fn, "fp6_e2m3": ml_dtypes.float6_e2m3fn,
-            "fp4_e2m1": ml_dtypes.float4_e2m1fn}
+ML_DTYPE = {
+    "fp8_e4m3fn": ml_dtypes.float8_e4m3fn,
+    "fp8_e5m2": ml_dtypes.float8_e5m2,
+    "fp6_e3m2": ml_dtypes.float6_e3m2fn,
+    "fp6_e2m3": ml_dtypes.float6_e2m3fn,
+    "fp4_e2m1": ml_dtypes.float4_e2m1fn,
+}
 F32 = st.floats(width=32, allow_nan=False, allow_infinity=True)
 
 
@@ -35,6 +40,7 @@ def _oracle(fmt, x: np.ndarray) -> np.ndarray:
 
 # ---- decode: every code ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ML_FLOATS)
 def test_every_minifloat_code_decodes_like_ml_dtypes(name):
     fmt = FORMATS[name]
@@ -47,8 +53,9 @@ def test_every_minifloat_code_decodes_like_ml_dtypes(name):
     np.testing.assert_array_equal(np.signbit(got[finite]), np.signbit(want[finite]))  # -0 too
 
 
-@pytest.mark.parametrize("name,ml", [("int8", np.int8), ("int4", ml_dtypes.int4), ("uint4", ml_dtypes.uint4),
-                                     ("uint8", np.uint8)])
+@pytest.mark.parametrize(
+    "name,ml", [("int8", np.int8), ("int4", ml_dtypes.int4), ("uint4", ml_dtypes.uint4), ("uint8", np.uint8)]
+)
 def test_every_integer_code_decodes_like_ml_dtypes(name, ml):
     fmt = FORMATS[name]
     values = np.arange(fmt.qmin, fmt.qmax + 1)
@@ -77,6 +84,7 @@ def test_onnx_dtypes():
 
 
 # ---- encode: property tests against ml_dtypes -----------------------------------------------
+
 
 @pytest.mark.parametrize("name", ML_FLOATS)
 @settings(max_examples=60, deadline=None)
@@ -136,13 +144,16 @@ def test_nan_is_refused_by_formats_without_nan(name):
 
 # ---- integers: round half to even, saturate ---------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["int8", "int4", "uint4", "uint8"])
 @settings(max_examples=60, deadline=None)
 @given(xs=st.lists(st.one_of(F32, st.integers(-300, 300).map(lambda i: i + 0.5)), min_size=1, max_size=64))
 def test_integer_encode_is_round_half_even_saturating(name, xs):
     fmt = FORMATS[name]
     x = np.array(xs, np.float32)
-    want = [min(max(round(float(np.clip(v, -1e30, 1e30))), fmt.qmin), fmt.qmax) for v in x]  # round(): half-even
+    want = [
+        min(max(round(float(np.clip(v, -1e30, 1e30))), fmt.qmin), fmt.qmax) for v in x
+    ]  # round(): half-even
     got = fmt.encode(x)
     assert got.dtype == fmt.code_dtype
     np.testing.assert_array_equal(got.astype(np.int64), want)
@@ -150,6 +161,7 @@ def test_integer_encode_is_round_half_even_saturating(name, xs):
 
 
 # ---- generic ExMy against an exact brute-force reference -----------------------------------------
+
 
 class _Reference:
     """Enumerate every code's value as a Fraction; nearest grid value, ties to the even code."""
@@ -185,8 +197,17 @@ class _Reference:
         return -float(v) if code >> (self.e + self.m) else float(v)
 
 
-GENERIC = [(3, 0, None, "none"), (1, 2, None, "none"), (2, 2, None, "none"), (4, 3, 9, "none"),
-           (4, 3, 9, "fn"), (5, 2, None, "none"), (3, 2, 5, "none"), (2, 1, -1, "none"), (3, 4, None, "ieee")]
+GENERIC = [
+    (3, 0, None, "none"),
+    (1, 2, None, "none"),
+    (2, 2, None, "none"),
+    (4, 3, 9, "none"),
+    (4, 3, 9, "fn"),
+    (5, 2, None, "none"),
+    (3, 2, 5, "none"),
+    (2, 1, -1, "none"),
+    (3, 4, None, "ieee"),
+]
 
 
 def _generic(e, m, bias, special):
@@ -212,9 +233,13 @@ def test_generic_exmy_encodes_like_the_reference(e, m, bias, special, data):
     fmt, ref = _generic(e, m, bias, special)
     grid = fmt.grid().astype(np.float64)
     i = data.draw(st.integers(0, len(grid) - 2))
-    xs = [data.draw(F32), (grid[i] + grid[i + 1]) / 2, grid[i],
-          data.draw(st.floats(-4 * fmt.min_subnormal, 4 * fmt.min_subnormal, width=32)),
-          data.draw(st.floats(-4 * fmt.max, 4 * fmt.max, width=32))]
+    xs = [
+        data.draw(F32),
+        (grid[i] + grid[i + 1]) / 2,
+        grid[i],
+        data.draw(st.floats(-4 * fmt.min_subnormal, 4 * fmt.min_subnormal, width=32)),
+        data.draw(st.floats(-4 * fmt.max, 4 * fmt.max, width=32)),
+    ]
     x = np.array(xs, np.float32)
     want = np.array([ref.encode(float(v)) for v in x], np.uint8)
     _codes_equal(fmt.encode(x), want, x)
@@ -231,10 +256,11 @@ def test_generic_exmy_every_midpoint_matches_the_reference():
 def test_bias_shift_scales_the_grid_by_a_power_of_two():
     base = get_format("fp4_e2m1")
     for k in range(-3, 4):
-        np.testing.assert_array_equal(base.with_bias(base.bias - k).grid(), base.grid() * np.float32(2.0 ** k))
+        np.testing.assert_array_equal(base.with_bias(base.bias - k).grid(), base.grid() * np.float32(2.0**k))
 
 
 # ---- names and refusals ----------------------------------------------------------------------
+
 
 def test_get_format_parses_exmy_names():
     assert get_format("e2m1") is FORMATS["fp4_e2m1"]

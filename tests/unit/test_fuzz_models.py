@@ -45,10 +45,19 @@ def _mutate(model: onnx.ModelProto, rng: random.Random) -> tuple[str, onnx.Model
     elif kind == "cycle":
         node.input[0] = g.node[-1].output[0]
     elif kind == "dtype":
-        init.data_type = rng.choice([TensorProto.FLOAT16, TensorProto.INT64, TensorProto.BOOL,
-                                     TensorProto.STRING, TensorProto.INT4, 0, 99])
+        init.data_type = rng.choice(
+            [
+                TensorProto.FLOAT16,
+                TensorProto.INT64,
+                TensorProto.BOOL,
+                TensorProto.STRING,
+                TensorProto.INT4,
+                0,
+                99,
+            ]
+        )
     elif kind == "raw_size":
-        init.raw_data = init.raw_data[:rng.randrange(len(init.raw_data) + 1)] + b"\0" * rng.choice([0, 3, 8])
+        init.raw_data = init.raw_data[: rng.randrange(len(init.raw_data) + 1)] + b"\0" * rng.choice([0, 3, 8])
     elif kind == "dims":
         init.dims[rng.randrange(len(init.dims))] = rng.choice([0, -1, 1, 3, 1 << 40])
     elif kind == "ir_version":
@@ -63,8 +72,9 @@ def _mutate(model: onnx.ModelProto, rng: random.Random) -> tuple[str, onnx.Model
         dim = g.input[0].type.tensor_type.shape.dim[rng.randrange(2)]
         dim.dim_value = rng.choice([0, -1, -5, 1, 3])
     elif kind == "input_type":
-        g.input[0].type.tensor_type.elem_type = rng.choice([TensorProto.INT32, TensorProto.STRING,
-                                                            TensorProto.FLOAT16, TensorProto.BOOL, 0])
+        g.input[0].type.tensor_type.elem_type = rng.choice(
+            [TensorProto.INT32, TensorProto.STRING, TensorProto.FLOAT16, TensorProto.BOOL, 0]
+        )
     elif kind == "no_input_shape":
         g.input[0].type.tensor_type.ClearField("shape")
     elif kind == "symbolic_dims":
@@ -73,8 +83,11 @@ def _mutate(model: onnx.ModelProto, rng: random.Random) -> tuple[str, onnx.Model
     elif kind == "drop_initializer":
         g.initializer.remove(init)
     elif kind == "attribute":
-        node.attribute.append(helper.make_attribute(rng.choice(["transB", "alpha", "beta", "axis", "bogus"]),
-                                                    rng.choice([0, 1, 2, 5, -3, 0.5])))
+        node.attribute.append(
+            helper.make_attribute(
+                rng.choice(["transB", "alpha", "beta", "axis", "bogus"]), rng.choice([0, 1, 2, 5, -3, 0.5])
+            )
+        )
     elif kind == "domain":
         node.domain = rng.choice(["com.unknown", "ai.onnx.ml", "qcompile"])
     elif kind == "shape_constant":
@@ -91,17 +104,38 @@ def _mutate(model: onnx.ModelProto, rng: random.Random) -> tuple[str, onnx.Model
     return kind, m
 
 
-MUTATIONS = ["drop_node", "swap_nodes", "op_type", "dangling_input", "duplicate_output", "cycle", "dtype",
-             "raw_size", "dims", "ir_version", "opset", "no_outputs", "empty_names", "input_dims",
-             "input_type", "no_input_shape", "symbolic_dims", "drop_initializer", "attribute", "domain",
-             "shape_constant", "output_type", "nan_weight"]
+MUTATIONS = [
+    "drop_node",
+    "swap_nodes",
+    "op_type",
+    "dangling_input",
+    "duplicate_output",
+    "cycle",
+    "dtype",
+    "raw_size",
+    "dims",
+    "ir_version",
+    "opset",
+    "no_outputs",
+    "empty_names",
+    "input_dims",
+    "input_type",
+    "no_input_shape",
+    "symbolic_dims",
+    "drop_initializer",
+    "attribute",
+    "domain",
+    "shape_constant",
+    "output_type",
+    "nan_weight",
+]
 
 
 def _byte_mutation(data: bytes, rng: random.Random) -> bytes:
     data = bytearray(data)
     for _ in range(rng.randint(1, 8)):
         data[rng.randrange(len(data))] = rng.randrange(256)
-    return bytes(data[:rng.randrange(len(data) // 2, len(data) + 1)]) if rng.random() < 0.2 else bytes(data)
+    return bytes(data[: rng.randrange(len(data) // 2, len(data) + 1)]) if rng.random() < 0.2 else bytes(data)
 
 
 def _check_case(folder, label: str, data: bytes, problems: list[str]) -> None:

@@ -16,8 +16,13 @@ W = (RNG.standard_normal((64, 64)) * 0.05).astype(np.float32)
 
 
 def _model(nodes, inits, input_dims=(4, 64)) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_dims))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [input_dims[0], 64])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_dims))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [input_dims[0], 64])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
@@ -30,9 +35,13 @@ def _compile(tmp_path, model, recipe, calib=None):
 
 @pytest.mark.parametrize("preset, calib", [("w8a8", "random"), ("w4a16", None), ("fp8", "random")])
 def test_weight_behind_a_float16_cast(tmp_path, preset, calib):
-    model = _model([helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT, name="cast"),
-                    helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
-                   [numpy_helper.from_array(W.astype(np.float16), "w16")])
+    model = _model(
+        [
+            helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT, name="cast"),
+            helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"),
+        ],
+        [numpy_helper.from_array(W.astype(np.float16), "w16")],
+    )
     artifacts = _compile(tmp_path, model, preset, calib)
     scales = [t for t in onnx.load(str(tmp_path / "q.onnx")).graph.initializer if t.name.endswith("_scale")]
     assert scales and all(t.data_type == TensorProto.FLOAT for t in scales)
@@ -43,18 +52,28 @@ def test_weight_behind_a_float16_cast(tmp_path, preset, calib):
 @pytest.mark.parametrize("preset", ["w4a16", "w4a8"])
 def test_two_gemms_wired_together_as_plugins(tmp_path, op, preset):
     attrs = {"transB": 1} if op == "Gemm" else {}
-    model = _model([helper.make_node(op, ["x", "w1"], ["h"], name="first", **attrs),
-                    helper.make_node(op, ["h", "w2"], ["y"], name="second", **attrs)],
-                   [numpy_helper.from_array(W, "w1"), numpy_helper.from_array(W.T.copy(), "w2")])
-    artifacts = _compile(tmp_path, model, Recipe(preset, int4_plugin=True), "random" if preset == "w4a8" else None)
+    model = _model(
+        [
+            helper.make_node(op, ["x", "w1"], ["h"], name="first", **attrs),
+            helper.make_node(op, ["h", "w2"], ["y"], name="second", **attrs),
+        ],
+        [numpy_helper.from_array(W, "w1"), numpy_helper.from_array(W.T.copy(), "w2")],
+    )
+    artifacts = _compile(
+        tmp_path, model, Recipe(preset, int4_plugin=True), "random" if preset == "w4a8" else None
+    )
     assert all(layer.quantized for layer in artifacts.report.layers)
     assert artifacts.report.accuracy[0].cosine_mean > 0.98  # two chained 4-bit GEMMs
 
 
 def test_gemm_alpha_under_a_plugin_preset_keeps_that_layer(tmp_path):
-    model = _model([helper.make_node("Gemm", ["x", "w1"], ["h"], name="scaled", transB=1, alpha=2.0),
-                    helper.make_node("Gemm", ["h", "w2"], ["y"], name="plain", transB=1)],
-                   [numpy_helper.from_array(W, "w1"), numpy_helper.from_array(W.T.copy(), "w2")])
+    model = _model(
+        [
+            helper.make_node("Gemm", ["x", "w1"], ["h"], name="scaled", transB=1, alpha=2.0),
+            helper.make_node("Gemm", ["h", "w2"], ["y"], name="plain", transB=1),
+        ],
+        [numpy_helper.from_array(W, "w1"), numpy_helper.from_array(W.T.copy(), "w2")],
+    )
     artifacts = _compile(tmp_path, model, Recipe("w4a16", int4_plugin=True))
     layers = {layer.name: layer for layer in artifacts.report.layers}
     assert layers["plain"].quantized
@@ -64,21 +83,30 @@ def test_gemm_alpha_under_a_plugin_preset_keeps_that_layer(tmp_path):
 @pytest.mark.parametrize("dims", [("n", "k"), ("batch", 64)])
 def test_symbolic_input_dimensions_with_a_weight_only_preset(tmp_path, dims):
     """K is taken from the GEMM the input feeds, so the random verification inputs are valid."""
-    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [numpy_helper.from_array(W, "w")],
-                   input_dims=dims)
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        [numpy_helper.from_array(W, "w")],
+        input_dims=dims,
+    )
     artifacts = _compile(tmp_path, model, "w4a16")
     assert artifacts.report.accuracy and artifacts.report.accuracy[0].cosine_mean > 0.99
 
 
 def test_unguessable_input_shape_skips_verification_with_a_note(tmp_path):
     """x feeds a Reshape to [-1, 64] first: a guessed [1, 16] input cannot be reshaped, the original fails."""
-    model = _model([helper.make_node("Reshape", ["x", "shape"], ["x2"], name="flat"),
-                    helper.make_node("MatMul", ["x2", "w"], ["y"], name="mm")],
-                   [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.array([-1, 64], np.int64), "shape")],
-                   input_dims=("n", "k"))
+    model = _model(
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["x2"], name="flat"),
+            helper.make_node("MatMul", ["x2", "w"], ["y"], name="mm"),
+        ],
+        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.array([-1, 64], np.int64), "shape")],
+        input_dims=("n", "k"),
+    )
     artifacts = _compile(tmp_path, model, "w4a16")
     assert not artifacts.report.accuracy
-    assert any(note.startswith("verification skipped") for note in artifacts.report.notes), artifacts.report.notes
+    assert any(note.startswith("verification skipped") for note in artifacts.report.notes), (
+        artifacts.report.notes
+    )
 
 
 def test_tiny_weights_under_float16_scales_are_reported(tmp_path):
@@ -86,7 +114,9 @@ def test_tiny_weights_under_float16_scales_are_reported(tmp_path):
     report says so for that layer instead of silently decoding them as 0."""
     tiny = W.copy()
     tiny[:, :8] *= 1e-6  # output channels 0..7 (MatMul weight is [K, N])
-    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [numpy_helper.from_array(tiny, "w")])
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [numpy_helper.from_array(tiny, "w")]
+    )
     artifacts = _compile(tmp_path, model, Recipe("w4a16", int4_plugin=True))
     note = artifacts.report.layers[0].details["float16_scales"]
     assert note.startswith("8 of 64 scale groups below float16's normal range"), note

@@ -11,7 +11,7 @@ import onnx_ir as ir
 import pytest
 
 import qcompile
-from qcompile.algorithms import get_algorithm, make_options, LayerCalibration
+from qcompile.algorithms import LayerCalibration, get_algorithm, make_options
 from qcompile.algorithms.hqq import hqq
 from qcompile.errors import RecipeError
 from qcompile.formats import get_format
@@ -31,13 +31,17 @@ def test_hqq_lowers_the_weight_error_of_range_offsets(group):
     qw, info = hqq(w, spec)
     plain = quantize_weight(w, spec)
     sym = quantize_weight(w, dataclasses.replace(spec, offsets=False))
-    err = {name: float(np.abs(w - q.dequantize()).mean()) for name, q in
-           (("hqq", qw), ("range offsets", plain), ("symmetric", sym))}
+    err = {
+        name: float(np.abs(w - q.dequantize()).mean())
+        for name, q in (("hqq", qw), ("range offsets", plain), ("symmetric", sym))
+    }
     print(f"group {group}: mean |w - w'|", {k: f"{v:.4e}" for k, v in err.items()})
     assert err["hqq"] < err["range offsets"] and err["hqq"] < err["symmetric"]
     assert info.mean_abs_error_after == pytest.approx(err["hqq"], rel=1e-6)
     assert qw.codes.min() >= -8 and qw.codes.max() <= 7 and (qw.scales > 0).all()
-    assert qw.offsets.dtype == np.float32 and np.array_equal(qw.offsets, qw.offsets.astype(np.float16).astype(np.float32))
+    assert qw.offsets.dtype == np.float32 and np.array_equal(
+        qw.offsets, qw.offsets.astype(np.float16).astype(np.float32)
+    )
 
 
 def test_hqq_without_offsets_falls_back_to_rtn():

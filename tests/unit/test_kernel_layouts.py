@@ -52,7 +52,10 @@ def call(fn, *args):
 
 def test_fp6_bit_trick_every_code(ref):
     codes = np.arange(64, dtype=np.uint8)
-    for name, ml, factor in (("fp6_e3m2", ml_dtypes.float6_e3m2fn, 2.0**12), ("fp6_e2m3", ml_dtypes.float6_e2m3fn, 2.0**14)):
+    for name, ml, factor in (
+        ("fp6_e3m2", ml_dtypes.float6_e3m2fn, 2.0**12),
+        ("fp6_e2m3", ml_dtypes.float6_e2m3fn, 2.0**14),
+    ):
         bits = np.empty(64, np.uint16)
         call(ref.qc_ref_fp6_to_half_bits, ptr(codes), ctypes.c_longlong(64), FMT[name], ptr(bits))
         got = bits.view(np.float16).astype(np.float32) * np.float32(factor)
@@ -73,7 +76,9 @@ def test_w6a16_decode_matches_packing(ref, name):
     np.testing.assert_array_equal(out, want)
 
 
-@pytest.mark.parametrize("name,zeros", [("int4", False), ("uint4", False), ("uint4", True), ("fp4_e2m1", False)])
+@pytest.mark.parametrize(
+    "name,zeros", [("int4", False), ("uint4", False), ("uint4", True), ("fp4_e2m1", False)]
+)
 @pytest.mark.parametrize("group", [32, 64, 128])
 def test_w4a16_decode_matches_packing(ref, name, zeros, group):
     rng = np.random.default_rng(group)
@@ -85,7 +90,17 @@ def test_w4a16_decode_matches_packing(ref, name, zeros, group):
     z = rng.integers(0, 16, (n, k // group), dtype=np.uint8) if zeros else None
     packed = packing.pack_nibbles(codes)
     out = np.empty((n, k), np.float32)
-    call(ref.qc_ref_decode_w4a16, ptr(packed), ptr(scales), ptr(z) if zeros else None, n, k, group, FMT[name], ptr(out))
+    call(
+        ref.qc_ref_decode_w4a16,
+        ptr(packed),
+        ptr(scales),
+        ptr(z) if zeros else None,
+        n,
+        k,
+        group,
+        FMT[name],
+        ptr(out),
+    )
     q = fmt.decode(codes)
     if zeros:
         q = q - np.repeat(z, group, axis=1).astype(np.float32)
@@ -133,8 +148,15 @@ def test_activation_fp8_rounding(ref):
     grid = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32)
     grid = grid[np.isfinite(grid)]
     mids = (np.sort(np.unique(grid))[1:] + np.sort(np.unique(grid))[:-1]) / 2  # every tie
-    x = np.concatenate([grid, mids, rng.normal(size=4000) * 100, rng.normal(size=1000) * 1e-3,
-                        [500.0, -1e6, 448.0, 464.0, -465.0, 1e-9]]).astype(np.float32)
+    x = np.concatenate(
+        [
+            grid,
+            mids,
+            rng.normal(size=4000) * 100,
+            rng.normal(size=1000) * 1e-3,
+            [500.0, -1e6, 448.0, 464.0, -465.0, 1e-9],
+        ]
+    ).astype(np.float32)
     inv = np.float32(1 / 1.7)
     out = np.empty(x.size, np.uint8)
     call(ref.qc_ref_float_to_e4m3, ptr(x), ctypes.c_longlong(x.size), ctypes.c_float(inv), ptr(out))
@@ -144,32 +166,50 @@ def test_activation_fp8_rounding(ref):
     np.testing.assert_array_equal(back, out.view(ml_dtypes.float8_e4m3fn).astype(np.float32))
 
 
-@pytest.mark.parametrize("args,status", [
-    ((1, 8, 64, FMT["fp6_e3m2"]), OK), ((0, 8, 64, FMT["fp6_e2m3"]), OK),
-    ((1, 8, 96, FMT["fp6_e3m2"]), ERR_SHAPE), ((1, 12, 64, FMT["fp6_e3m2"]), ERR_SHAPE),
-    ((-1, 8, 64, FMT["fp6_e3m2"]), ERR_SHAPE), ((1, 8, 0, FMT["fp6_e3m2"]), ERR_SHAPE),
-    ((1, 8, 64, FMT["int4"]), ERR_FORMAT),
-])
+@pytest.mark.parametrize(
+    "args,status",
+    [
+        ((1, 8, 64, FMT["fp6_e3m2"]), OK),
+        ((0, 8, 64, FMT["fp6_e2m3"]), OK),
+        ((1, 8, 96, FMT["fp6_e3m2"]), ERR_SHAPE),
+        ((1, 12, 64, FMT["fp6_e3m2"]), ERR_SHAPE),
+        ((-1, 8, 64, FMT["fp6_e3m2"]), ERR_SHAPE),
+        ((1, 8, 0, FMT["fp6_e3m2"]), ERR_SHAPE),
+        ((1, 8, 64, FMT["int4"]), ERR_FORMAT),
+    ],
+)
 def test_w6a16_shape_rules(ref, args, status):
     assert ref.qc_w6a16_check_shape(*args) == status
 
 
-@pytest.mark.parametrize("args,status", [
-    ((4, 16, 96, 32, FMT["int4"], 0), OK), ((4, 16, 128, 128, FMT["uint4"], 1), OK),
-    ((4, 16, 96, 64, FMT["int4"], 0), ERR_SHAPE), ((4, 20, 128, 32, FMT["fp4_e2m1"], 0), ERR_SHAPE),
-    ((4, 16, 128, 48, FMT["int4"], 0), ERR_ARG), ((4, 16, 128, 32, FMT["int4"], 1), ERR_FORMAT),
-    ((4, 16, 128, 32, FMT["fp6_e3m2"], 0), ERR_FORMAT),
-])
+@pytest.mark.parametrize(
+    "args,status",
+    [
+        ((4, 16, 96, 32, FMT["int4"], 0), OK),
+        ((4, 16, 128, 128, FMT["uint4"], 1), OK),
+        ((4, 16, 96, 64, FMT["int4"], 0), ERR_SHAPE),
+        ((4, 20, 128, 32, FMT["fp4_e2m1"], 0), ERR_SHAPE),
+        ((4, 16, 128, 48, FMT["int4"], 0), ERR_ARG),
+        ((4, 16, 128, 32, FMT["int4"], 1), ERR_FORMAT),
+        ((4, 16, 128, 32, FMT["fp6_e3m2"], 0), ERR_FORMAT),
+    ],
+)
 def test_w4a16_shape_rules(ref, args, status):
     assert ref.qc_w4a16_check_shape(*args) == status
 
 
-@pytest.mark.parametrize("args,status", [
-    ((4, 16, 160, 32, FMT["fp4_e2m1"], PER_TOKEN), OK), ((1, 8, 128, 128, FMT["int4"], PER_TENSOR), OK),
-    ((4, 16, 160, 64, FMT["fp4_e2m1"], PER_TOKEN), ERR_SHAPE), ((4, 4, 128, 32, FMT["int4"], PER_TENSOR), ERR_SHAPE),
-    ((4, 16, 128, 32, FMT["uint4"], PER_TENSOR), ERR_FORMAT), ((4, 16, 128, 32, FMT["int4"], 2), ERR_ARG),
-    ((4, 16, 128, 16, FMT["int4"], PER_TENSOR), ERR_ARG),
-])
+@pytest.mark.parametrize(
+    "args,status",
+    [
+        ((4, 16, 160, 32, FMT["fp4_e2m1"], PER_TOKEN), OK),
+        ((1, 8, 128, 128, FMT["int4"], PER_TENSOR), OK),
+        ((4, 16, 160, 64, FMT["fp4_e2m1"], PER_TOKEN), ERR_SHAPE),
+        ((4, 4, 128, 32, FMT["int4"], PER_TENSOR), ERR_SHAPE),
+        ((4, 16, 128, 32, FMT["uint4"], PER_TENSOR), ERR_FORMAT),
+        ((4, 16, 128, 32, FMT["int4"], 2), ERR_ARG),
+        ((4, 16, 128, 16, FMT["int4"], PER_TENSOR), ERR_ARG),
+    ],
+)
 def test_w4a8_shape_rules(ref, args, status):
     assert ref.qc_w4a8_check_shape(*args) == status
 

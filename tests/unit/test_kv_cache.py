@@ -3,13 +3,13 @@ built in kv_models.py; and data-free calibration (self-generated token sequences
 
 from __future__ import annotations
 
+import kv_models
 import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
 from click.testing import CliRunner
 
-import kv_models
 import qcompile
 from qcompile.cli import main
 from qcompile.errors import CalibrationError
@@ -28,7 +28,10 @@ def test_layout_is_found_from_the_dimensions(decoder):
     layout = find_kv_layout(ir.load(decoder))
     assert layout.input_ids == "input_ids" and layout.attention_mask == "attention_mask"
     assert layout.position_ids == "position_ids"
-    assert layout.pasts == (("past_key_values.0.key", "present.0.key"), ("past_key_values.0.value", "present.0.value"))
+    assert layout.pasts == (
+        ("past_key_values.0.key", "present.0.key"),
+        ("past_key_values.0.value", "present.0.value"),
+    )
     assert layout.past_dims == ((2, 32), (2, 32))
     renamed = kv_models.decoder()
     for v in list(renamed.graph.input) + list(renamed.graph.output):
@@ -46,13 +49,17 @@ def test_complete_fills_a_consistent_sample(decoder):
     assert sample["past_key_values.0.key"].shape == (1, 2, 0, 32)
     assert sample["attention_mask"].tolist() == [[1, 1, 1]] and sample["position_ids"].tolist() == [[0, 1, 2]]
     past = np.zeros((1, 2, 4, 32), np.float32)
-    sample, _ = complete(layout, {"input_ids": ids, "past_key_values.0.key": past, "past_key_values.0.value": past})
+    sample, _ = complete(
+        layout, {"input_ids": ids, "past_key_values.0.key": past, "past_key_values.0.value": past}
+    )
     assert sample["attention_mask"].shape == (1, 7) and sample["position_ids"].tolist() == [[4, 5, 6]]
     assert set(filled) == set(layout.derived)
 
 
 def test_weight_only_without_data_verifies_on_consistent_samples(decoder, tmp_path):
-    report = qcompile.compile(decoder, Recipe("w4a16", group_size=32), None, output=tmp_path / "q.onnx").report
+    report = qcompile.compile(
+        decoder, Recipe("w4a16", group_size=32), None, output=tmp_path / "q.onnx"
+    ).report
     logits = [a for a in report.accuracy if a.name == "logits"][0]
     assert logits.cosine_mean > 0.98, logits
     assert any("KV-cache model: 2 past/present pairs" in n for n in report.notes)
@@ -60,7 +67,9 @@ def test_weight_only_without_data_verifies_on_consistent_samples(decoder, tmp_pa
 
 def test_w4a8_without_data_generates_its_own(decoder, tmp_path):
     report = qcompile.compile(decoder, Recipe("w4a8", group_size=32), None, output=tmp_path / "q.onnx").report
-    assert any("qcompile generated its own" in n and "sampled from the model's own" in n for n in report.notes)
+    assert any(
+        "qcompile generated its own" in n and "sampled from the model's own" in n for n in report.notes
+    )
     assert [a for a in report.accuracy if a.name == "logits"][0].cosine_mean > 0.95
     assert "generated" in report.eval_source
 
@@ -68,24 +77,46 @@ def test_w4a8_without_data_generates_its_own(decoder, tmp_path):
 def test_a_file_of_input_ids_is_completed(decoder, tmp_path):
     ids = np.random.default_rng(0).integers(0, kv_models.VOCAB, (8, 1, 12)).astype(np.int64)
     np.savez(tmp_path / "ids.npz", input_ids=ids)
-    report = qcompile.compile(decoder, Recipe("w8a8"), tmp_path / "ids.npz", output=tmp_path / "q.onnx").report
-    assert any("calibration file completed by qcompile: attention_mask, past_key_values.0.key" in n
-               for n in report.notes)
+    report = qcompile.compile(
+        decoder, Recipe("w8a8"), tmp_path / "ids.npz", output=tmp_path / "q.onnx"
+    ).report
+    assert any(
+        "calibration file completed by qcompile: attention_mask, past_key_values.0.key" in n
+        for n in report.notes
+    )
     assert [a for a in report.accuracy if a.name == "logits"][0].cosine_mean > 0.95
 
 
 def test_inconsistent_data_is_a_one_line_error(decoder, tmp_path):
     rng = np.random.default_rng(0)
-    bad = {"input_ids": rng.integers(0, 50, (2, 1, 8)), "attention_mask": np.ones((2, 1, 16), np.int64),
-           "position_ids": np.tile(np.arange(8, 16), (2, 1, 1)),
-           "past_key_values.0.key": rng.standard_normal((2, 1, 2, 4, 32)).astype(np.float32),
-           "past_key_values.0.value": rng.standard_normal((2, 1, 2, 4, 32)).astype(np.float32)}
-    with pytest.raises(CalibrationError, match=r"attention_mask.*expected \[1, 12\] \(past 4 \+ sequence 8\)"):
+    bad = {
+        "input_ids": rng.integers(0, 50, (2, 1, 8)),
+        "attention_mask": np.ones((2, 1, 16), np.int64),
+        "position_ids": np.tile(np.arange(8, 16), (2, 1, 1)),
+        "past_key_values.0.key": rng.standard_normal((2, 1, 2, 4, 32)).astype(np.float32),
+        "past_key_values.0.value": rng.standard_normal((2, 1, 2, 4, 32)).astype(np.float32),
+    }
+    with pytest.raises(
+        CalibrationError, match=r"attention_mask.*expected \[1, 12\] \(past 4 \+ sequence 8\)"
+    ):
         qcompile.compile(decoder, Recipe("w8a8"), bad)
     np.savez(tmp_path / "bad.npz", **bad)
-    result = CliRunner().invoke(main, [str(decoder), "-p", "w8a8", "--calib", str(tmp_path / "bad.npz"),
-                                       "-o", str(tmp_path / "bad.q.onnx"), "-q"])
-    assert result.exit_code == 2 and "past 4 + sequence 8" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(
+        main,
+        [
+            str(decoder),
+            "-p",
+            "w8a8",
+            "--calib",
+            str(tmp_path / "bad.npz"),
+            "-o",
+            str(tmp_path / "bad.q.onnx"),
+            "-q",
+        ],
+    )
+    assert (
+        result.exit_code == 2 and "past 4 + sequence 8" in result.output and "Traceback" not in result.output
+    )
 
 
 def test_random_calibration_keeps_its_meaning(decoder, tmp_path):

@@ -7,8 +7,15 @@ import pytest
 
 from qcompile.errors import RecipeError
 from qcompile.formats import FORMATS, get_format
-from qcompile.llmfp4 import (CANDIDATES, fold_offsets, max_offset, offset_factors, quantize_activation,
-                             search_format, split_activation_scales)
+from qcompile.llmfp4 import (
+    CANDIDATES,
+    fold_offsets,
+    max_offset,
+    offset_factors,
+    quantize_activation,
+    search_format,
+    split_activation_scales,
+)
 from qcompile.quantizer import WeightSpec, quantize_weight
 
 E4M3, E2M1 = FORMATS["fp8_e4m3fn"], FORMATS["fp4_e2m1"]
@@ -38,11 +45,11 @@ def test_split_makes_every_channel_fit_one_scale(fmt):
 
 
 def test_split_clamps_at_the_format_exponent_range():
-    amax = np.array([1.0, 2.0 ** 10, 0.0, 3.0], np.float32)  # spread 2^10 > E2M1's 3 binades of offset
+    amax = np.array([1.0, 2.0**10, 0.0, 3.0], np.float32)  # spread 2^10 > E2M1's 3 binades of offset
     rho, offsets = split_activation_scales(amax, E2M1)
     assert max_offset(E2M1) == 3 and max_offset(E4M3) == 15
     assert offsets[1] == 3 and offsets[2] == 0
-    assert amax[1] * 2.0 ** -3 <= rho * E2M1.max  # the largest channel still fits
+    assert amax[1] * 2.0**-3 <= rho * E2M1.max  # the largest channel still fits
     with pytest.raises(RecipeError):
         split_activation_scales(np.array([1.0, np.nan]), E2M1)
 
@@ -93,8 +100,11 @@ def test_search_is_at_least_as_good_as_min_max_e2m1_and_reports_real_errors(act_
     assert result.clip.shape == (48,) and np.all((result.clip >= 0.5) & (result.clip <= 1.0))
     # recompute the chosen configuration independently
     qw = quantize_weight(w, WeightSpec(result.fmt, "channel"), scales=result.scales(w))
-    xq = x if act_fmt is None else quantize_activation(x, get_format(act_fmt),
-                                                      float(np.abs(x).max()) / get_format(act_fmt).max)
+    xq = (
+        x
+        if act_fmt is None
+        else quantize_activation(x, get_format(act_fmt), float(np.abs(x).max()) / get_format(act_fmt).max)
+    )
     mse = np.mean((x.astype(np.float64) @ w.T - xq.astype(np.float64) @ qw.dequantize().T) ** 2)
     assert result.mse == pytest.approx(mse, rel=1e-9)
     plain = quantize_weight(w, WeightSpec(E2M1, "channel"))

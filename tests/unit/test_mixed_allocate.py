@@ -24,7 +24,10 @@ def _problem(seed=0, layers=12):
     rng = np.random.default_rng(seed)
     infos = [_Info(f"l{i}", int(rng.integers(1, 50)) * 4096, dict(BITS)) for i in range(layers)]
     # error falls with bits; each layer has its own sensitivity
-    error = {i.name: {f: float(s) * 2.0 ** (-b) for f, b in BITS.items()} for i, s in zip(infos, rng.random(layers) * 10)}
+    error = {
+        i.name: {f: float(s) * 2.0 ** (-b) for f, b in BITS.items()}
+        for i, s in zip(infos, rng.random(layers) * 10)
+    }
     return infos, error
 
 
@@ -56,9 +59,11 @@ def test_matches_brute_force_on_a_small_problem():
 
     infos, error = _problem(seed=3, layers=5)
     budget = 5.5
-    best = min((sum(error[i.name][f] for i, f in zip(infos, combo)), combo)
-               for combo in itertools.product(BITS, repeat=len(infos))
-               if _avg(infos, dict(zip([i.name for i in infos], combo))) <= budget)
+    best = min(
+        (sum(error[i.name][f] for i, f in zip(infos, combo)), combo)
+        for combo in itertools.product(BITS, repeat=len(infos))
+        if _avg(infos, dict(zip([i.name for i in infos], combo))) <= budget
+    )
     result = allocate(infos, error, budget)
     # the knapsack rounds costs up to 1e-5 of the budget; on 5 layers that may cost at most a hair of optimality
     assert result.predicted_error <= best[0] * (1 + 1e-6) + 1e-15, (result.predicted_error, best)
@@ -73,15 +78,18 @@ def test_overrides_are_honoured_and_counted():
     assert abs(result.average_bits - _avg(infos, result.choice, fixed)) < 1e-12
     free_only = allocate(infos, error, 8.0)
     # fixing two layers high leaves less for the others
-    assert sum(i.params * i.bits[result.choice[i.name]] for i in infos if i.name in result.choice) < \
-        sum(i.params * i.bits[free_only.choice[i.name]] for i in infos if i.name in result.choice)
+    assert sum(i.params * i.bits[result.choice[i.name]] for i in infos if i.name in result.choice) < sum(
+        i.params * i.bits[free_only.choice[i.name]] for i in infos if i.name in result.choice
+    )
 
 
 def test_budget_below_cheapest_plan_is_refused_with_the_minimum():
     infos, error = _problem()
     fixed = {"l1": 16.0}
     lowest = minimum_average_bits(infos, fixed)
-    with pytest.raises(RecipeError, match=f"minimum achievable average is {np.ceil(lowest * 1000) / 1000:.3f}"):
+    with pytest.raises(
+        RecipeError, match=f"minimum achievable average is {np.ceil(lowest * 1000) / 1000:.3f}"
+    ):
         allocate(infos, error, 4.2, fixed)
     with pytest.raises(RecipeError, match="minimum achievable average is 4.125"):
         allocate(infos, error, 4.0)

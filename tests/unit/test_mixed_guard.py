@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-
 from test_mixed_models import calibration, residual_mlp
 
 from qcompile.mixed.auto import AutoOptions, analyze, plan_auto, plan_for_budget, plan_guarded, run_auto
@@ -27,8 +26,13 @@ def _bad(analysis):
     """An error table that calls fp6 useless and the amplified block (1) and head cheap to quantize:
     the knapsack mixes fp4 on them with int8 elsewhere instead of fp6 everywhere."""
     bits = {"fp4": 4.125, "fp6": 6.125, "int8": 8.25}
-    return {i.name: {f: (1.0 if f == "fp6" else (1e-6 if i.name in ("up1", "down1", "head") else 1.0) * 4.0 ** -b)
-                     for f, b in bits.items()} for i in analysis.infos}
+    return {
+        i.name: {
+            f: (1.0 if f == "fp6" else (1e-6 if i.name in ("up1", "down1", "head") else 1.0) * 4.0**-b)
+            for f, b in bits.items()
+        }
+        for i in analysis.infos
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,9 @@ def test_two_format_plans_are_measured_when_the_uniform_plan_is_just_over_the_bu
     candidates = {c["plan"]: c for c in plan.details["guard"]["candidates"]}
     assert candidates["uniform fp6"]["note"] == "over the budget"
     pair = candidates["fp4+fp6"]
-    assert pair["average_bits"] <= 6.1 * (1 + TOL) and (pair["error"] is not None or pair["note"].startswith("same as"))
+    assert pair["average_bits"] <= 6.1 * (1 + TOL) and (
+        pair["error"] is not None or pair["note"].startswith("same as")
+    )
     measured = [c["error"] for c in candidates.values() if c["error"] is not None]
     assert candidates[plan.details["guard"]["chosen"]]["error"] == min(measured)
     assert plan.average_bits <= 6.1 * (1 + TOL)
@@ -88,7 +94,9 @@ def test_budget_and_overrides_hold_and_uniform_plans_count_them():
         assert plan.layers["up0"].format == "fp16" and plan.layers["up0"].source == "override"
         assert plan.average_bits <= budget * (1 + TOL)
         fp6 = next(c for c in plan.details["guard"]["candidates"] if c["plan"] == "uniform fp6")
-        assert fp6["average_bits"] == pytest.approx((5 * 6.125 + 8.25 + 16) / 7, abs=1e-6)  # recorded to 6 decimals
+        assert fp6["average_bits"] == pytest.approx(
+            (5 * 6.125 + 8.25 + 16) / 7, abs=1e-6
+        )  # recorded to 6 decimals
         if chosen:
             assert plan.details["guard"]["chosen"] == chosen
         else:
@@ -103,7 +111,9 @@ def test_guard_is_deterministic_and_its_cost_is_bounded():
     guard = first.details["guard"]
     assert guard["samples"] == 3
     f = len(FORMATS)
-    assert guard["new_runs"] <= (1 + f + f * (f - 1) // 2) * 3  # the plan, each uniform and pair plan, once per sample
+    assert (
+        guard["new_runs"] <= (1 + f + f * (f - 1) // 2) * 3
+    )  # the plan, each uniform and pair plan, once per sample
 
 
 def test_no_guard_keeps_the_raw_plan(analysis):
@@ -118,8 +128,21 @@ def test_cli_no_guard_and_plan_reload(tmp_path):
     model, calib = tmp_path / "toy.onnx", tmp_path / "calib.npz"
     onnx.save(residual_mlp(2), model)
     np.savez(calib, **calibration(8))
-    args = [str(model), "-p", "auto", "--avg-bits", "6.2", "--formats", ",".join(FORMATS), "--sensitivity", "hessian",
-            "--calib", str(calib), "-q", "--force"]
+    args = [
+        str(model),
+        "-p",
+        "auto",
+        "--avg-bits",
+        "6.2",
+        "--formats",
+        ",".join(FORMATS),
+        "--sensitivity",
+        "hessian",
+        "--calib",
+        str(calib),
+        "-q",
+        "--force",
+    ]
     plans = {}
     for flag in ((), ("--no-guard",)):
         result = CliRunner().invoke(main, [*args, *flag])
@@ -131,6 +154,10 @@ def test_cli_no_guard_and_plan_reload(tmp_path):
     # a saved guarded plan compiles again as is (no search, no guard)
     plan_file = tmp_path / "guarded.plan.json"
     plan_file.write_text(json.dumps(plans[()]))
-    artifacts, plan, _ = run_auto(model, calib, avg_bits=None, plan_path=plan_file, output=None, report_dir=None)
-    assert {n: lp.format for n, lp in plan.layers.items()} == {n: e["format"] for n, e in plans[()]["layers"].items()}
+    artifacts, plan, _ = run_auto(
+        model, calib, avg_bits=None, plan_path=plan_file, output=None, report_dir=None
+    )
+    assert {n: lp.format for n, lp in plan.layers.items()} == {
+        n: e["format"] for n, e in plans[()]["layers"].items()
+    }
     assert plan.details["guard"] == plans[()]["details"]["guard"]

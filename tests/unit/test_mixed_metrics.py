@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from test_mixed_models import calibration, residual_mlp
 
 from qcompile.errors import RecipeError
@@ -55,8 +54,12 @@ def test_errors_average_over_outputs():
     ref = [[rng.standard_normal((3, 8)), rng.standard_normal((3, 8))] for _ in range(2)]
     out = [[r[0] * 1.5, r[1] + rng.standard_normal((3, 8))] for r in ref]
     kl = np.mean([kl_divergence(r[0], o[0]) for r, o in zip(ref, out)])
-    cos = 1 - np.mean([np.dot(r[1].ravel(), o[1].ravel()) / np.linalg.norm(r[1]) / np.linalg.norm(o[1])
-                       for r, o in zip(ref, out)])
+    cos = 1 - np.mean(
+        [
+            np.dot(r[1].ravel(), o[1].ravel()) / np.linalg.norm(r[1]) / np.linalg.norm(o[1])
+            for r, o in zip(ref, out)
+        ]
+    )
     # float64 inputs: only summation order differs
     assert output_error(ref, out, "auto", ["logits", "h"]) == pytest.approx((kl + cos) / 2, rel=1e-10)
 
@@ -75,8 +78,12 @@ def _logits_model():
 
 @pytest.mark.parametrize("metric, label", [("auto", "auto (kl on logits)"), ("cosine", "cosine")])
 def test_guard_and_measured_record_the_metric(metric, label):
-    options = AutoOptions(method="measured", report_methods=(), formats=("fp4", "fp6", "int8"),
-                          sensitivity=SensitivityOptions(samples=2, measured_metric=metric))
+    options = AutoOptions(
+        method="measured",
+        report_methods=(),
+        formats=("fp4", "fp6", "int8"),
+        sensitivity=SensitivityOptions(samples=2, measured_metric=metric),
+    )
     analysis = analyze(_logits_model(), calibration(), options)
     assert analysis.sensitivities["measured"].details["metric"] == label
     plan = plan_guarded(analysis, 6.2, options)
@@ -92,8 +99,21 @@ def test_cli_error_metric(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(_logits_model(), path)
     np.savez(tmp_path / "calib.npz", **calibration())
-    args = [str(path), "--precision", "auto", "--avg-bits", "6.2", "--formats", "fp4,fp6,int8", "--no-verify",
-            "--calib", str(tmp_path / "calib.npz"), "--report-dir", str(tmp_path / "r"), "-q"]
+    args = [
+        str(path),
+        "--precision",
+        "auto",
+        "--avg-bits",
+        "6.2",
+        "--formats",
+        "fp4,fp6,int8",
+        "--no-verify",
+        "--calib",
+        str(tmp_path / "calib.npz"),
+        "--report-dir",
+        str(tmp_path / "r"),
+        "-q",
+    ]
     result = CliRunner().invoke(main, [*args, "--error-metric", "kl"])
     assert result.exit_code == 0, result.output
     import json

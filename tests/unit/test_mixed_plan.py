@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from test_mixed_models import calibration, residual_mlp
 
 from qcompile.errors import RecipeError
@@ -58,7 +57,9 @@ def test_overrides_win_and_count_against_the_budget(analysis):
     assert plan.layers["head"].format == "fp16" and plan.layers["head"].source == "override"
     assert plan.layers["up0"].format == "int8" and plan.layers["up0"].bits == 8.25
     assert plan.average_bits <= 7.0 * (1 + 1e-9)
-    with pytest.raises(RecipeError, match=r"minimum achievable average is 6\.411"):  # (5 x 4.125 + 8.25 + 16) / 7
+    with pytest.raises(
+        RecipeError, match=r"minimum achievable average is 6\.411"
+    ):  # (5 x 4.125 + 8.25 + 16) / 7
         plan_for_budget(fixed, 5.0, options)
 
 
@@ -68,17 +69,35 @@ def test_run_auto_compiles_the_plan_and_reuses_it(tmp_path):
     calib = tmp_path / "calib.npz"
     np.savez(calib, **calibration(8))
     out = tmp_path / "toy.q.onnx"
-    artifacts, plan, files = run_auto(model, calib, avg_bits=5.0, formats="int4,int8,fp16", method="hessian",
-                                      sensitivity_samples=2, sweep=[4.25, 8.25], plan_path=None,
-                                      overrides=[("re:head", "int8")], output=out, report_dir=tmp_path / "fig",
-                                      force=False, progress=None)
+    artifacts, plan, files = run_auto(
+        model,
+        calib,
+        avg_bits=5.0,
+        formats="int4,int8,fp16",
+        method="hessian",
+        sensitivity_samples=2,
+        sweep=[4.25, 8.25],
+        plan_path=None,
+        overrides=[("re:head", "int8")],
+        output=out,
+        report_dir=tmp_path / "fig",
+        force=False,
+        progress=None,
+    )
     layers = {lr.name: lr for lr in artifacts.report.layers}
     assert layers["head"].weight_format == "int8"
     for name, lp in plan.layers.items():
         assert layers[name].bits_per_weight == pytest.approx(lp.bits, abs=0)
     assert plan.average_bits <= 5.0 * (1 + 1e-9)
-    assert artifacts.report.accuracy[0].cosine_mean > 0.9  # 4/8-bit weights on a 7-layer toy: a loose sanity floor
-    assert {p.name for p in files} == {"bits_per_layer.png", "sensitivity.png", "accuracy_vs_bits.png", "index.html"}
+    assert (
+        artifacts.report.accuracy[0].cosine_mean > 0.9
+    )  # 4/8-bit weights on a 7-layer toy: a loose sanity floor
+    assert {p.name for p in files} == {
+        "bits_per_layer.png",
+        "sensitivity.png",
+        "accuracy_vs_bits.png",
+        "index.html",
+    }
     assert "data:image/png;base64," in (tmp_path / "fig" / "index.html").read_text()
     plan_file = out.with_name("toy.q.plan.json")
     assert plan_file in artifacts.files
@@ -87,17 +106,39 @@ def test_run_auto_compiles_the_plan_and_reuses_it(tmp_path):
     for entry in data["layers"].values():
         entry["format"] = "int8"
     plan_file.write_text(json.dumps(data))
-    artifacts, plan, _ = run_auto(model, calib, avg_bits=5.0, formats="int4", method="measured",
-                                  sensitivity_samples=1, sweep=(), plan_path=plan_file, overrides=(),
-                                  output=out, report_dir=None, force=True, progress=None)
+    artifacts, plan, _ = run_auto(
+        model,
+        calib,
+        avg_bits=5.0,
+        formats="int4",
+        method="measured",
+        sensitivity_samples=1,
+        sweep=(),
+        plan_path=plan_file,
+        overrides=(),
+        output=out,
+        report_dir=None,
+        force=True,
+        progress=None,
+    )
     assert {lr.weight_format for lr in artifacts.report.layers} == {"int8"}
     assert plan.average_bits == pytest.approx(8.25, abs=0)
 
 
 def test_run_auto_needs_a_budget_or_a_plan():
     with pytest.raises(RecipeError, match="--avg-bits"):
-        run_auto(residual_mlp(2), None, avg_bits=None, sweep=(), plan_path=None, overrides=(), output=None,
-                 report_dir=None, force=False, progress=None)
+        run_auto(
+            residual_mlp(2),
+            None,
+            avg_bits=None,
+            sweep=(),
+            plan_path=None,
+            overrides=(),
+            output=None,
+            report_dir=None,
+            force=False,
+            progress=None,
+        )
 
 
 def test_candidate_bits_use_the_group_size_compile_fits_to_k():

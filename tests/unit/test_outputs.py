@@ -16,27 +16,41 @@ from qcompile.outputs import Staging, plan_outputs, sidecar
 
 def test_sidecar_names_follow_out():
     paths = plan_outputs("/tmp/m.q.onnx")
-    assert [p.name for p in paths.all()] == ["m.q.onnx", "m.q.onnx.data", "m.q.recipe.json",
-                                             "m.q.report.json", "m.q.report.html", "m.q.plan.json"]
+    assert [p.name for p in paths.all()] == [
+        "m.q.onnx",
+        "m.q.onnx.data",
+        "m.q.recipe.json",
+        "m.q.report.json",
+        "m.q.report.html",
+        "m.q.plan.json",
+    ]
     assert sidecar("x/model.bin", ".recipe.json").name == "model.bin.recipe.json"
 
 
 @pytest.fixture
 def folder(tmp_path):
-    onnx.save(tiny_models.mlp(), tmp_path / "m.onnx", save_as_external_data=True, location="m.onnx.data",
-              size_threshold=0)
+    onnx.save(
+        tiny_models.mlp(),
+        tmp_path / "m.onnx",
+        save_as_external_data=True,
+        location="m.onnx.data",
+        size_threshold=0,
+    )
     return tmp_path
 
 
-@pytest.mark.parametrize("case, message", [
-    ("report_is_output", "the same file"),
-    ("report_is_input", "is an input file"),
-    ("output_is_input_data", "is an input file"),
-    ("report_is_recipe", "the same file"),
-    ("output_parent_is_file", "is not a folder"),
-    ("report_folder_missing", "does not exist"),
-    ("recipe_exists", "--force"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("report_is_output", "the same file"),
+        ("report_is_input", "is an input file"),
+        ("output_is_input_data", "is an input file"),
+        ("report_is_recipe", "the same file"),
+        ("output_parent_is_file", "is not a folder"),
+        ("report_folder_missing", "does not exist"),
+        ("recipe_exists", "--force"),
+    ],
+)
 def test_refused_before_any_work(folder, case, message):
     model, out = folder / "m.onnx", folder / "q.onnx"
     report = None
@@ -62,8 +76,14 @@ def test_refused_before_any_work(folder, case, message):
 
 def test_force_never_overwrites_an_input(folder):
     with pytest.raises(OutputError, match="is an input file"):
-        qcompile.compile(folder / "m.onnx", "w4a16", None, output=folder / "q.onnx",
-                         report_path=folder / "m.onnx", force=True)
+        qcompile.compile(
+            folder / "m.onnx",
+            "w4a16",
+            None,
+            output=folder / "q.onnx",
+            report_path=folder / "m.onnx",
+            force=True,
+        )
 
 
 def test_hard_link_to_the_input_is_an_input(folder):
@@ -90,8 +110,9 @@ def test_failure_during_the_compile_leaves_nothing(folder, monkeypatch):
     monkeypatch.setattr(pipeline, "_verify", broken)
     before = sorted(os.listdir(folder))
     with pytest.raises(RuntimeError):
-        qcompile.compile(folder / "m.onnx", "w4a16", None, output=folder / "q.onnx",
-                         report_path=folder / "q.json")
+        qcompile.compile(
+            folder / "m.onnx", "w4a16", None, output=folder / "q.onnx", report_path=folder / "q.json"
+        )
     assert sorted(os.listdir(folder)) == before
 
 
@@ -122,8 +143,9 @@ def test_planted_symlink_is_not_followed(tmp_path):
 def test_staging_commit_moves_data_before_graph_and_cleans_up(tmp_path, monkeypatch):
     order = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace",
-                        lambda src, dst: (order.append(os.path.basename(dst)), real_replace(src, dst)))
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (order.append(os.path.basename(dst)), real_replace(src, dst))
+    )
     with Staging() as staging:
         staging.temp_for(tmp_path / "a.onnx").write_bytes(b"graph")
         staging.temp_for(tmp_path / "a.onnx.data").write_bytes(b"data")

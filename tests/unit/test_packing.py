@@ -71,10 +71,10 @@ def test_fp6_e3m2_fp16_shift_trick_from_the_layout_doc():
     # (c & 0x20) << 10 | (c & 0x1F) << 8 is the float16 of decode(c) * 2^-12, subnormals included
     codes = np.arange(64, dtype=np.uint16)
     h = ((codes & 0x20) << 10) | ((codes & 0x1F) << 8)
-    got = h.view(np.float16).astype(np.float32) * np.float32(2.0 ** 12)
+    got = h.view(np.float16).astype(np.float32) * np.float32(2.0**12)
     np.testing.assert_array_equal(got, FORMATS["fp6_e3m2"].decode(codes.astype(np.uint8)))
     h = ((codes & 0x20) << 10) | ((codes & 0x1F) << 7)
-    got = h.view(np.float16).astype(np.float32) * np.float32(2.0 ** 14)
+    got = h.view(np.float16).astype(np.float32) * np.float32(2.0**14)
     np.testing.assert_array_equal(got, FORMATS["fp6_e2m3"].decode(codes.astype(np.uint8)))
 
 
@@ -87,7 +87,9 @@ def test_nibble_refuses_odd_k(k):
 @pytest.mark.parametrize("k", [32, 96, 100, 1000])
 def test_fp6_refuses_k_not_multiple_of_64(k):
     assert FP6_K_MULTIPLE == 64
-    with pytest.raises(LayoutError, match=rf"fp6_4\+2 layout: K={k} \(dimension 1\) must be a multiple of 64"):
+    with pytest.raises(
+        LayoutError, match=rf"fp6_4\+2 layout: K={k} \(dimension 1\) must be a multiple of 64"
+    ):
         pack_fp6(np.zeros((2, k), np.uint8))
 
 

@@ -12,8 +12,13 @@ PASSES = Path(__file__).resolve().parents[2] / "passes"
 def _onnx_imports(source: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source)):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            else []
+        )
         found += [n for n in names if n == "onnx" or n.startswith("onnx.")]
     return found
 

@@ -28,16 +28,20 @@ def _nodes(path, op_type):
 
 # Cosine floors: int8/fp8 per-channel weights with per-tensor activations on a 2-layer MLP with
 # outlier channels lose a few 1e-3; 4-bit weights (SQNR ~18 dB) lose ~2e-2.
-@pytest.mark.parametrize("preset, floor, act_type", [
-    ("w8a8", 0.99, onnx.TensorProto.INT8),
-    ("fp8", 0.99, onnx.TensorProto.FLOAT8E4M3FN),
-    ("w4a16", 0.97, None),
-    ("w4a8", 0.97, onnx.TensorProto.FLOAT8E4M3FN),
-])
+@pytest.mark.parametrize(
+    "preset, floor, act_type",
+    [
+        ("w8a8", 0.99, onnx.TensorProto.INT8),
+        ("fp8", 0.99, onnx.TensorProto.FLOAT8E4M3FN),
+        ("w4a16", 0.97, None),
+        ("w4a8", 0.97, onnx.TensorProto.FLOAT8E4M3FN),
+    ],
+)
 def test_presets_emit_qdq_and_measure_accuracy(mlp_path, tmp_path, preset, floor, act_type):
     out = tmp_path / f"mlp.{preset}.onnx"
-    artifacts = qcompile.compile(mlp_path, preset, tiny_models.calibration(), output=out,
-                                 report_path=tmp_path / "r.json")
+    artifacts = qcompile.compile(
+        mlp_path, preset, tiny_models.calibration(), output=out, report_path=tmp_path / "r.json"
+    )
     onnx.checker.check_model(str(out), full_check=True)
     model = onnx.load(str(out))
     assert model.opset_import[0].version >= 21
@@ -76,7 +80,9 @@ def test_report_accuracy_is_measured_not_assumed(mlp_path, monkeypatch):
     from qcompile.algorithms import ALGORITHMS, LayerResult
     from qcompile.quantizer import quantize_weight
 
-    flipped = dataclasses.replace(ALGORITHMS["rtn"], apply=lambda w, spec, *a, **k: LayerResult(quantize_weight(-w, spec)))
+    flipped = dataclasses.replace(
+        ALGORITHMS["rtn"], apply=lambda w, spec, *a, **k: LayerResult(quantize_weight(-w, spec))
+    )
     monkeypatch.setitem(ALGORITHMS, "rtn", flipped)
     report = qcompile.compile(mlp_path, Recipe("w8a8", exclude=("fc1",)), tiny_models.calibration()).report
     assert report.accuracy[0].cosine_mean < -0.9, report.accuracy
@@ -93,7 +99,10 @@ def test_group_size_falls_back_to_a_divisor_of_k_or_records_why_not(tmp_path):
     assert layers["fc2"].quantized and layers["fc2"].granularity == "group 64"
     assert "random inputs" in artifacts.report.eval_source
     onnx.save(tiny_models.mlp(k=80), path)  # no allowed group size divides 80
-    layers = {layer.name: layer for layer in qcompile.compile(path, Recipe("w4a16", group_size=64), None).report.layers}
+    layers = {
+        layer.name: layer
+        for layer in qcompile.compile(path, Recipe("w4a16", group_size=64), None).report.layers
+    }
     assert layers["fc1"].reason == "K=80 is not a multiple of the group size 64"
 
 
@@ -128,8 +137,14 @@ def test_external_data_in_and_out(tmp_path, monkeypatch):
 
     src = tmp_path / "src"
     src.mkdir()
-    onnx.save(tiny_models.mlp(), src / "ext.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.onnx.data", size_threshold=0)
+    onnx.save(
+        tiny_models.mlp(),
+        src / "ext.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     monkeypatch.setattr(model_io, "EXTERNAL_DATA_THRESHOLD", 1000)
     out = tmp_path / "q.onnx"
     artifacts = qcompile.compile(src / "ext.onnx", "w4a16", None, output=out)
@@ -168,8 +183,13 @@ def test_external_data_input_small_output_is_self_contained(tmp_path):
     """Unquantized external initializers are read in, not left pointing at the input's data file."""
     src = tmp_path / "src"
     src.mkdir()
-    onnx.save(tiny_models.mlp(), src / "ext.onnx", save_as_external_data=True, location="ext.onnx.data",
-              size_threshold=0)
+    onnx.save(
+        tiny_models.mlp(),
+        src / "ext.onnx",
+        save_as_external_data=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     out = tmp_path / "out" / "q.onnx"
     out.parent.mkdir()
     qcompile.compile(src / "ext.onnx", Recipe("w4a16", exclude=("fc2",)), None, output=out)

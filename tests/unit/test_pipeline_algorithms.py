@@ -44,7 +44,9 @@ def test_gptq_beats_rtn_on_the_sample_transformer():
 
 def test_smoothquant_scales_are_folded_or_multiplied_and_recorded(mlp, tmp_path):
     out = tmp_path / "sq.onnx"
-    artifacts = qcompile.compile(mlp, Recipe("w8a8", algorithm="smoothquant"), tiny_models.calibration(), output=out)
+    artifacts = qcompile.compile(
+        mlp, Recipe("w8a8", algorithm="smoothquant"), tiny_models.calibration(), output=out
+    )
     fc1 = _layers(artifacts.report)["fc1"]
     # fc1 reads the graph input: nothing to fold into, so an explicit Mul carries 1/s
     assert fc1.details["input_scale"].startswith("explicit Mul")
@@ -59,7 +61,9 @@ def test_lorc_branch_is_emitted_counted_and_helps(mlp, tmp_path):
     assert "fc1_lorc_up" in names and "fc2_lorc_add" in names
     fc1 = _layers(artifacts.report)["fc1"]
     assert fc1.details["lorc_bits_per_weight"] == pytest.approx(16 * 8 * (256 + 256) / (256 * 256))
-    assert fc1.bits_per_weight == pytest.approx(4 + 32 / 64 + fc1.details["lorc_bits_per_weight"])  # fp32 scales
+    assert fc1.bits_per_weight == pytest.approx(
+        4 + 32 / 64 + fc1.details["lorc_bits_per_weight"]
+    )  # fp32 scales
     plain = qcompile.compile(mlp, Recipe("w4a16", group_size=64), None).report.accuracy[0].cosine_mean
     assert artifacts.report.accuracy[0].cosine_mean > plain
     assert onnx.load(str(out)).graph.output[0].name == "y"
@@ -78,8 +82,10 @@ def test_every_preset_passes_tensorrt_preflight(mlp, tmp_path, preset):
     assert violations == [], violations
 
 
-@pytest.mark.parametrize("preset, op_type, floor", [
-    ("w6a16", "QcW6A16Gemm", 0.99), ("wfp4a8", "QcW4A8Gemm", 0.97), ("wfp4a16", "QcW4A16Gemm", 0.97)])
+@pytest.mark.parametrize(
+    "preset, op_type, floor",
+    [("w6a16", "QcW6A16Gemm", 0.99), ("wfp4a8", "QcW4A8Gemm", 0.97), ("wfp4a16", "QcW4A16Gemm", 0.97)],
+)
 def test_plugin_presets_emit_plugin_nodes_and_measure_the_lowering(mlp, tmp_path, preset, op_type, floor):
     out = tmp_path / f"{preset}.onnx"
     artifacts = qcompile.compile(mlp, Recipe(preset, group_size=64), tiny_models.calibration(), output=out)
@@ -118,8 +124,11 @@ def test_fpsearch_picks_format_and_clip_and_never_loses_to_rtn(tmp_path):
     for layer in quantized:
         assert layer.weight_format == layer.details["fpsearch"]["format"]
         assert layer.details["output_mse"] <= layer.details["output_mse_rtn"] * (1 + 1e-6), layer.details
-    formats = {n.attribute[[a.name for a in n.attribute].index("format")].s.decode()
-               for n in onnx.load(str(out)).graph.node if n.op_type == "QcW6A16Gemm"}
+    formats = {
+        n.attribute[[a.name for a in n.attribute].index("format")].s.decode()
+        for n in onnx.load(str(out)).graph.node
+        if n.op_type == "QcW6A16Gemm"
+    }
     assert formats == {l.weight_format for l in quantized}
     assert report.accuracy[0].cosine_mean > 0.99
 
@@ -130,7 +139,9 @@ def test_asymmetric_int4_has_zero_points_and_preflight_says_tensorrt_wants_symme
     model = onnx.load(str(out))
     weight_dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert all(len(n.input) == 3 for n in weight_dqs)
-    assert {t.data_type for t in model.graph.initializer if t.name.endswith("_zero")} == {onnx.TensorProto.UINT4}
+    assert {t.data_type for t in model.graph.initializer if t.name.endswith("_zero")} == {
+        onnx.TensorProto.UINT4
+    }
     assert artifacts.report.layers[0].weight_format == "uint4"
     assert artifacts.report.accuracy[0].cosine_mean > 0.97
     assert {v.rule for v in check_tensorrt_rules(ir.load(out))} == {"symmetric", "qdq-type"}  # UINT4 too

@@ -24,9 +24,12 @@ def test_generated_table_holds_every_plugin_attribute_and_input():
     data = json.loads(SPEC_JSON.read_text())
     header = _generator().generate(data)
     assert f'kNamespace = "{data["namespace"]}"' in header
-    assert f'kLayoutVersion = {data["layout_version"]};' in header
+    assert f"kLayoutVersion = {data['layout_version']};" in header
     for op, plugin in data["plugins"].items():
-        assert f'inline constexpr PluginSpec k{op} = {{"{op}", "{plugin["version"]}", "{plugin["kernel"]}"' in header
+        assert (
+            f'inline constexpr PluginSpec k{op} = {{"{op}", "{plugin["version"]}", "{plugin["kernel"]}"'
+            in header
+        )
         for name, attr in plugin["attributes"].items():
             kind = {"int": "kInt", "string": "kString"}[attr["type"]]
             row = f'{{"{name}", AttrType::{kind}, {"true" if "default" in attr else "false"}, '
@@ -38,19 +41,27 @@ def test_generated_table_holds_every_plugin_attribute_and_input():
                 assert row + ("0, " if attr["type"] == "string" else "") + default in header
         for tensor in plugin["inputs"]:
             assert f'{{"{tensor["name"]}", DType::' in header
-            assert f'k{op}_{tensor["name"]}_shape[] = {{{", ".join(json.dumps(str(d)) for d in tensor["shape"])}}}' \
+            assert (
+                f"k{op}_{tensor['name']}_shape[] = {{{', '.join(json.dumps(str(d)) for d in tensor['shape'])}}}"
                 in header
+            )
 
 
 def test_generator_follows_a_changed_spec():
     data = json.loads(SPEC_JSON.read_text())
-    data["plugins"]["QcW4A16Gemm"]["attributes"]["split_k"] = {"type": "int", "values": [1, 2, 4], "default": 1}
+    data["plugins"]["QcW4A16Gemm"]["attributes"]["split_k"] = {
+        "type": "int",
+        "values": [1, 2, 4],
+        "default": 1,
+    }
     header = _generator().generate(data)
     assert '{"split_k", AttrType::kInt, true, 1, "", kQcW4A16Gemm_split_k_values, nullptr, 3}' in header
     assert "kQcW4A16Gemm_attributes, 7," in header
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("ctest") is None, reason="cmake is not installed")
+@pytest.mark.skipif(
+    shutil.which("cmake") is None or shutil.which("ctest") is None, reason="cmake is not installed"
+)
 def test_cores_ctest(tmp_path):
     build = tmp_path / "build"
     run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # noqa: E731

@@ -26,24 +26,35 @@ def test_loaded_specs_match_the_json_file():
 
 def test_node_attributes_fills_defaults_and_parser_attributes():
     attrs = plugin_specs.node_attributes("QcW4A16Gemm", N=16, K=256)
-    assert attrs == {"N": 16, "K": 256, "group_size": 128, "format": "int4", "has_zeros": 0,
-                     "layout_version": 1, "plugin_version": "1", "plugin_namespace": "qcompile"}
+    assert attrs == {
+        "N": 16,
+        "K": 256,
+        "group_size": 128,
+        "format": "int4",
+        "has_zeros": 0,
+        "layout_version": 1,
+        "plugin_version": "1",
+        "plugin_namespace": "qcompile",
+    }
     attrs = plugin_specs.node_attributes("QcW6A16Gemm", N=8, K=64, format="fp6_e2m3")
     assert attrs["format"] == "fp6_e2m3"
 
 
-@pytest.mark.parametrize("values, error, word", [
-    ({"N": 16}, RecipeError, "'K'"),  # required attribute missing
-    ({"N": 16, "K": 256, "group_size": 48}, RecipeError, "'group_size'"),
-    ({"N": 16, "K": 256, "format": "nf4"}, RecipeError, "'format'"),
-    ({"N": 16, "K": 256, "format": 4}, RecipeError, "'format'"),
-    ({"N": "16", "K": 256}, RecipeError, "'N'"),
-    ({"N": True, "K": 256}, RecipeError, "'N'"),
-    ({"N": 16, "K": 256, "bits": 4}, RecipeError, "bits"),
-    ({"N": 16, "K": 256, "layout_version": 2}, LayoutError, "layout_version"),
-    ({"N": 16, "K": 192}, LayoutError, "K=192"),  # K not a multiple of group_size 128
-    ({"N": 12, "K": 256}, LayoutError, "N=12"),
-])
+@pytest.mark.parametrize(
+    "values, error, word",
+    [
+        ({"N": 16}, RecipeError, "'K'"),  # required attribute missing
+        ({"N": 16, "K": 256, "group_size": 48}, RecipeError, "'group_size'"),
+        ({"N": 16, "K": 256, "format": "nf4"}, RecipeError, "'format'"),
+        ({"N": 16, "K": 256, "format": 4}, RecipeError, "'format'"),
+        ({"N": "16", "K": 256}, RecipeError, "'N'"),
+        ({"N": True, "K": 256}, RecipeError, "'N'"),
+        ({"N": 16, "K": 256, "bits": 4}, RecipeError, "bits"),
+        ({"N": 16, "K": 256, "layout_version": 2}, LayoutError, "layout_version"),
+        ({"N": 16, "K": 192}, LayoutError, "K=192"),  # K not a multiple of group_size 128
+        ({"N": 12, "K": 256}, LayoutError, "N=12"),
+    ],
+)
 def test_node_attributes_rejects_invalid_values(values, error, word):
     with pytest.raises(error, match=word):
         plugin_specs.node_attributes("QcW4A16Gemm", **values)
@@ -69,12 +80,16 @@ def _const(name, array):
 
 def w4a16_node(n=16, k=256, g=64, x_dtype=ir.DataType.FLOAT16, zeros=False, **overrides):
     x = ir.Value(name="x", type=ir.TensorType(x_dtype), shape=ir.Shape(["batch", "seq", k]))
-    inputs = [x, _const("w", np.zeros((n, k // 2), np.uint8)),
-              _const("scales", np.ones((n, k // g), np.float16))]
+    inputs = [
+        x,
+        _const("w", np.zeros((n, k // 2), np.uint8)),
+        _const("scales", np.ones((n, k // g), np.float16)),
+    ]
     if zeros:
         inputs.append(_const("zeros", np.full((n, k // g), 8, np.uint8)))
-    attrs = plugin_specs.node_attributes("QcW4A16Gemm", N=n, K=k, group_size=g, format="uint4" if zeros else "int4",
-                                         has_zeros=int(zeros))
+    attrs = plugin_specs.node_attributes(
+        "QcW4A16Gemm", N=n, K=k, group_size=g, format="uint4" if zeros else "int4", has_zeros=int(zeros)
+    )
     attrs.update(overrides)
     node = ir.node("QcW4A16Gemm", inputs, attributes=attrs, domain="qcompile", num_outputs=1)
     node.outputs[0].dtype = ir.DataType.FLOAT16
@@ -90,28 +105,47 @@ def test_valid_nodes_have_no_problems():
 def test_valid_w6a16_and_w4a8_nodes():
     n, k = 8, 128
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape([4, k]))
-    w6 = ir.node("QcW6A16Gemm", [x, _const("lo4", np.zeros((n, k // 2), np.uint8)),
-                                 _const("hi2", np.zeros((n, k // 4), np.uint8)), _const("s", np.ones(n, np.float16))],
-                 attributes=plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=k), domain="qcompile")
+    w6 = ir.node(
+        "QcW6A16Gemm",
+        [
+            x,
+            _const("lo4", np.zeros((n, k // 2), np.uint8)),
+            _const("hi2", np.zeros((n, k // 4), np.uint8)),
+            _const("s", np.ones(n, np.float16)),
+        ],
+        attributes=plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=k),
+        domain="qcompile",
+    )
     assert plugin_specs.check_plugin_node(w6) == []
-    w4a8 = ir.node("QcW4A8Gemm", [x, _const("w", np.zeros((n, k // 2), np.uint8)),
-                                  _const("e", np.zeros((n, k // 32), np.int8)), _const("cs", np.ones(n, np.float32)),
-                                  _const("a", np.ones(1, np.float32))],
-                   attributes=plugin_specs.node_attributes("QcW4A8Gemm", N=n, K=k, group_size=32), domain="qcompile")
+    w4a8 = ir.node(
+        "QcW4A8Gemm",
+        [
+            x,
+            _const("w", np.zeros((n, k // 2), np.uint8)),
+            _const("e", np.zeros((n, k // 32), np.int8)),
+            _const("cs", np.ones(n, np.float32)),
+            _const("a", np.ones(1, np.float32)),
+        ],
+        attributes=plugin_specs.node_attributes("QcW4A8Gemm", N=n, K=k, group_size=32),
+        domain="qcompile",
+    )
     assert plugin_specs.check_plugin_node(w4a8) == []
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda: w4a16_node(x_dtype=ir.DataType.FLOAT), "input 'x' is FLOAT, expected FLOAT16"),
-    (lambda: w4a16_node(layout_version=2), "layout_version 2 != 1"),
-    (lambda: w4a16_node(group_size=96), "attribute 'group_size' is 96"),
-    (lambda: w4a16_node(K=288), "K=288 is not a positive multiple of 64"),
-    (lambda: w4a16_node(N=32), "input 'w' dim 0 is 16, expected N=32"),
-    (lambda: w4a16_node(has_zeros=1), "has_zeros=1 but the zeros input is absent"),
-    (lambda: w4a16_node(zeros=True, has_zeros=0), "has a zeros input but has_zeros=0"),
-    (lambda: w4a16_node(plugin_namespace="trt"), "attribute 'plugin_namespace' is 'trt'"),
-    (lambda: w4a16_node(alpha=1.0), "unknown attribute(s) ['alpha']"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: w4a16_node(x_dtype=ir.DataType.FLOAT), "input 'x' is FLOAT, expected FLOAT16"),
+        (lambda: w4a16_node(layout_version=2), "layout_version 2 != 1"),
+        (lambda: w4a16_node(group_size=96), "attribute 'group_size' is 96"),
+        (lambda: w4a16_node(K=288), "K=288 is not a positive multiple of 64"),
+        (lambda: w4a16_node(N=32), "input 'w' dim 0 is 16, expected N=32"),
+        (lambda: w4a16_node(has_zeros=1), "has_zeros=1 but the zeros input is absent"),
+        (lambda: w4a16_node(zeros=True, has_zeros=0), "has a zeros input but has_zeros=0"),
+        (lambda: w4a16_node(plugin_namespace="trt"), "attribute 'plugin_namespace' is 'trt'"),
+        (lambda: w4a16_node(alpha=1.0), "unknown attribute(s) ['alpha']"),
+    ],
+)
 def test_broken_nodes_are_reported(make, reason):
     problems = plugin_specs.check_plugin_node(make())
     assert any(reason in p for p in problems), problems
@@ -122,11 +156,17 @@ def test_missing_attribute_and_wrong_input_count_and_non_constant_weight():
     del node.attributes["N"]
     assert "attribute 'N' is missing" in plugin_specs.check_plugin_node(node)
     node = w4a16_node()
-    node.replace_input_with(1, ir.Value(name="w_dyn", type=ir.TensorType(ir.DataType.UINT8), shape=ir.Shape([16, 128])))
+    node.replace_input_with(
+        1, ir.Value(name="w_dyn", type=ir.TensorType(ir.DataType.UINT8), shape=ir.Shape([16, 128]))
+    )
     assert "input 'w' must be a constant (initializer)" in plugin_specs.check_plugin_node(node)
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape([2, 256]))
-    short = ir.node("QcW4A16Gemm", [x], attributes=plugin_specs.node_attributes("QcW4A16Gemm", N=16, K=256),
-                    domain="qcompile")
+    short = ir.node(
+        "QcW4A16Gemm",
+        [x],
+        attributes=plugin_specs.node_attributes("QcW4A16Gemm", N=16, K=256),
+        domain="qcompile",
+    )
     assert "has 1 inputs, expected 3..4" in plugin_specs.check_plugin_node(short)
 
 

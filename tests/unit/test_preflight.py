@@ -22,14 +22,21 @@ def act(name="x", shape=(2, K), dtype=F32):
 
 def model(nodes, inputs, outputs, opset=21):
     initializers = [v for n in nodes for v in n.inputs if v is not None and v.const_value is not None]
-    graph = ir.Graph(inputs, outputs, nodes=nodes, initializers=list({v.name: v for v in initializers}.values()),
-                     opset_imports={"": opset, "qcompile": 1})
+    graph = ir.Graph(
+        inputs,
+        outputs,
+        nodes=nodes,
+        initializers=list({v.name: v for v in initializers}.values()),
+        opset_imports={"": opset, "qcompile": 1},
+    )
     return ir.Model(graph, ir_version=10)
 
 
 def act_qdq(x, name="act", scale=np.float32(0.1), zero_point=np.int8(0), q_attrs=None):
     """x -> Q -> DQ (activation, per tensor)."""
-    inputs = [x, const(f"{name}_s", scale)] + ([const(f"{name}_zp", zero_point)] if zero_point is not None else [])
+    inputs = [x, const(f"{name}_s", scale)] + (
+        [const(f"{name}_zp", zero_point)] if zero_point is not None else []
+    )
     q = ir.node("QuantizeLinear", inputs, attributes=q_attrs or {}, name=f"{name}_q")
     dq = ir.node("DequantizeLinear", [q.outputs[0], *inputs[1:]], name=f"{name}_dq")
     return [q, dq], dq.outputs[0]
@@ -66,16 +73,26 @@ def rules(m):
 
 GOOD = {
     "int8 per-channel weight, per-tensor activation": lambda: linear(*int8_weight()),
-    "fp8 activation and weight": lambda: linear(*weight_dq(np.ones((K, N), ml_dtypes.float8_e4m3fn),
-                                                           np.full(N, 0.5, np.float32), axis=1),
-                                                zero_point=np.zeros((), ml_dtypes.float8_e4m3fn)),
+    "fp8 activation and weight": lambda: linear(
+        *weight_dq(np.ones((K, N), ml_dtypes.float8_e4m3fn), np.full(N, 0.5, np.float32), axis=1),
+        zero_point=np.zeros((), ml_dtypes.float8_e4m3fn),
+    ),
     "int4 block weight": lambda: linear(*int4_weight()),
-    "int4 block weight, zero points of zeros": lambda: linear(*weight_dq(
-        np.ones((K, N), ml_dtypes.int4), np.full((2, N), 0.1, np.float32), axis=0, block_size=32,
-        zero_point=np.zeros((2, N), ml_dtypes.int4))),
-    "fp4 weight at opset 23": lambda: linear(*weight_dq(np.ones((K, N), ml_dtypes.float4_e2m1fn),
-                                                        np.full((4, N), 0.5, np.float32), axis=0, block_size=16),
-                                             opset=23),
+    "int4 block weight, zero points of zeros": lambda: linear(
+        *weight_dq(
+            np.ones((K, N), ml_dtypes.int4),
+            np.full((2, N), 0.1, np.float32),
+            axis=0,
+            block_size=32,
+            zero_point=np.zeros((2, N), ml_dtypes.int4),
+        )
+    ),
+    "fp4 weight at opset 23": lambda: linear(
+        *weight_dq(
+            np.ones((K, N), ml_dtypes.float4_e2m1fn), np.full((4, N), 0.5, np.float32), axis=0, block_size=16
+        ),
+        opset=23,
+    ),
 }
 
 
@@ -86,24 +103,45 @@ def test_good_graphs_pass(make):
 
 BROKEN = {
     "opset 19": (lambda: linear(*int8_weight(), opset=19), ["opset"]),
-    "fp4 below opset 23": (lambda: linear(*weight_dq(np.ones((K, N), ml_dtypes.float4_e2m1fn),
-                                                     np.full((4, N), 0.5, np.float32), axis=0, block_size=16)),
-                           ["opset"]),
+    "fp4 below opset 23": (
+        lambda: linear(
+            *weight_dq(
+                np.ones((K, N), ml_dtypes.float4_e2m1fn),
+                np.full((4, N), 0.5, np.float32),
+                axis=0,
+                block_size=16,
+            )
+        ),
+        ["opset"],
+    ),
     "uint8 activation (Q default type)": (lambda: linear(*int8_weight(), zero_point=None), ["qdq-type"]),
-    "fp8 e5m2 weight": (lambda: linear(*weight_dq(np.ones((K, N), ml_dtypes.float8_e5m2),
-                                                  np.full(N, 0.5, np.float32), axis=1)), ["qdq-type"]),
-    "int4 activation": (lambda: linear(*int8_weight(), zero_point=np.zeros((), ml_dtypes.int4)),
-                        ["int4-weight-only"]),
+    "fp8 e5m2 weight": (
+        lambda: linear(
+            *weight_dq(np.ones((K, N), ml_dtypes.float8_e5m2), np.full(N, 0.5, np.float32), axis=1)
+        ),
+        ["qdq-type"],
+    ),
+    "int4 activation": (
+        lambda: linear(*int8_weight(), zero_point=np.zeros((), ml_dtypes.int4)),
+        ["int4-weight-only"],
+    ),
     "asymmetric weight": (lambda: linear(*int8_weight(zero_point=np.full(N, 3, np.int8))), ["symmetric"]),
     "asymmetric activation": (lambda: linear(*int8_weight(), zero_point=np.int8(-2)), ["symmetric"]),
     "negative scale": (lambda: linear(*int8_weight(), scale=np.float32(-0.1)), ["scale"]),
-    "nan scale": (lambda: linear(*weight_dq(np.ones((K, N), np.int8),
-                                            np.array([np.nan] + [0.1] * (N - 1), np.float32), axis=1)), ["scale"]),
-    "per-channel activation": (lambda: linear(*int8_weight(), scale=np.full(K, 0.1, np.float32),
-                                              zero_point=np.zeros(K, np.int8)), ["activation-per-tensor"]),
-    "per-channel scale on the wrong axis": (lambda: linear(*weight_dq(np.ones((K, N), np.int8),
-                                                                      np.full(N, 0.1, np.float32), axis=0)),
-                                            ["per-channel"]),
+    "nan scale": (
+        lambda: linear(
+            *weight_dq(np.ones((K, N), np.int8), np.array([np.nan] + [0.1] * (N - 1), np.float32), axis=1)
+        ),
+        ["scale"],
+    ),
+    "per-channel activation": (
+        lambda: linear(*int8_weight(), scale=np.full(K, 0.1, np.float32), zero_point=np.zeros(K, np.int8)),
+        ["activation-per-tensor"],
+    ),
+    "per-channel scale on the wrong axis": (
+        lambda: linear(*weight_dq(np.ones((K, N), np.int8), np.full(N, 0.1, np.float32), axis=0)),
+        ["per-channel"],
+    ),
     "block size not dividing K": (lambda: linear(*int4_weight(block=24, scale_shape=(3, N))), ["block"]),
     "two blocked axes": (lambda: linear(*int4_weight(scale_shape=(2, N // 2))), ["block"]),
     "odd last dim of int4": (lambda: linear(*int4_weight(n=7)), ["even-last-dim"]),
@@ -164,9 +202,18 @@ def _plugin_model(**attr_overrides):
     x = act(dtype=ir.DataType.FLOAT16)
     attrs = plugin_specs.node_attributes("QcW6A16Gemm", N=N, K=K)
     attrs.update(attr_overrides)
-    node = ir.node("QcW6A16Gemm", [x, const("lo4", np.zeros((N, K // 2), np.uint8)),
-                                   const("hi2", np.zeros((N, K // 4), np.uint8)), const("s", np.ones(N, np.float16))],
-                   attributes=attrs, domain="qcompile", name="fp6")
+    node = ir.node(
+        "QcW6A16Gemm",
+        [
+            x,
+            const("lo4", np.zeros((N, K // 2), np.uint8)),
+            const("hi2", np.zeros((N, K // 4), np.uint8)),
+            const("s", np.ones(N, np.float16)),
+        ],
+        attributes=attrs,
+        domain="qcompile",
+        name="fp6",
+    )
     return model([node], [x], [node.outputs[0]])
 
 

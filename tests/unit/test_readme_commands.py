@@ -7,7 +7,9 @@ REPO = Path(__file__).parents[2]
 
 
 def test_sample_run_script():
-    proc = subprocess.run(["bash", str(REPO / "samples" / "run.sh")], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(REPO / "samples" / "run.sh")], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("cosine mean") == 6, proc.stdout[-2000:]
     assert proc.stdout.count("passes TensorRT pre-flight checks") == 6

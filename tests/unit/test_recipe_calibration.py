@@ -65,8 +65,10 @@ def test_calibration_refuses_mismatch(tmp_path):
     with pytest.raises(CalibrationError, match="do not match the model inputs"):
         load_calibration({"y": np.zeros((2, 1, 8), np.float32)}, [X])
     with pytest.raises(CalibrationError, match="different sample counts"):
-        load_calibration({"x": np.zeros((2, 1, 8), np.float32), "m": np.zeros((3, 1), np.int64)},
-                         [X, InputSpec("m", np.dtype(np.int64), (None,))])
+        load_calibration(
+            {"x": np.zeros((2, 1, 8), np.float32), "m": np.zeros((3, 1), np.int64)},
+            [X, InputSpec("m", np.dtype(np.int64), (None,))],
+        )
     with pytest.raises(CalibrationError, match="not found"):
         load_calibration(tmp_path / "none.npz", [X])
     (tmp_path / "pickle.npz").write_bytes(b"not a zip at all")

@@ -17,8 +17,18 @@ from qcompile.cli import compile_command, main
 from qcompile.recipe import Recipe
 
 # where to write, how to print: not part of what is computed, so not recipe keys
-NOT_RECIPE = {"model", "recipe_file", "output", "report_path", "report_dir", "engine", "force",
-              "print_python", "quiet", "verbose"}
+NOT_RECIPE = {
+    "model",
+    "recipe_file",
+    "output",
+    "report_path",
+    "report_dir",
+    "engine",
+    "force",
+    "print_python",
+    "quiet",
+    "verbose",
+}
 FLAG_TO_KEY = {"override": "overrides", "plan_path": "plan"}
 
 
@@ -44,8 +54,11 @@ def _python(result) -> str:
 
 
 def test_every_option_has_a_recipe_key():
-    keys = {f.name for f in Recipe.__dataclass_fields__.values()} | set(recipe_file.AUTO_KEYS) | \
-        set(recipe_file.RUN_KEYS)
+    keys = (
+        {f.name for f in Recipe.__dataclass_fields__.values()}
+        | set(recipe_file.AUTO_KEYS)
+        | set(recipe_file.RUN_KEYS)
+    )
     options = {p.name for p in compile_command.params} - NOT_RECIPE
     assert {FLAG_TO_KEY.get(o, o) for o in options} - keys == set()
 
@@ -53,8 +66,16 @@ def test_every_option_has_a_recipe_key():
 def test_cli_algorithm_wins_and_the_file_options_follow_it(workdir):
     # the file names no algorithm: its options belong to the one chosen on the command line
     recipe = _recipe(workdir, 'precision = "w8a8"\nalgorithm_options = {alpha = "search"}\n')
-    result = run(workdir / "mlp.onnx", "--recipe", recipe, "--algorithm", "smoothquant", "--calib",
-                 workdir / "calib.npz", "-q")
+    result = run(
+        workdir / "mlp.onnx",
+        "--recipe",
+        recipe,
+        "--algorithm",
+        "smoothquant",
+        "--calib",
+        workdir / "calib.npz",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((workdir / "mlp.q.recipe.json").read_text())
     assert saved["algorithm"] == "smoothquant" and saved["algorithm_options"] == {"alpha": "search"}
@@ -71,8 +92,9 @@ def test_none_values_have_a_spelling():
 
 
 def test_options_of_the_files_algorithm_do_not_leak_into_another(workdir):
-    recipe = _recipe(workdir, 'precision = "w4a16"\nalgorithm = "gptq"\n'
-                              'algorithm_options = {act_order = true}\n')
+    recipe = _recipe(
+        workdir, 'precision = "w4a16"\nalgorithm = "gptq"\nalgorithm_options = {act_order = true}\n'
+    )
     code = _python(run(workdir / "mlp.onnx", "--recipe", recipe, "--algorithm", "awq", "--print-python"))
     assert "algorithm='awq'" in code and "algorithm_options={}" in code
     kept = _python(run(workdir / "mlp.onnx", "--recipe", recipe, "--print-python"))
@@ -80,50 +102,105 @@ def test_options_of_the_files_algorithm_do_not_leak_into_another(workdir):
 
 
 def test_flags_override_file_values_and_extend_its_lists(workdir):
-    recipe = _recipe(workdir, 'precision = "w4a16"\ngroup_size = 64\nexclude = ["fc2"]\n'
-                              'scale_constraint = "preset"\n[run]\nverify = false\ncalib = "calib.npz"\n')
+    recipe = _recipe(
+        workdir,
+        'precision = "w4a16"\ngroup_size = 64\nexclude = ["fc2"]\n'
+        'scale_constraint = "preset"\n[run]\nverify = false\ncalib = "calib.npz"\n',
+    )
     code = _python(run(workdir / "mlp.onnx", "--recipe", recipe, "--print-python"))
     assert "group_size=64" in code and "verify=False" in code and "scale_constraint=None" in code
     assert repr(str(workdir / "calib.npz")) in code  # relative to the recipe file's folder
-    code = _python(run(workdir / "mlp.onnx", "--recipe", recipe, "--group-size", "32", "--verify",
-                       "--exclude", "fc1", "--calib", "random", "--print-python"))
+    code = _python(
+        run(
+            workdir / "mlp.onnx",
+            "--recipe",
+            recipe,
+            "--group-size",
+            "32",
+            "--verify",
+            "--exclude",
+            "fc1",
+            "--calib",
+            "random",
+            "--print-python",
+        )
+    )
     assert "group_size=32" in code and "verify=" not in code and "exclude=['fc2', 'fc1']" in code
     assert "'random'" in code
 
 
 def test_auto_section_and_flags(workdir):
-    recipe = _recipe(workdir, 'precision = "auto"\n[auto]\navg_bits = 6\nsensitivity = "hessian"\n'
-                              'formats = ["int4", "int8", "fp16"]\nsweep = [5, 8]\nguard = false\n'
-                              '[overrides]\nfc2 = "int8"\n')
-    code = _python(run(workdir / "mlp.onnx", "--recipe", recipe, "--calib", workdir / "calib.npz",
-                       "--sensitivity", "zd", "--print-python"))
+    recipe = _recipe(
+        workdir,
+        'precision = "auto"\n[auto]\navg_bits = 6\nsensitivity = "hessian"\n'
+        'formats = ["int4", "int8", "fp16"]\nsweep = [5, 8]\nguard = false\n'
+        '[overrides]\nfc2 = "int8"\n',
+    )
+    code = _python(
+        run(
+            workdir / "mlp.onnx",
+            "--recipe",
+            recipe,
+            "--calib",
+            workdir / "calib.npz",
+            "--sensitivity",
+            "zd",
+            "--print-python",
+        )
+    )
     assert "avg_bits=6" in code and "method='zd'" in code and "guard=False" in code
     assert "sweep=(5.0, 8.0)" in code and "overrides=[('fc2', 'int8')]" in code
     assert "formats=['int4', 'int8', 'fp16']" in code
 
 
 def test_print_python_in_auto_mode_runs(workdir):
-    code = _python(run(workdir / "mlp.onnx", "-p", "auto", "--avg-bits", "6", "--calib",
-                       workdir / "calib.npz", "--no-guard", "--print-python"))
+    code = _python(
+        run(
+            workdir / "mlp.onnx",
+            "-p",
+            "auto",
+            "--avg-bits",
+            "6",
+            "--calib",
+            workdir / "calib.npz",
+            "--no-guard",
+            "--print-python",
+        )
+    )
     assert not (workdir / "mlp.q.onnx").exists()
     exec(compile(code, "<generated>", "exec"), {})  # noqa: S102 - our own output
     assert (workdir / "mlp.q.onnx").is_file() and (workdir / "mlp.q.plan.json").is_file()
 
 
 def test_print_python_with_an_engine(workdir):
-    code = _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--engine", workdir / "m.engine", "--shapes",
-                       "x:1x256,4x256,8x256", "--print-python"))
+    code = _python(
+        run(
+            workdir / "mlp.onnx",
+            "-p",
+            "w4a16",
+            "--engine",
+            workdir / "m.engine",
+            "--shapes",
+            "x:1x256,4x256,8x256",
+            "--print-python",
+        )
+    )
     assert "build_engine(" in code and "'x': ((1, 256), (4, 256), (8, 256))" in code
     compile(code, "<generated>", "exec")  # valid Python
 
 
-@pytest.mark.parametrize("text, expect", [
-    ('[auto]\nbudget = 4\n', "unknown [auto] keys ['budget']"),
-    ('[run]\ncalibration = "c.npz"\n', "unknown [run] keys ['calibration']"),
-    ('precison = "w8a8"\n', "unknown recipe keys ['precison']"),
-    ('algorithm = "smoothquant"\nalgorithm_options = {alpha = "seek"}\n',
-     "alpha must be in [0, 1] or 'search'"),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("[auto]\nbudget = 4\n", "unknown [auto] keys ['budget']"),
+        ('[run]\ncalibration = "c.npz"\n', "unknown [run] keys ['calibration']"),
+        ('precison = "w8a8"\n', "unknown recipe keys ['precison']"),
+        (
+            'algorithm = "smoothquant"\nalgorithm_options = {alpha = "seek"}\n',
+            "alpha must be in [0, 1] or 'search'",
+        ),
+    ],
+)
 def test_bad_recipe_files(workdir, text, expect):
     result = run(workdir / "mlp.onnx", "--recipe", _recipe(workdir, text), "--print-python")
     assert result.exit_code == 2 and expect in result.stderr, result.stderr

@@ -44,8 +44,10 @@ def test_without_matplotlib_the_page_keeps_its_tables(report, monkeypatch):
     assert "<td>fc1</td>" in page
 
 
-@pytest.mark.skipif(report_screenshot.find_browser() is None,
-                    reason="no headless Chromium here (apt-get install chromium): the page is not drawn")
+@pytest.mark.skipif(
+    report_screenshot.find_browser() is None,
+    reason="no headless Chromium here (apt-get install chromium): the page is not drawn",
+)
 def test_chromium_draws_the_table_and_the_figures(report, tmp_path):
     from PIL import Image
 
@@ -54,7 +56,7 @@ def test_chromium_draws_the_table_and_the_figures(report, tmp_path):
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
 
     def share(hex_color, tol=6):
-        rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)])
+        rgb = np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)])
         return float(np.mean(np.abs(pixels - rgb).max(axis=1) <= tol))
 
     assert share(FORMAT_COLORS["int4"]) > 0.01  # the int4 bars of the bits-per-layer figure

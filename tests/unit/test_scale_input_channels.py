@@ -25,21 +25,31 @@ K, N = 64, 16
 def _model(consumers: str, norm: bool = True) -> onnx.ModelProto:
     """x -> [LayerNorm] -> a; a -> MatMul(w1) -> y1, a -> Gemm(w2, transB=1) -> y2, maybe a -> Relu -> y3."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((K, N)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.standard_normal((N, K)).astype(np.float32), "w2"),
-             numpy_helper.from_array((1 + rng.random(K)).astype(np.float32), "gamma"),
-             numpy_helper.from_array(rng.standard_normal(K).astype(np.float32), "beta")]
-    nodes = [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["a"], name="ln", axis=-1)] if norm \
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((K, N)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal((N, K)).astype(np.float32), "w2"),
+        numpy_helper.from_array((1 + rng.random(K)).astype(np.float32), "gamma"),
+        numpy_helper.from_array(rng.standard_normal(K).astype(np.float32), "beta"),
+    ]
+    nodes = (
+        [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["a"], name="ln", axis=-1)]
+        if norm
         else [helper.make_node("Identity", ["x"], ["a"], name="id")]
-    nodes += [helper.make_node("MatMul", ["a", "w1"], ["y1"], name="fc1"),
-              helper.make_node("Gemm", ["a", "w2"], ["y2"], name="fc2", transB=1)]
-    outputs = [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [4, N]),
-               helper.make_tensor_value_info("y2", TensorProto.FLOAT, [4, N])]
+    )
+    nodes += [
+        helper.make_node("MatMul", ["a", "w1"], ["y1"], name="fc1"),
+        helper.make_node("Gemm", ["a", "w2"], ["y2"], name="fc2", transB=1),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("y1", TensorProto.FLOAT, [4, N]),
+        helper.make_tensor_value_info("y2", TensorProto.FLOAT, [4, N]),
+    ]
     if consumers == "extra":
         nodes.append(helper.make_node("Relu", ["a"], ["y3"], name="other"))
         outputs.append(helper.make_tensor_value_info("y3", TensorProto.FLOAT, [4, K]))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, K])],
-                              outputs, inits)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, K])], outputs, inits
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
@@ -72,8 +82,9 @@ def test_folds_into_layernorm_when_it_feeds_only_the_layer(s):
     assert [(a.how, a.node, a.layers) for a in applied] == [("folded", "ln", ("fc1", "fc2"))]
     assert not any(n.op_type == "Mul" for n in new.graph.node)
     gamma = {i.name: numpy_helper.to_array(i) for i in new.graph.initializer}["gamma"]
-    np.testing.assert_allclose(gamma * s, {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}["gamma"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        gamma * s, {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}["gamma"], rtol=1e-6
+    )
     for got, want in zip(_run(new, X), _run(proto, X)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -115,10 +126,15 @@ def test_layer_behind_a_transpose_chain_gets_the_right_axis():
     rng = np.random.default_rng(4)
     w = rng.standard_normal((N, K)).astype(np.float32)  # stored [N, K], Transposed to [K, N] for MatMul
     graph = helper.make_graph(
-        [helper.make_node("Transpose", ["w"], ["wt"], name="t", perm=[1, 0]),
-         helper.make_node("MatMul", ["x", "wt"], ["y"], name="fc")], "g",
+        [
+            helper.make_node("Transpose", ["w"], ["wt"], name="t", perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "wt"], ["y"], name="fc"),
+        ],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, N])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, N])],
+        [numpy_helper.from_array(w, "w")],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
     new, _ = _apply(proto, S_POW2, pick=("fc",))
     np.testing.assert_array_equal(_run(new, X)[0], _run(proto, X)[0])

@@ -50,6 +50,7 @@ def smollm2_parts(tmp_path_factory):
 
 def _run(path, ids):
     import onnxruntime as ort
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(["logits"], {"input_ids": np.asarray(ids, np.int64)[None]})[0][0]
 
@@ -77,8 +78,10 @@ def test_perplexity_matches_reference_nll(smollm2_parts):
     path, config, weights, tokenizer = smollm2_parts
     text = (smollm2.TEXTS_DIR / "eval.txt").read_text(encoding="utf-8")
     windows = smollm2.make_windows(text, seq_len=16, n=2, tokenizer=tokenizer)
-    nll = [-log_softmax(smollm2.reference_logits(weights, config, w)[:-1], axis=-1)[np.arange(15), w[1:]]
-           for w in windows]
+    nll = [
+        -log_softmax(smollm2.reference_logits(weights, config, w)[:-1], axis=-1)[np.arange(15), w[1:]]
+        for w in windows
+    ]
     want = float(np.exp(np.mean(nll)))
     got = smollm2.perplexity(path, windows, smollm2.session_options(optimize=False))
     assert got == pytest.approx(want, rel=1e-4), (got, want)

@@ -50,8 +50,10 @@ def test_streamed_save_runs_like_the_model_in_memory(tmp_path):
     moved = [v for v in model.graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
     assert {v.name for v in moved} == external
     assert all(Path(v.const_value.base_dir) == tmp_path for v in moved)
-    assert np.array_equal(model.graph.initializers["w1"].const_value.numpy(), onnx.numpy_helper.to_array(
-        next(t for t in mlp().graph.initializer if t.name == "w1")))
+    assert np.array_equal(
+        model.graph.initializers["w1"].const_value.numpy(),
+        onnx.numpy_helper.to_array(next(t for t in mlp().graph.initializer if t.name == "w1")),
+    )
 
 
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):

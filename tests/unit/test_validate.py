@@ -38,15 +38,23 @@ CASES = {
     "empty input name": (lambda m: setattr(m.graph.input[0], "name", ""), "empty name"),
     "IR version 99": (lambda m: setattr(m, "ir_version", 99), "ir_version"),
     "opset 99": (lambda m: setattr(m.opset_import[0], "version", 99), "newer than"),
-    "raw data of the wrong size": (lambda m: setattr(m.graph.initializer[0], "raw_data", b"\0" * 12),
-                                   "needs"),
-    "wrong weight dtype": (lambda m: setattr(m.graph.initializer[0], "data_type", TensorProto.INT64),
-                           "needs"),
+    "raw data of the wrong size": (
+        lambda m: setattr(m.graph.initializer[0], "raw_data", b"\0" * 12),
+        "needs",
+    ),
+    "wrong weight dtype": (
+        lambda m: setattr(m.graph.initializer[0], "data_type", TensorProto.INT64),
+        "needs",
+    ),
     "negative input dim": (lambda m: setattr(_dim(m), "dim_value", -3), "negative dimension"),
     "input dim 0": (lambda m: setattr(_dim(m), "dim_value", 0), "dimension 0"),
     "unknown op": (lambda m: setattr(m.graph.node[2], "op_type", "Frobnicate"), "Frobnicate"),
-    "type mismatch": (lambda m: m.graph.initializer[1].CopyFrom(
-        helper.make_tensor("b1", TensorProto.INT64, [32], [0] * 32)), "invalid model"),
+    "type mismatch": (
+        lambda m: m.graph.initializer[1].CopyFrom(
+            helper.make_tensor("b1", TensorProto.INT64, [32], [0] * 32)
+        ),
+        "invalid model",
+    ),
 }
 
 
@@ -66,8 +74,9 @@ def test_invalid_model_is_one_line_exit_2(tmp_path, case, command):
 
 
 def test_external_data_shorter_than_declared_is_refused(tmp_path):
-    onnx.save(tiny_models.mlp(), tmp_path / "m.onnx", save_as_external_data=True, location="w.bin",
-              size_threshold=0)
+    onnx.save(
+        tiny_models.mlp(), tmp_path / "m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0
+    )
     with open(tmp_path / "w.bin", "r+b") as f:
         f.truncate(100)
     result = CliRunner().invoke(main, ["check", str(tmp_path / "m.onnx")])

@@ -25,10 +25,17 @@ def mlp(seed: int = 0, k: int = 256, hidden: int = 256, n: int = 64, opset: int 
         helper.make_node("Gemm", ["r2", "w2"], ["y"], name="fc2", transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
-        [_init("w1", w1), _init("b1", b1), _init("w2", w2), _init("shape2d", np.array([-1, hidden], np.int64))])
+        [
+            _init("w1", w1),
+            _init("b1", b1),
+            _init("w2", w2),
+            _init("shape2d", np.array([-1, hidden], np.int64)),
+        ],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
 
 
@@ -36,18 +43,25 @@ def conv(seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], "conv",
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], [_init("w", w)])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [_init("w", w)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
 def no_weights() -> onnx.ModelProto:
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")], "noweights",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 4]),
-         helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+        [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+        "noweights",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
