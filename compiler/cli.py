@@ -343,7 +343,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
 
     fields, note = measured_default(settings.recipe, settings.run["calib"])
     if note:
-        logger.info(note)
+        logger.debug(note)  # the recipe in the report says which algorithm ran
     recipe, run = Recipe.from_dict(fields), settings.run
     if print_python:
         from qcompile.python_call import compile_call

@@ -18,6 +18,8 @@ def measured_default(recipe: dict, calib) -> tuple[dict, str | None]:
         return recipe, None
     has_data = calib is not None and calib != "random"
     precision = recipe.get("precision", "w8a8")
+    if not isinstance(precision, str):  # a wrongly typed recipe value: Recipe validation reports it
+        return recipe, None
     chosen = (WITH_DATA if has_data else WITHOUT_DATA).get(precision)
     if chosen is None:
         return recipe, None
