@@ -26,7 +26,8 @@ from bench.tasks import MiniLM, SmolLM2, lowered
 
 TABLES = {
     "e2e": "qc:fp8,qc:w8a8,qc:w4a16,qc:w4a8,ort:static:sym,ort:static:asym",
-    "fp": "qc:w6a16,qc:w6a16:algorithm=fpsearch,qc:wfp4a8:scale_constraint=pow2,qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
+    "fp": "qc:w6a16,qc:w6a16:algorithm=fpsearch,qc:wfp4a8:scale_constraint=pow2,"
+    "qc:wfp4a8,qc:w4a16,qc:w4a8,qc:fp8",
     "algorithms": ",".join(
         [
             *(
@@ -78,21 +79,21 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
     artifacts = qcompile.compile(bench.model, recipe, calibration, output=path, force=True, verify=False)
     bits, share = _mean_bits(artifacts.report)
-    if any(n.startswith("plugin") for n in (l.emitted_as or "" for l in artifacts.report.layers)):
+    if any(n.startswith("plugin") for n in (lr.emitted_as or "" for lr in artifacts.report.layers)):
         path = lowered(path)
     fp8 = any(
-        l.activation_format == "fp8_e4m3fn" or l.weight_format == "fp8_e4m3fn"
-        for l in artifacts.report.layers
+        lr.activation_format == "fp8_e4m3fn" or lr.weight_format == "fp8_e4m3fn"
+        for lr in artifacts.report.layers
     )
     return path, not fp8, f"{bits:.2f} ({share:.0%} of weights)"
 
 
 def _mean_bits(report) -> tuple[float, float]:
     """Parameter-weighted bits of the quantized layers, and their share of all constant weights."""
-    layers = [l for l in report.layers if l.quantized]
-    params = [l.shape[0] * l.shape[1] for l in layers]
-    total = sum(l.shape[0] * l.shape[1] for l in report.layers)
-    return sum(p * l.bits_per_weight for p, l in zip(params, layers)) / max(sum(params), 1), sum(
+    layers = [lr for lr in report.layers if lr.quantized]
+    params = [lr.shape[0] * lr.shape[1] for lr in layers]
+    total = sum(lr.shape[0] * lr.shape[1] for lr in report.layers)
+    return sum(p * lr.bits_per_weight for p, lr in zip(params, layers)) / max(sum(params), 1), sum(
         params
     ) / max(total, 1)
 
@@ -120,7 +121,8 @@ def _label(row: str) -> str:
     if kind == "qc":
         return "qcompile " + " ".join(spec)
     if spec[0] == "static":
-        return f"onnxruntime quantize_static ({'int8 symmetric' if spec[1] == 'sym' else 'uint8 asymmetric'} act.)"
+        kind = "int8 symmetric" if spec[1] == "sym" else "uint8 asymmetric"
+        return f"onnxruntime quantize_static ({kind} act.)"
     return f"onnxruntime MatMulNBits {spec[1]} block {spec[2]}"
 
 
@@ -175,7 +177,8 @@ def main(argv=None) -> int:
             score, bits = float("nan"), f"failed: {type(exc).__name__}: {str(exc)[:80]}"
         results.append((_label(row), bits, score, time.perf_counter() - t0))
         print(
-            f"  {results[-1][0]:<64} bits {results[-1][1]:>6}  {bench.metric} {score:.5f}  ({results[-1][3]:.1f} s)",
+            f"  {results[-1][0]:<64} bits {results[-1][1]:>6}  {bench.metric} {score:.5f}  "
+            f"({results[-1][3]:.1f} s)",
             flush=True,
         )
     print(f"\n{bench.name}: {bench.metric} ({'higher' if bench.higher_is_better else 'lower'} is better)")

@@ -46,7 +46,8 @@ def _compile_and_eval(bench, recipe: Recipe) -> tuple[float, float]:
 
 
 def random_error(analysis, seed: int) -> dict[str, dict[str, float]]:
-    """Random layer priorities: u_l * 4^-bits, u_l ~ U(0, 1) seeded (more bits always help, where is random)."""
+    """Random layer priorities: u_l * 4^-bits, u_l ~ U(0, 1) seeded (more bits always help, where is
+    random)."""
     rng = np.random.default_rng(seed)
     return {
         i.name: {f: u * 4.0**-b for f, b in i.bits.items()}
@@ -150,7 +151,8 @@ def main(argv=None) -> int:
         print(f"  {rows[-1][0]:<22} -> {bits:.3f} bits  {bench.metric} {metric:.5f}", flush=True)
     print(
         f"group size {group}; cheapest plan {minimum_average_bits(analysis.infos, {}):.3f} bits; guard: "
-        f"{analysis.evaluator.runs} onnxruntime runs in all on {len(analysis.evaluator.samples)} calibration samples"
+        f"{analysis.evaluator.runs} onnxruntime runs in all on {len(analysis.evaluator.samples)} "
+        f"calibration samples"
     )
     _print(rows, bench, args.markdown)
     if args.markdown:
@@ -171,12 +173,14 @@ def main(argv=None) -> int:
 
 def _print(rows, bench, markdown: bool) -> None:
     print(
-        f"\n{bench.name}: {bench.metric} vs fp32 ({'higher' if bench.higher_is_better else 'lower'} is better), "
+        f"\n{bench.name}: {bench.metric} vs fp32 ({'higher' if bench.higher_is_better else 'lower'} "
+        f"is better), "
         "onnxruntime CPU"
     )
     if markdown:
         print(
-            f"| allocation | budget | average bits | {bench.metric} | guard chose | time (s) |\n|---|---|---|---|---|---|"
+            f"| allocation | budget | average bits | {bench.metric} | guard chose | time (s) "
+            f"|\n|---|---|---|---|---|---|"
         )
     for name, budget, bits, metric, secs, chose in rows:
         b = "-" if budget is None else f"{budget:g}"

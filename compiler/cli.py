@@ -76,7 +76,8 @@ def main():
     "--precision",
     "-p",
     default=None,
-    help="Preset (w8a8, fp8, w4a16, w4a8, w8a16, wfp8a16, wfp4a16, wfp4a8, w6a16) or 'auto' (per-layer formats under --avg-bits) [default: w8a8].",
+    help="Preset (w8a8, fp8, w4a16, w4a8, w8a16, wfp8a16, wfp4a16, wfp4a8, w6a16) or 'auto' "
+    "(per-layer formats under --avg-bits) [default: w8a8].",
 )
 @click.option(
     "--recipe",
@@ -95,7 +96,8 @@ def main():
 @click.option(
     "--calib",
     default=None,
-    help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, or 'random'.",
+    help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, "
+    "or 'random'.",
 )
 @click.option(
     "--group-size",
@@ -132,7 +134,8 @@ def main():
     "--int4-plugin",
     is_flag=True,
     default=None,
-    help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> QcW4A8Gemm (M2 scales).",
+    help="Emit INT4 layers as qcompile's plugins instead of Q/DQ: w4a16 -> QcW4A16Gemm, w4a8 -> "
+    "QcW4A8Gemm (M2 scales).",
 )
 @click.option(
     "--asymmetric",
@@ -144,7 +147,8 @@ def main():
     "--offsets",
     is_flag=True,
     default=None,
-    help="Asymmetric weights TensorRT can run: each scale group spans the format's grid from its min to its max, plus a float16 offset added by a side branch.",
+    help="Asymmetric weights TensorRT can run: each scale group spans the format's grid from its "
+    "min to its max, plus a float16 offset added by a side branch.",
 )
 @click.option(
     "--exclude", multiple=True, help="Leave a layer unquantized: exact node name or 're:REGEX' (repeatable)."
@@ -180,7 +184,8 @@ def main():
 @click.option(
     "--shapes",
     multiple=True,
-    help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).",
+    help="With --engine: optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; "
+    "repeatable).",
 )
 @click.option(
     "--avg-bits",
@@ -528,7 +533,8 @@ def build_command(model, engine, shapes, force):
     "--atol", type=float, default=1e-2, show_default=True, help="Absolute tolerance per output element."
 )
 def compare_command(model, engine, calib, samples, plugins, rtol, atol):
-    """Run the TensorRT ENGINE and onnxruntime on MODEL's standard-ONNX lowering (Polygraphy); exit 1 if they differ."""
+    """Run the TensorRT ENGINE and onnxruntime on MODEL's standard-ONNX lowering (Polygraphy); exit 1 if they
+    differ."""
     console.configure()
     from qcompile.trt_compare import compare_engine
 
@@ -539,7 +545,8 @@ def compare_command(model, engine, calib, samples, plugins, rtol, atol):
     except QCompileError as exc:
         _fail(exc)
     click.echo(
-        f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, atol {atol})"
+        f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, "
+        f"atol {atol})"
     )
     sys.exit(0 if ok else 1)
 

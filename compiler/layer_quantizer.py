@@ -288,7 +288,8 @@ def _report_float16_scales(p, scales: np.ndarray) -> None:
     if subnormal:
         floor = int(np.count_nonzero(scales <= 2.0**-24))
         p.report.details["float16_scales"] = (
-            f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their weights keep "
+            f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their "
+            f"weights keep "
             f"fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0"
         )
         logger.warning("%s: %s", p.layer.name, p.report.details["float16_scales"])

@@ -324,7 +324,8 @@ def _layers(qg) -> list[QuantizedLayer]:
 
 
 def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]]]:
-    """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers, plugin layers)."""
+    """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers,
+    plugin layers)."""
     scaled = [
         (qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
         for qg in quantized

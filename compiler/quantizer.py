@@ -2,9 +2,11 @@
 
 Granularity: per tensor, per output channel, or per group of `g` consecutive input channels.
 Scales are symmetric (`amax / format.max`; for signed integers a group whose extreme value is
-negative maps it onto the most negative code, so the whole code range is used) unless an asymmetric integer format is asked for
+negative maps it onto the most negative code, so the whole code range is used) unless an asymmetric integer
+format is asked for
 (integer zero points) or float offsets are (`w = s * decode(q) + m` per scale group: the group's
-[min, max] spans the format's whole grid, m is a float16 value added by a side branch); they can be constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
+[min, max] spans the format's whole grid, m is a float16 value added by a side branch); they can be
+constrained to powers of two (ZeroQuant-FP M1) or to power-of-two ratios under one
 real scale per output channel (M2), and rounded to float16 when a kernel reads them so.
 """
 
@@ -188,7 +190,8 @@ def clip_searchable(spec: WeightSpec) -> bool:
 
 
 def mse_clipped_scales(w: np.ndarray, spec: WeightSpec, grid: int = 20) -> np.ndarray:
-    """Per-group symmetric scales [N, G]: of the plain scale (full-range where the spec says so) and amax / max
+    """Per-group symmetric scales [N, G]: of the plain scale (full-range where the spec says so) and amax /
+    max
     shrunk by each ratio in [0.5, 1], the one that minimizes the group's weight squared error, so no group
     gets worse than plain RTN. (The full-range scale amax / 8 is ratio 7/8 of amax / 7: searching from
     amax / max keeps the candidates between the two.) For minifloats, whose grid is symmetric, this is the

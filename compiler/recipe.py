@@ -193,7 +193,8 @@ class Recipe:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Recipe:
-        """The file's top-level keys (its [auto] and [run] tables are for the command line, recipe_file.py)."""
+        """The file's top-level keys (its [auto] and [run] tables are for the command line,
+        recipe_file.py)."""
         from qcompile.recipe_file import read
 
         return cls.from_dict(read(path)["recipe"])

@@ -110,7 +110,8 @@ class Report:
                 "error at the end of each block (original vs quantized, each fed its own earlier blocks):"
             )
             lines += [
-                f"  block {b.block} ({b.value}): cosine {b.cosine_mean:.5f}, relative MSE {b.relative_mse:.3g}"
+                f"  block {b.block} ({b.value}): cosine {b.cosine_mean:.5f}, relative MSE "
+                f"{b.relative_mse:.3g}"
                 for b in self.blocks
             ]
         lines += [f"note: {n}" for n in self.notes]

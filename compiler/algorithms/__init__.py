@@ -3,7 +3,8 @@
 Each entry has a frozen options dataclass and an `apply(w, spec, calib, options, base=None) -> LayerResult`.
 "quantize" entries make a layer from the float weight; "refine" entries (lorc, lkd) improve a `base` result
 (RTN when None). `needs` names the LayerCalibration fields the calibration pass must collect.
-The math functions themselves (gptq, awq_scales, smooth_scales, search_alpha, lorc, lkd) are importable directly.
+The math functions themselves (gptq, awq_scales, smooth_scales, search_alpha, lorc, lkd) are importable
+directly.
 """
 
 from __future__ import annotations

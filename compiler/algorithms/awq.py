@@ -1,9 +1,13 @@
-"""AWQ-style activation-aware scaling (Lin et al. 2023): scale input channel j of W up by s_j and its activation down
-by s_j, so channels that carry large activations are quantized more finely; s = x_absmean^alpha, alpha searched.
+"""AWQ-style activation-aware scaling (Lin et al. 2023): scale input channel j of W up by s_j and its
+activation down
+by s_j, so channels that carry large activations are quantized more finely; s = x_absmean^alpha, alpha
+searched.
 
-The layer becomes y = (x / s) @ Q(W * s)^T: the caller folds 1/s into the producer of x (LayerNorm gain and bias,
+The layer becomes y = (x / s) @ Q(W * s)^T: the caller folds 1/s into the producer of x (LayerNorm gain and
+bias,
 or the previous MatMul's output columns) or emits an explicit Mul.
-Optional clip search (AWQ's auto_clip): per output channel and scale group, shrink the quantization range by a ratio
+Optional clip search (AWQ's auto_clip): per output channel and scale group, shrink the quantization range by a
+ratio
 from a grid, keeping the ratio whose group output error on the sample is least.
 """
 
@@ -44,7 +48,8 @@ def _grouped(a: np.ndarray, spec: WeightSpec) -> np.ndarray:
 
 
 def _clip(w: np.ndarray, spec: WeightSpec, ratio: np.ndarray) -> np.ndarray:
-    """Clamp each scale group of w to `ratio` [N, G] times its range (its [min, max] with zero points or offsets)."""
+    """Clamp each scale group of w to `ratio` [N, G] times its range (its [min, max] with zero points or
+    offsets)."""
     g = _grouped(w, spec)
     r = ratio[..., None]
     if spec.offsets:
@@ -60,7 +65,8 @@ def _clip(w: np.ndarray, spec: WeightSpec, ratio: np.ndarray) -> np.ndarray:
 
 
 def _group_errors(x: np.ndarray, dw: np.ndarray, spec: WeightSpec, rows: int = 256) -> np.ndarray:
-    """Output error of each scale group alone, sum_t (x_t,g . dw_n,g)^2, shape [N, G] (or [1, 1] per tensor)."""
+    """Output error of each scale group alone, sum_t (x_t,g . dw_n,g)^2, shape [N, G] (or [1, 1] per
+    tensor)."""
     if spec.granularity == "tensor":
         return np.array([[np.sum((x @ dw.T) ** 2)]])
     n, k = dw.shape
@@ -76,7 +82,8 @@ def _group_errors(x: np.ndarray, dw: np.ndarray, spec: WeightSpec, rows: int = 2
 def clip_search(
     w: np.ndarray, x: np.ndarray, spec: WeightSpec, *, grid: int = 20, max_shrink: float = 0.5
 ) -> tuple[QuantizedWeight, np.ndarray]:
-    """RTN of w with each scale group's range shrunk by the best ratio in {1, 1 - 1/grid, ...} above 1 - max_shrink."""
+    """RTN of w with each scale group's range shrunk by the best ratio in {1, 1 - 1/grid, ...} above 1 -
+    max_shrink."""
     x = np.asarray(x, np.float64)
     ratios = 1.0 - np.arange(max(int(max_shrink * grid), 1)) / grid
     shape = _grouped(w, spec).shape[:2]

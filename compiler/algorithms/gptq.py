@@ -1,17 +1,25 @@
-"""GPTQ (Frantar et al. 2022): quantize W column by column, pushing each column's error onto the columns not yet
+"""GPTQ (Frantar et al. 2022): quantize W column by column, pushing each column's error onto the columns not
+yet
 quantized through the inverse Hessian, so that the layer output on the calibration data moves least.
 
 Choices, where GPTQ's reference code leaves room:
-- group scales are computed lazily, when the loop reaches the first column of a group to be processed, from the
-  current (already error-updated) weights of all the group's columns; groups are always the ORIGINAL contiguous
-  column groups, also with act_order (then a group's first processed column may lie anywhere in it, and none of its
-  columns is quantized yet at that point, so the scale sees all of them updated). The lazily deferred block updates
+- group scales are computed lazily, when the loop reaches the first column of a group to be processed, from
+the
+  current (already error-updated) weights of all the group's columns; groups are always the ORIGINAL
+  contiguous
+  column groups, also with act_order (then a group's first processed column may lie anywhere in it, and none
+  of its
+  columns is quantized yet at that point, so the scale sees all of them updated). The lazily deferred block
+  updates
   are applied to those columns before the scale is taken, so the result does not depend on block_size.
 - per-channel and per-tensor scales are RTN's, from the original weights (GPTQ does the same).
 - pow2_ratio (M2): the per-channel real scale is RTN's, from the original weights; each group's power-of-two
-  exponent is chosen lazily like a group scale (it saturates at 2^0 if updates push a group above the channel max).
-- dead input channels (diag(H) == 0, never active in calibration) keep their weights and are rounded to nearest
-  without taking or giving error (GPTQ's reference zeroes them; keeping them is safer if the channel is live later).
+  exponent is chosen lazily like a group scale (it saturates at 2^0 if updates push a group above the
+  channel max).
+- dead input channels (diag(H) == 0, never active in calibration) keep their weights and are rounded to
+nearest
+  without taking or giving error (GPTQ's reference zeroes them; keeping them is safer if the channel is live
+  later).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
 
 
 class _ColumnQuantizer:
-    """Quantizes one column at a time with its group's scale (and zero point or offset), recording codes and scales."""
+    """Quantizes one column at a time with its group's scale (and zero point or offset), recording codes and
+    scales."""
 
     def __init__(self, w: np.ndarray, spec: WeightSpec):
         n, k = w.shape
@@ -68,7 +77,8 @@ class _ColumnQuantizer:
         self.ready = np.full(self.groups, not self.lazy)
 
     def set_group(self, group: int, cols: np.ndarray) -> None:
-        """Scale (and zero point / offset / M2 exponent) of `group` from its current columns [N, group_size]."""
+        """Scale (and zero point / offset / M2 exponent) of `group` from its current columns [N,
+        group_size]."""
         spec = self.spec
         as_channel = dataclasses.replace(
             spec,

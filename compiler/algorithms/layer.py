@@ -1,4 +1,5 @@
-"""What an algorithm receives for one linear layer `y = x @ W.T`, what it returns, and how both are measured."""
+"""What an algorithm receives for one linear layer `y = x @ W.T`, what it returns, and how both are
+measured."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class LayerCalibration:
 class LayerResult:
     """A quantized layer.
 
-    The layer computes `(x / input_scale) @ qw.dequantize().T + ((x / input_scale) @ low_rank[0]) @ low_rank[1]`:
+    The layer computes `(x / input_scale) @ qw.dequantize().T + ((x / input_scale) @ low_rank[0]) @
+    low_rank[1]`:
     `input_scale` [K] (None = ones) is folded into the producer of x (or emitted as a Mul by 1/s), `qw` is the
     quantized `W * input_scale`, `low_rank` = (A [K, r], B [r, N]) is LoRC's correction (None = none).
     `info` maps each algorithm that ran to its report dataclass.

@@ -4,9 +4,11 @@ match the float layer's output on the layer's own calibration inputs, min ||x W^
   - a continuous copy V of the weights, rounded onto the format's grid with a straight-through estimator,
     V = V0 + scale0 * u with u in quantization steps.
 Starting point: the given QuantizedWeight exactly (V0 = W where W rounds to the given codes, else its decoded
-value), so LKD refines GPTQ's or AWQ's result as well as RTN's. The result is the lowest-error iterate on the sample
+value), so LKD refines GPTQ's or AWQ's result as well as RTN's. The result is the lowest-error iterate on the
+sample
 (measured with the format's own encode), so it never has a larger sample error than the given weight.
-Scales stay fixed under pow2 / pow2_ratio constraints (a learned scale would break them); zero points stay fixed.
+Scales stay fixed under pow2 / pow2_ratio constraints (a learned scale would break them); zero points stay
+fixed.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def lkd(
     *,
     tune: str = "both",
 ) -> tuple[QuantizedWeight, LkdInfo]:
-    """Distil Q(W) towards W on x_sample [T, K]; returns the tuned QuantizedWeight (same spec) and its report."""
+    """Distil Q(W) towards W on x_sample [T, K]; returns the tuned QuantizedWeight (same spec) and
+    its report."""
     if tune not in TUNABLE:
         raise RecipeError(f"unknown LKD target {tune!r}; valid: {', '.join(TUNABLE)}")
     if steps < 0 or lr <= 0:

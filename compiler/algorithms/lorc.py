@@ -3,7 +3,8 @@
 E = U S V^T (SVD); keeping rank r and splitting sqrt(S) into both factors gives
     A = V_r sqrt(S_r)   [K, r]      B = sqrt(S_r) U_r^T   [r, N]      E ~ (A @ B)^T
 and the layer computes y = x @ dequant(Q(W))^T + (x @ A) @ B: two skinny MatMuls and an Add next to the GEMM.
-A and B are rounded to float16, or to int8 with one symmetric scale per rank component (A's columns, B's rows).
+A and B are rounded to float16, or to int8 with one symmetric scale per rank component (A's columns, B's
+rows).
 """
 
 from __future__ import annotations

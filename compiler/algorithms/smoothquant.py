@@ -1,6 +1,8 @@
 """SmoothQuant (Xiao et al. 2023): migrate activation outliers into the weights, per input channel,
-s_j = max|X_j|^alpha / max|W_j|^(1 - alpha); the layer becomes y = (x / s) @ (W * s)^T, an exact rewrite before
-quantization. The caller folds 1/s into the producer of x (LayerNorm gain and bias, previous MatMul) or emits a Mul.
+s_j = max|X_j|^alpha / max|W_j|^(1 - alpha); the layer becomes y = (x / s) @ (W * s)^T, an exact rewrite
+before
+quantization. The caller folds 1/s into the producer of x (LayerNorm gain and bias, previous MatMul) or emits
+a Mul.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from qcompile.errors import CalibrationError, RecipeError
 from qcompile.formats import Format
 from qcompile.quantizer import QuantizedWeight, WeightSpec, quantize_weight
 
-# s is kept inside [1e-5, 1e5] (SmoothQuant clamps at 1e-5): a channel that is silent in calibration or has all-zero
+# s is kept inside [1e-5, 1e5] (SmoothQuant clamps at 1e-5): a channel that is silent in calibration or has
+# all-zero
 # weights would otherwise get s = 0 or inf, which no producer can absorb.
 S_MIN, S_MAX = 1e-5, 1e5
 DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
@@ -30,7 +33,8 @@ class SmoothInfo:
 
 
 def smooth_scales(x_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """s[K] = max|X_j|^alpha / max_n |W_nj|^(1 - alpha); channels with a zero maximum on either side get s = 1."""
+    """s[K] = max|X_j|^alpha / max_n |W_nj|^(1 - alpha); channels with a zero maximum on either side get s =
+    1."""
     if not 0.0 <= alpha <= 1.0:
         raise RecipeError(f"SmoothQuant alpha must be in [0, 1], not {alpha}")
     x_max = np.asarray(x_absmax, np.float64)
@@ -64,7 +68,8 @@ def search_alpha(
     *,
     x_absmax: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, QuantizedWeight, SmoothInfo]:
-    """The alpha whose smoothing gives the least output error on x_sample with per-tensor activation quantization
+    """The alpha whose smoothing gives the least output error on x_sample with per-tensor activation
+    quantization
     (scale = amax of x / s over the sample / act_fmt.max; None keeps activations float) and `w_spec` weights.
 
     s is computed from `x_absmax` (all calibration data) when given, else from the sample's maxima.

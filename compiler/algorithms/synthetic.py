@@ -1,4 +1,5 @@
-"""A seeded synthetic linear layer whose inputs look like a transformer's: correlated channels and a few outliers.
+"""A seeded synthetic linear layer whose inputs look like a transformer's: correlated channels and a few
+outliers.
 
 Used by the tests and the docs; small enough to run every algorithm in a second.
 """

@@ -102,7 +102,8 @@ def test_build_with_the_plugin_library(tmp_path):
     library = trt_build.find_plugin_library()
     if library is None:
         pytest.skip(
-            "the plugin library is not built (set QC_PLUGIN_LIB or build plugins/ with QC_BUILD_TRT_PLUGINS=ON)"
+            "the plugin library is not built (set QC_PLUGIN_LIB or build plugins/ with "
+            "QC_BUILD_TRT_PLUGINS=ON)"
         )
     n, k = 16, 128
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape(["m", k]))

@@ -68,7 +68,8 @@ def test_clip_search_lowers_error_further(layer, spec):
     held_clip = output_mse(layer.x_test, layer.w, qw.dequantize() / s)
     held_plain = output_mse(layer.x_test, layer.w, qw0.dequantize() / s0)
     print(
-        f"{spec.fmt.name} {spec.granularity}: sample MSE {info.mse_rtn:.4e} -> scaled {info.mse_scaled:.4e} -> "
+        f"{spec.fmt.name} {spec.granularity}: sample MSE {info.mse_rtn:.4e} -> scaled "
+        f"{info.mse_scaled:.4e} -> "
         f"clipped {info.mse:.4e} (mean ratio {info.clip_ratio_mean:.3f}); "
         f"held-out {held_plain:.4e} -> {held_clip:.4e}"
     )

@@ -1,4 +1,5 @@
-"""GPTQ on one synthetic layer: beats RTN on held-out tokens for every kind of grid, and is the OBS recursion."""
+"""GPTQ on one synthetic layer: beats RTN on held-out tokens for every kind of grid, and is the OBS
+recursion."""
 
 import dataclasses
 
@@ -81,7 +82,8 @@ def test_result_does_not_depend_on_block_size(layer, act_order):
 
 
 def _obs_reference(w, h, spec, damp):
-    """Textbook optimal-brain-surgeon order-preserving recursion with an explicit inverse (per-channel scales)."""
+    """Textbook optimal-brain-surgeon order-preserving recursion with an explicit inverse (per-channel
+    scales)."""
     work = w.astype(np.float64).copy()
     hd = h + damp * np.mean(np.diag(h)) * np.eye(len(h))
     hinv = np.linalg.inv(hd)
@@ -107,7 +109,8 @@ def test_gptq_equals_obs_recursion(layer):
 
 @pytest.mark.parametrize("case", ["int4_g32", "uint4_asym_g64", "fp8_e4m3_tensor_pow2"])
 def test_diagonal_hessian_gives_rtn_exactly(layer, case):
-    # With uncorrelated inputs there is nothing to compensate: GPTQ must reduce to round to nearest, bit for bit.
+    # With uncorrelated inputs there is nothing to compensate: GPTQ must reduce to round to nearest, bit
+    # for bit.
     lay, h = layer
     spec = CASES[case]
     qw, _ = gptq(lay.w, np.diag(np.diag(h)), spec, act_order=True)

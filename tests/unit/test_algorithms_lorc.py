@@ -38,7 +38,8 @@ def test_lorc_reduces_weight_and_output_error(case, rank, factor_dtype):
     assert after < before
     assert info.weight_mse_after < info.weight_mse_before
     assert info.output_mse_after < info.output_mse_before
-    # The rank-r SVD truncation is the best rank-r weight fit: rounding the factors may only add a little to it.
+    # The rank-r SVD truncation is the best rank-r weight fit: rounding the factors may only add a
+    # little to it.
     sigma = np.linalg.svd(lay.w.astype(np.float64) - w_hat, compute_uv=False)
     optimum = np.sum(sigma[rank:] ** 2) / (N * K)
     assert optimum <= info.weight_mse_after < optimum + 0.01 * info.weight_mse_before

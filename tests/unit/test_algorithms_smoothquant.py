@@ -24,7 +24,8 @@ def test_smoothing_without_quantization_is_exact(layer, alpha):
     xs = (layer.x_test / s).astype(np.float64)
     ws = (layer.w * s).astype(np.float64)
     ref = layer.x_test.astype(np.float64) @ layer.w.astype(np.float64).T
-    # x/s and W*s are each rounded once to float32 (relative error <= u = 2^-24), so every product x_j w_nj is off
+    # x/s and W*s are each rounded once to float32 (relative error <= u = 2^-24), so every product x_j
+    # w_nj is off
     # by at most (2u + u^2) |x_j w_nj|; the float64 sums add ~1e-16 relative. Bound: 2.01 u (|x| @ |W|^T).
     bound = 2.01 * 2.0**-24 * (np.abs(layer.x_test).astype(np.float64) @ np.abs(layer.w).astype(np.float64).T)
     diff = np.abs(xs @ ws.T - ref)

@@ -140,7 +140,9 @@ def test_engine_without_tensorrt_fails_cleanly_but_keeps_outputs(workdir):
 
 def test_check_command_flags_a_broken_graph(workdir):
     assert (
-        run(workdir / "mlp.onnx", "-p", "w8a8", "--algorithm", "rtn", "--calib", workdir / "calib.npz", "-q").exit_code
+        run(
+            workdir / "mlp.onnx", "-p", "w8a8", "--algorithm", "rtn", "--calib", workdir / "calib.npz", "-q"
+        ).exit_code
         == 0
     )
     ok = run("check", workdir / "mlp.q.onnx")

@@ -65,7 +65,8 @@ def test_matches_brute_force_on_a_small_problem():
         if _avg(infos, dict(zip([i.name for i in infos], combo))) <= budget
     )
     result = allocate(infos, error, budget)
-    # the knapsack rounds costs up to 1e-5 of the budget; on 5 layers that may cost at most a hair of optimality
+    # the knapsack rounds costs up to 1e-5 of the budget; on 5 layers that may cost at most a hair of
+    # optimality
     assert result.predicted_error <= best[0] * (1 + 1e-6) + 1e-15, (result.predicted_error, best)
 
 

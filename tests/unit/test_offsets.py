@@ -21,7 +21,8 @@ from qcompile.recipe import Recipe
 
 
 def _q4_1_blocks(n=16, k=128, seed=0):
-    """Weights on GGUF Q4_1's grid: per block of 32, m + d q with q in 0..15 (both ends used), d and m float16."""
+    """Weights on GGUF Q4_1's grid: per block of 32, m + d q with q in 0..15 (both ends used), d and m
+    float16."""
     rng = np.random.default_rng(seed)
     d = rng.uniform(0.01, 0.05, (n, k // 32, 1)).astype(np.float16).astype(np.float32)
     m = rng.uniform(-0.4, 0.1, (n, k // 32, 1)).astype(np.float16).astype(np.float32)

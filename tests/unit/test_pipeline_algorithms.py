@@ -109,8 +109,8 @@ def test_llmfp4_offsets_fold_into_layernorm():
     LayerNorms (the pass's exactness is tested in test_scale_input_channels)."""
     model, calib = tiny_models.sample_transformer()
     report = qcompile.compile(model, Recipe("fp8", algorithm="llmfp4"), calib).report
-    folded = [l for l in report.layers if l.details.get("input_scale", "").startswith("folded into")]
-    assert len(folded) >= 4, [l.details for l in report.layers]
+    folded = [lr for lr in report.layers if lr.details.get("input_scale", "").startswith("folded into")]
+    assert len(folded) >= 4, [lr.details for lr in report.layers]
     assert report.accuracy[0].cosine_mean > 0.99
 
 
@@ -120,7 +120,7 @@ def test_fpsearch_picks_format_and_clip_and_never_loses_to_rtn(tmp_path):
     model, calib = tiny_models.sample_transformer()
     out = tmp_path / "s.onnx"
     report = qcompile.compile(model, Recipe("w6a16", algorithm="fpsearch"), calib, output=out).report
-    quantized = [l for l in report.layers if l.quantized]
+    quantized = [lr for lr in report.layers if lr.quantized]
     for layer in quantized:
         assert layer.weight_format == layer.details["fpsearch"]["format"]
         assert layer.details["output_mse"] <= layer.details["output_mse_rtn"] * (1 + 1e-6), layer.details
@@ -129,7 +129,7 @@ def test_fpsearch_picks_format_and_clip_and_never_loses_to_rtn(tmp_path):
         for n in onnx.load(str(out)).graph.node
         if n.op_type == "QcW6A16Gemm"
     }
-    assert formats == {l.weight_format for l in quantized}
+    assert formats == {lr.weight_format for lr in quantized}
     assert report.accuracy[0].cosine_mean > 0.99
 
 

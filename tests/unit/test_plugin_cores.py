@@ -42,8 +42,8 @@ def test_generated_table_holds_every_plugin_attribute_and_input():
         for tensor in plugin["inputs"]:
             assert f'{{"{tensor["name"]}", DType::' in header
             assert (
-                f"k{op}_{tensor['name']}_shape[] = {{{', '.join(json.dumps(str(d)) for d in tensor['shape'])}}}"
-                in header
+                f"k{op}_{tensor['name']}_shape[] = "
+                f"{{{', '.join(json.dumps(str(d)) for d in tensor['shape'])}}}" in header
             )
 
 

@@ -17,7 +17,10 @@ X = InputSpec("x", np.dtype(np.float32), (None, 8))
 
 
 def test_import_is_light():
-    code = "import sys, qcompile; print(sorted(m for m in ('onnx', 'onnxruntime', 'numpy', 'onnx_ir', 'torch') if m in sys.modules))"
+    code = (
+        "import sys, qcompile; print(sorted(m for m in ('onnx', 'onnxruntime', 'numpy', "
+        "'onnx_ir', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
