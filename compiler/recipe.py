@@ -105,14 +105,7 @@ class Recipe:
         if self.scale_constraint == "preset":
             object.__setattr__(self, "scale_constraint", None)
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        object.__setattr__(
-            self,
-            "overrides",
-            tuple(
-                tuple(o)
-                for o in (self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)
-            ),
-        )
+        object.__setattr__(self, "overrides", override_pairs(self.overrides))
         if self.calib_method not in CALIB_METHODS:
             raise RecipeError(
                 f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}"
@@ -264,3 +257,8 @@ def matcher(pattern: str):
             raise RecipeError(f"bad pattern {pattern!r}: {exc}") from None
         return lambda name: regex.fullmatch(name) is not None
     return lambda name: name == pattern
+
+
+def override_pairs(overrides) -> tuple[tuple[str, str], ...]:
+    """Overrides as a tuple of (pattern, precision) pairs, from a dict or any iterable of pairs."""
+    return tuple(tuple(o) for o in (overrides.items() if isinstance(overrides, dict) else overrides))

@@ -27,6 +27,22 @@ class LayerReport:
     def quantized(self) -> bool:
         return self.reason is None
 
+    def cells(self, num) -> tuple[str, ...]:
+        """The table cells every view shows (name to activation format); `num(x, digits)` formats numbers."""
+        return (
+            self.name,
+            self.op,
+            f"{self.shape[0]}x{self.shape[1]}",
+            self.weight_format or self.precision,
+            self.granularity or "-",
+            num(self.bits_per_weight, 3),
+            num(self.weight_sqnr_db, 1),
+            self.activation_format or "-",
+        )
+
+    def outcome(self) -> str:
+        return self.emitted_as if self.quantized else f"kept: {self.reason}"
+
 
 @dataclasses.dataclass
 class OutputAccuracy:
@@ -73,19 +89,7 @@ class Report:
     def table(self) -> str:
         rows = [("layer", "op", "N x K", "format", "gran.", "bits/w", "SQNR dB", "act", "as / reason")]
         for lr in self.layers:
-            rows.append(
-                (
-                    lr.name,
-                    lr.op,
-                    f"{lr.shape[0]}x{lr.shape[1]}",
-                    lr.weight_format or lr.precision,
-                    lr.granularity or "-",
-                    _num(lr.bits_per_weight, 3),
-                    _num(lr.weight_sqnr_db, 1),
-                    lr.activation_format or "-",
-                    lr.emitted_as if lr.quantized else f"kept: {lr.reason}",
-                )
-            )
+            rows.append((*lr.cells(_num), lr.outcome()))
         widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(rows[0]))]
         lines = ["  ".join(c[:48].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

@@ -221,21 +221,7 @@ def _layer_table(report: Report) -> str:
     rows = []
     for lr in report.layers:
         before, after = _errors(lr)
-        rows.append(
-            (
-                lr.name,
-                lr.op,
-                f"{lr.shape[0]}x{lr.shape[1]}",
-                lr.weight_format or lr.precision,
-                lr.granularity or "-",
-                _num(lr.bits_per_weight, 3),
-                _num(lr.weight_sqnr_db, 1),
-                lr.activation_format or "-",
-                _num(before, 6),
-                _num(after, 6),
-                lr.emitted_as if lr.quantized else f"kept: {lr.reason}",
-            )
-        )
+        rows.append((*lr.cells(_num), _num(before, 6), _num(after, 6), lr.outcome()))
     kept = {i for i, lr in enumerate(report.layers) if not lr.quantized}
     return _table(head, rows, numeric=(2, 5, 6, 8, 9), kept=kept)
 

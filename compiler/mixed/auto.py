@@ -24,7 +24,7 @@ from qcompile.mixed.candidates import (
 from qcompile.mixed.guard import Candidate, PlanEvaluator, compare, summary
 from qcompile.mixed.plan import LayerPlan, Plan
 from qcompile.mixed.sensitivity import Context, Sensitivity, SensitivityOptions, check_method, compute
-from qcompile.recipe import SKIP, Recipe, matcher
+from qcompile.recipe import SKIP, Recipe, matcher, override_pairs
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -46,14 +46,7 @@ class AutoOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "formats", parse_formats(self.formats))
-        object.__setattr__(
-            self,
-            "overrides",
-            tuple(
-                tuple(o)
-                for o in (self.overrides.items() if isinstance(self.overrides, dict) else self.overrides)
-            ),
-        )
+        object.__setattr__(self, "overrides", override_pairs(self.overrides))
         check_method(self.method)
         for m in self.report_methods:
             check_method(m)
