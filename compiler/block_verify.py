@@ -6,6 +6,7 @@ is lost; the graph outputs give the model-level figures."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -13,8 +14,43 @@ import numpy as np
 
 from qcompile.accuracy import compare_outputs, cosine
 from qcompile.blockwise import BlockModel, Carry, run_block
-from qcompile.ort_runner import user_model_errors
+from qcompile.errors import ModelError
+from qcompile.ort_runner import ort_errors, user_model_errors
 from qcompile.report import BlockError, OutputAccuracy
+
+
+class VerifyTimeout(Exception):
+    """Verification ran past its time budget: stopped, not failed."""
+
+
+class _Budget:
+    """RunOptions whose terminate flag is set once `seconds` have passed (None: never); a run still going
+    then stops at its next node, inside Loop and If bodies too."""
+
+    def __init__(self, seconds: float | None):
+        import onnxruntime as ort
+
+        self.options = ort.RunOptions()
+        self.options.log_severity_level = 4  # the stop is reported once, by qcompile
+        self._timer = threading.Timer(seconds, self._expire) if seconds else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.options.terminate = True
+
+    @property
+    def expired(self) -> bool:
+        return self.options.terminate
+
+    def check(self) -> None:
+        if self.expired:
+            raise VerifyTimeout
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _block_error(index: int, name: str, ref: list[np.ndarray], got: list[np.ndarray]) -> BlockError:
@@ -35,7 +71,23 @@ def verify_blockwise(
     *,
     folder: Path,
     progress: Callable | None = None,
+    seconds: float | None = None,
 ) -> tuple[list[OutputAccuracy], list[BlockError]]:
+    """Raises VerifyTimeout when it runs for more than `seconds`."""
+    budget = _Budget(seconds)
+    try:
+        return _verify(original, quantized_path, samples, folder, progress, budget)
+    except (ModelError, *ort_errors()):
+        if budget.expired:
+            raise VerifyTimeout from None
+        raise
+    finally:
+        budget.close()
+
+
+def _verify(
+    original: BlockModel, quantized_path: Path, samples: list, folder: Path, progress, budget: _Budget
+):
     quantized = BlockModel(quantized_path, cuts=original.blocks.cuts)
     pairs = list(zip(original.blocks.blocks, quantized.blocks.blocks))
     if len(original.blocks.blocks) != len(
@@ -51,12 +103,13 @@ def verify_blockwise(
     for step, (a, b) in enumerate(pairs):
         produced = []
         for model, block, carry in ((original, a, carries[0]), (quantized, b, carries[1])):
+            budget.check()
             # the user's model failing on its inputs is the user's to fix; the quantized one failing is a bug
             with (
                 user_model_errors("the model") if model is original else contextlib.nullcontext(),
                 model.session(block, carry.dtypes(block)) as session,
             ):
-                produced.append(run_block(session, block, carry.feeds(block)))
+                produced.append(run_block(session, block, carry.feeds(block), options=budget.options))
             carry.advance(produced[-1], model.keep_after(block.index))
         ends = (
             [original.blocks.cuts[step]]

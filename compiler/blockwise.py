@@ -113,7 +113,9 @@ class BlockModel:
         return OrtModel(self.path, proto=proto, swappable=swappable, optimize=optimize)
 
 
-def run_block(session: OrtModel, block: Block, feeds: list[dict], weights: dict | None = None) -> list[dict]:
+def run_block(
+    session: OrtModel, block: Block, feeds: list[dict], weights: dict | None = None, options=None
+) -> list[dict]:
     """Each sample's block outputs, by name."""
     names = list(block.outputs)
-    return [dict(zip(names, session.run(f, names, weights))) for f in feeds]
+    return [dict(zip(names, session.run(f, names, weights, options))) for f in feeds]

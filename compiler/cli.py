@@ -176,6 +176,14 @@ def main():
     help="Run both models with onnxruntime for the report's accuracy [default: verify].",
 )
 @click.option(
+    "--verify-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Stop verification after this long; the report then says so and has no accuracy figures"
+    " (0: no limit) [default: 900].",
+)
+@click.option(
     "--engine",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -269,6 +277,7 @@ def compile_command(
     report_path,
     sequential,
     verify,
+    verify_timeout,
     engine,
     shapes,
     avg_bits,
@@ -316,7 +325,13 @@ def compile_command(
                 "plan": plan_path,
                 "guard": guard,
             },
-            {"calib": calib, "verify": verify, "sequential": sequential, "shapes": list(shapes) or None},
+            {
+                "calib": calib,
+                "verify": verify,
+                "verify_timeout": verify_timeout,
+                "sequential": sequential,
+                "shapes": list(shapes) or None,
+            },
         )
         output = output or sidecar(model, ".q.onnx")
         report_path = report_path or sidecar(output, ".report.json")
@@ -353,9 +368,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     if print_python:
         from qcompile.python_call import compile_call
 
-        return compile_call(
-            model, recipe, run["calib"], output, report_path, force, run["verify"], run["sequential"]
-        )
+        return compile_call(model, recipe, run, output, report_path, force)
     import qcompile
 
     logger.debug("qcompile %s: %s -> %s (%s)", qcompile.__version__, model, output, recipe.precision)
@@ -369,6 +382,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
         progress=progress,
         verify=run["verify"],
         sequential=run["sequential"],
+        verify_timeout=run["verify_timeout"] or None,
     )
     click.echo(artifacts.report.table())
     for path in artifacts.files:

@@ -113,11 +113,13 @@ class OrtModel:
         sample: dict[str, np.ndarray],
         names: list[str] | None = None,
         weights: dict[str, np.ndarray] | None = None,
+        options=None,
     ) -> list[np.ndarray]:
-        """The named tensors (default: the model's outputs) for one sample; `weights` feeds swappables."""
+        """The named tensors (default: the model's outputs) for one sample; `weights` feeds swappables,
+        `options` are onnxruntime RunOptions."""
         names = self.output_names if names is None else names
         fetch = [n for n in names if n not in self.graph_inputs]
-        fetched = iter(self.session.run(fetch, {**sample, **(weights or {})}) if fetch else [])
+        fetched = iter(self.session.run(fetch, {**sample, **(weights or {})}, options) if fetch else [])
         return [sample[n] if n in self.graph_inputs else next(fetched) for n in names]
 
     def close(self) -> None:

@@ -6,18 +6,25 @@ and m.q.report.html, the mixed-precision plan m.q.plan.json and figures folder m
 
 Files are written into a private hidden staging folder next to their destination (unique name,
 mode 0700) and renamed into place by `Staging.commit()` once everything, verification included,
-has succeeded; leaving the block any other way (error, Ctrl-C, SIGTERM) removes them all.
+has succeeded; leaving the block any other way (error, Ctrl-C, SIGTERM) removes them all. Ctrl-C or
+SIGTERM during the renames themselves waits until the last one is done: the outputs appear together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from qcompile.errors import OutputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +164,9 @@ class Staging:
             return p.suffix == ".onnx" or p.with_name(p.name + ".data") in self._staged
 
         order = sorted(self._staged, key=graph_last)
-        for final in order:
-            os.replace(self._staged[final], final)
+        with _signals_held():
+            for final in order:
+                os.replace(self._staged[final], final)
         self._committed = True
         self._cleanup()
         return order
@@ -170,6 +178,28 @@ class Staging:
 
     def __exit__(self, *exc) -> None:
         self._cleanup()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM are noted, not acted on, inside the block; after it the run goes on (its
+    outputs are complete) with a warning. Handlers can only be swapped on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if caught:
+        logger.warning(
+            "%s arrived while the outputs were being moved into place: they are complete",
+            signal.Signals(caught[0]).name,
+        )
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

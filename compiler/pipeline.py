@@ -20,7 +20,7 @@ from qcompile import layer_quantizer, planning, report_html
 from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
-from qcompile.errors import CheckFailed, ModelError
+from qcompile.errors import CheckFailed, ModelError, RecipeError
 from qcompile.model_io import (
     MIN_OPSET,  # noqa: F401  (re-exported)
     initializer_bytes,
@@ -45,6 +45,7 @@ from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
 STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
+VERIFY_SECONDS = 900.0  # verification stops (with a report note) after this long; None: no limit
 
 Progress = Callable[[str, int, int], None]
 
@@ -130,14 +131,17 @@ def compile(
     progress: Progress | None = None,
     verify: bool = True,
     sequential: bool = False,
+    verify_timeout: float | None = VERIFY_SECONDS,
 ) -> Artifacts:
     """Quantize `model` (a path or an onnx.ModelProto) with `recipe` (a Recipe or a preset name).
 
     `calibration` is a .npz path, a folder of them, a dict of arrays with a leading sample axis,
     "random" (explicitly), or None (only for weight-only recipes). `sequential`: calibrate each
     block on the outputs of the blocks before it with their weights already quantized.
+    `verify_timeout`: seconds after which verification stops and the report says so (None or 0: no limit).
     """
     recipe = Recipe.preset(recipe) if isinstance(recipe, str) else recipe
+    _check_timeout(verify_timeout)
     stages = _Stages()
     with tempfile.TemporaryDirectory(prefix="qcompile-") as tmp, Staging() as staging:
         work = Path(tmp)
@@ -167,7 +171,9 @@ def compile(
         if job.paths is not None:
             job.staged = stages.run("save", _save, job.model, job.paths.model, staging)[0]
         accuracy, blocks = (
-            stages.run("verify", _verify, ref, job, data, plugins, work, progress) if verify else ([], [])
+            stages.run("verify", _verify, ref, job, data, plugins, work, progress, verify_timeout)
+            if verify
+            else ([], [])
         )
         report = stages.run(
             "report",
@@ -184,6 +190,13 @@ def compile(
         )
         report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
         return _write_outputs(Artifacts(job.out, report, model=job.model), recipe, job, report_path, staging)
+
+
+def _check_timeout(seconds) -> None:
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf")
+    ):
+        raise RecipeError(f"verify_timeout must be a number of seconds >= 0, not {seconds!r}")
 
 
 def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
@@ -374,10 +387,10 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
     return qdq, plugins
 
 
-def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work: Path, progress):
+def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work: Path, progress, seconds):
     """Original and quantized, block by block. Saving with external data repoints the in-memory tensors
     at the written files, so a saved model is read back from disk rather than reused."""
-    from qcompile.block_verify import verify_blockwise
+    from qcompile.block_verify import VerifyTimeout, verify_blockwise
 
     logger.info(
         "verify: original vs quantized on %d samples with onnxruntime, block by block", len(data.eval_set)
@@ -393,7 +406,16 @@ def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work:
         save_model(model, path, check=False)
     (work / "verify").mkdir()
     try:
-        return verify_blockwise(ref, path, data.eval_set, folder=work / "verify", progress=progress)
+        return verify_blockwise(
+            ref, path, data.eval_set, folder=work / "verify", progress=progress, seconds=seconds
+        )
+    except VerifyTimeout:
+        data.skipped = (
+            f"verification stopped after {seconds:g} s (--verify-timeout): "
+            "the report has no accuracy figures for this model"
+        )
+        logger.warning("%s", data.skipped)
+        return [], []
     except ModelError as exc:  # onnxruntime failed on the original model
         if not data.guessed:
             raise

@@ -22,11 +22,15 @@ def _recipe(recipe) -> _Code:
     return _Code("Recipe(" + ", ".join(f"{k}={v!r}" for k, v in recipe.to_dict().items()) + ")")
 
 
-def compile_call(
-    model, recipe, calib, output, report_path, force: bool, verify: bool, sequential: bool
-) -> str:
-    extra = [("verify", verify)] if not verify else []
-    extra += [("sequential", sequential)] if sequential else []
+def compile_call(model, recipe, run: dict, output, report_path, force: bool) -> str:
+    """`run`: the run settings of recipe_file.RUN_KEYS; those away from compile()'s defaults are written."""
+    from qcompile.pipeline import VERIFY_SECONDS
+
+    calib = run["calib"]
+    extra = [("verify", False)] if not run["verify"] else []
+    extra += [("sequential", True)] if run["sequential"] else []
+    if run["verify_timeout"] != VERIFY_SECONDS:
+        extra.append(("verify_timeout", run["verify_timeout"] or None))
     return (
         "import qcompile\nfrom qcompile.recipe import Recipe\n\n"
         + _call(

@@ -34,6 +34,7 @@ RUN_KEYS = {
     "calib": ("--calib", None),
     "verify": ("--verify/--no-verify", True),
     "sequential": ("--sequential", False),
+    "verify_timeout": ("--verify-timeout", 900.0),  # pipeline.VERIFY_SECONDS
     "shapes": ("--shapes", ()),
 }
 PATH_KEYS = {("run", "calib"), ("auto", "plan")}  # relative paths are read from the recipe file's folder

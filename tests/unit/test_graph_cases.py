@@ -120,3 +120,56 @@ def test_tiny_weights_under_float16_scales_are_reported(tmp_path):
     artifacts = _compile(tmp_path, model, Recipe("w4a16", int4_plugin=True))
     note = artifacts.report.layers[0].details["float16_scales"]
     assert note.startswith("8 of 64 scale groups below float16's normal range"), note
+
+
+def _endless_loop_after_matmul() -> onnx.ModelProto:
+    """MatMul, then a Loop of 2^40 cheap steps: fine to quantize, endless to run."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["h_in", "one"], ["h_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [4, 64]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [4, 64]),
+        ],
+        [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )
+    return _model(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+            helper.make_node("Loop", ["trips", "go", "h"], ["y"], body=body, name="loop"),
+        ],
+        [
+            numpy_helper.from_array(W, "w"),
+            helper.make_tensor("trips", TensorProto.INT64, [], [1 << 40]),
+            helper.make_tensor("go", TensorProto.BOOL, [], [True]),
+        ],
+    )
+
+
+def test_verification_stops_at_its_time_budget(tmp_path):
+    import time
+
+    onnx.save(_endless_loop_after_matmul(), tmp_path / "m.onnx")
+    t0 = time.perf_counter()
+    artifacts = qcompile.compile(tmp_path / "m.onnx", "w8a16", output=tmp_path / "q.onnx", verify_timeout=1)
+    # 1 s budget plus loading and quantizing a 64x64 model; without the budget this runs for hours
+    assert time.perf_counter() - t0 < 60
+    assert artifacts.report.accuracy == []
+    assert any("verification stopped after 1 s" in n for n in artifacts.report.notes)
+    onnx.checker.check_model(str(tmp_path / "q.onnx"), full_check=True)
+
+
+@pytest.mark.parametrize("bad", ["10", -1, True, float("nan")])
+def test_verify_timeout_must_be_seconds(tmp_path, bad):
+    onnx.save(_endless_loop_after_matmul(), tmp_path / "m.onnx")
+    with pytest.raises(qcompile.errors.RecipeError, match="verify_timeout"):
+        qcompile.compile(tmp_path / "m.onnx", "w8a16", output=tmp_path / "q.onnx", verify_timeout=bad)
+    assert not (tmp_path / "q.onnx").exists()

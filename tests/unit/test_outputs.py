@@ -183,3 +183,24 @@ def test_signal_during_compile_exits_cleanly(tmp_path, monkeypatch, signum, code
     assert len(result.stderr.strip().splitlines()) == 1 and line in result.stderr, result.stderr
     assert os.listdir(tmp_path) == ["m.onnx"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_signal_during_the_renames_waits_for_the_last(tmp_path, monkeypatch, signum):
+    """The signal lands between two renames: every output still arrives, none is left half-committed."""
+    import signal
+
+    real_replace = os.replace
+
+    def replace_then_signal(src, dst):
+        real_replace(src, dst)
+        os.kill(os.getpid(), getattr(signal, signum))
+
+    monkeypatch.setattr(os, "replace", replace_then_signal)
+    before = signal.getsignal(signal.SIGINT)
+    with Staging() as staging:
+        staging.temp_for(tmp_path / "a.onnx").write_bytes(b"graph")
+        staging.temp_for(tmp_path / "a.onnx.data").write_bytes(b"data")
+        staging.commit()
+    assert sorted(os.listdir(tmp_path)) == ["a.onnx", "a.onnx.data"]
+    assert signal.getsignal(signal.SIGINT) is before

@@ -204,3 +204,15 @@ def test_print_python_with_an_engine(workdir):
 def test_bad_recipe_files(workdir, text, expect):
     result = run(workdir / "mlp.onnx", "--recipe", _recipe(workdir, text), "--print-python")
     assert result.exit_code == 2 and expect in result.stderr, result.stderr
+
+
+def test_verify_timeout_from_flag_file_and_print_python(workdir):
+    code = _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--verify-timeout", "30", "--print-python"))
+    assert "verify_timeout=30.0" in code
+    code = _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--verify-timeout", "0", "--print-python"))
+    assert "verify_timeout=None" in code  # 0 means no limit
+    assert "verify_timeout=" not in _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--print-python"))
+    bad = _recipe(workdir, '[run]\nverify_timeout = "soon"\n')
+    result = run(workdir / "mlp.onnx", "--recipe", bad, "-p", "w4a16")
+    assert result.exit_code == 2 and "verify_timeout must be a number of seconds" in result.output
+    assert "Traceback" not in result.output and not (workdir / "mlp.q.onnx").exists()
