@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -178,6 +179,23 @@ class Staging:
 
     def __exit__(self, *exc) -> None:
         self._cleanup()
+
+
+# what a full, read-only or failing disk raises while outputs or temporary files are written
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+@contextlib.contextmanager
+def disk_errors():
+    """A full or failing disk is the user's to fix: one line (exit 2). Staging blocks inside have
+    removed their partial files by the time it arrives here."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(f"cannot write{where}: {exc.strerror or os.strerror(exc.errno)}") from None
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from qcompile.model_io import (
     save_model,
 )
 from qcompile.ort_runner import user_model_errors
-from qcompile.outputs import OutputPaths, Staging, check_path, plan_outputs
+from qcompile.outputs import OutputPaths, Staging, check_path, disk_errors, plan_outputs
 from qcompile.passes.add_group_offsets import AddGroupOffsets
 from qcompile.passes.add_low_rank import AddLowRankBranches
 from qcompile.passes.check_qdq import check_qdq
@@ -143,7 +143,7 @@ def compile(
     recipe = Recipe.preset(recipe) if isinstance(recipe, str) else recipe
     _check_timeout(verify_timeout)
     stages = _Stages()
-    with tempfile.TemporaryDirectory(prefix="qcompile-") as tmp, Staging() as staging:
+    with disk_errors(), tempfile.TemporaryDirectory(prefix="qcompile-") as tmp, Staging() as staging:
         work = Path(tmp)
         job = stages.run("load", _load, model, output, report_path, calibration, force)
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)

@@ -204,3 +204,43 @@ def test_signal_during_the_renames_waits_for_the_last(tmp_path, monkeypatch, sig
         staging.commit()
     assert sorted(os.listdir(tmp_path)) == ["a.onnx", "a.onnx.data"]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_disk_full_while_saving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, streamed):
+    """The disk fills up half-way through the model's bytes (graph file or streamed external data)."""
+    from click.testing import CliRunner
+
+    from qcompile import pipeline, stream_save
+    from qcompile.cli import main
+
+    onnx.save(tiny_models.mlp(), tmp_path / "m.onnx")
+    if streamed:
+        monkeypatch.setattr(pipeline, "STREAM_BYTES", 0)
+        real_write = stream_save._write_tensor
+        written = []
+
+        def write_then_fill(value, data, *args):
+            if written:
+                data.write(b"\0" * 100)
+                _disk_full()
+            written.append(real_write(value, data, *args))
+
+        monkeypatch.setattr(stream_save, "_write_tensor", write_then_fill)
+    else:
+        real_save = pipeline.save_model
+
+        def save_then_fill(model, out, **kwargs):
+            staged = real_save(model, out, **kwargs)
+            staged[0].write_bytes(staged[0].read_bytes()[:100])
+            _disk_full()
+
+        monkeypatch.setattr(pipeline, "save_model", save_then_fill)
+    result = CliRunner().invoke(main, [str(tmp_path / "m.onnx"), "-p", "w4a16", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == ["qcompile: error: cannot write: No space left on device"]
+    assert os.listdir(tmp_path) == ["m.onnx"]
