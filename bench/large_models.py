@@ -3,7 +3,8 @@ parameters (random weights, fp32 external data): wall time and peak RSS of each 
 its own child process, in one run, and their ratios.
 
     python -m bench.large_models [--size 1b|7b] [--dir /tmp/qc-llama1b] [--opset 21]
-                                 [--rows rtn,rtn-no-verify,gptq,ort-rtn] [--calib-samples 16 --calib-seq 256]
+                                 [--rows rtn,rtn-no-verify,gptq,gptq-sequential,w4a8,ort-rtn,ort-rtn-cap20g]
+                                 [--calib-samples 16 --calib-seq 256]
 
 The model is generated once into --dir (1B: 3.8 GB; 7B: 27 GB; never commit it). Peak RSS is
 the child's ru_maxrss (resource.getrusage(RUSAGE_CHILDREN) of a wrapper process); CPU seconds
@@ -35,9 +36,9 @@ ORT = (
 
 
 def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[str]]]:
-    def qc(name, *extra):
+    def qc(name, *extra, precision="w4a16"):
         out = folder / f"q.{name}.onnx"
-        return [*QCOMPILE, str(model), "--precision", "w4a16", "-o", str(out), "--force", "-q", *extra]
+        return [*QCOMPILE, str(model), "--precision", precision, "-o", str(out), "--force", "-q", *extra]
 
     return {
         "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
@@ -45,6 +46,10 @@ def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[s
         "gptq": (
             "qcompile w4a16 GPTQ (calibration file, verification)",
             qc("gptq", "--algorithm", "gptq", "--calib", str(calib)),
+        ),
+        "w4a8": (
+            "qcompile w4a8 (calibration file, verification)",
+            qc("w4a8", "--calib", str(calib), precision="w4a8"),
         ),
         "gptq-sequential": (
             "qcompile w4a16 GPTQ --sequential",

@@ -60,8 +60,12 @@ class IntFormat:
             }[(self.bits, self.signed)]
         )
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(np.asarray(x, np.float32)), self.qmin, self.qmax).astype(self.code_dtype)
+    def encode(self, x: np.ndarray, *, scratch: bool = False) -> np.ndarray:
+        """Round half to even, saturate. `scratch`: `x` is a float32 temporary that may be overwritten."""
+        x = np.asarray(x, np.float32)
+        out = x if scratch and x.flags.writeable else None
+        x = np.rint(x, out=out)
+        return np.clip(x, self.qmin, self.qmax, out=x).astype(self.code_dtype)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return np.asarray(codes).astype(np.float32)

@@ -180,20 +180,39 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     weights = [p.layer.weight_nk() for p in g.planned]
     for p in g.planned:
         _release(p.layer.source.const_value)
+    if _row_wise(recipe, spec):  # each weight alone gives the same codes as their concatenation
+        results = [_apply(w, spec, cal, recipe.algorithm, options) for w in weights]
+    else:
+        results = _quantize_together(weights, spec, cal, recipe, options, g)
+    input_scale = results[0].input_scale
+    if act is not None and input_scale is not None:
+        act_amax = float(np.max(stats.channel_amax / input_scale))  # the range of x / s
+    act_scale = None if act is None else max(act_amax, 1e-12) / act.fmt.max
+    for p, w_layer, r in zip(g.planned, weights, results):
+        _fill_report(p, w_layer, r, cal, recipe)
+    return QuantizedGroup(g, results, act_scale)
+
+
+def _row_wise(recipe: Recipe, spec) -> bool:
+    """Whether every output row is quantized on its own (RTN or HQQ with per-row scales, nothing after)."""
+    return (
+        recipe.algorithm in ("rtn", "hqq")
+        and spec.granularity != "tensor"
+        and not recipe.lkd_steps
+        and not recipe.lorc_rank
+    )
+
+
+def _quantize_together(weights, spec, cal, recipe: Recipe, options, g: Group) -> list[LayerResult]:
+    """The layers that share an input as one matrix (their rows stacked), split back per layer."""
     w = weights[0] if len(weights) == 1 else np.concatenate(weights)
     result = _apply(w, spec, cal, recipe.algorithm, options)
     if recipe.lkd_steps:
         result = ALGORITHMS["lkd"].apply(w, spec, cal, LkdOptions(steps=recipe.lkd_steps), base=result)
     if recipe.lorc_rank and all(takes_side_branch(p.layer) for p in g.planned):
         result = ALGORITHMS["lorc"].apply(w, spec, cal, LorcOptions(rank=recipe.lorc_rank), base=result)
-    if act is not None and result.input_scale is not None:
-        act_amax = float(np.max(stats.channel_amax / result.input_scale))  # the range of x / s
-    act_scale = None if act is None else max(act_amax, 1e-12) / act.fmt.max
     rows = np.cumsum([0] + [x.shape[0] for x in weights])
-    results = [_split(result, rows[i], rows[i + 1]) for i in range(len(weights))]
-    for p, w_layer, r in zip(g.planned, weights, results):
-        _fill_report(p, w_layer, r, cal, recipe)
-    return QuantizedGroup(g, results, act_scale)
+    return [_split(result, rows[i], rows[i + 1]) for i in range(len(weights))]
 
 
 def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) -> LayerResult:

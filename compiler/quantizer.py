@@ -88,14 +88,14 @@ class QuantizedWeight:
 
     def dequantize(self) -> np.ndarray:
         n, k = self.codes.shape
-        per_group = k // self.scales.shape[1]
-        vals = self.spec.fmt.decode(self.codes)
+        g = self.scales.shape[1]
+        vals = self.spec.fmt.decode(self.codes).reshape(n, g, k // g)
         if self.zero_points is not None:
-            vals = vals - np.repeat(self.zero_points.astype(np.float32), per_group, axis=1)
-        vals = vals * np.repeat(self.scales.astype(np.float32), per_group, axis=1)
+            vals -= self.zero_points.astype(np.float32)[:, :, None]
+        vals *= self.scales.astype(np.float32)[:, :, None]
         if self.offsets is not None:
-            vals = vals + np.repeat(self.offsets, per_group, axis=1)
-        return vals
+            vals += self.offsets[:, :, None]
+        return vals.reshape(n, k)
 
 
 def _amax(w: np.ndarray, spec: WeightSpec) -> np.ndarray:
@@ -176,12 +176,15 @@ def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None =
             if spec.scale_dtype == "float16":
                 scales = scales.astype(np.float16).astype(np.float32)
         zero = np.clip(np.rint(-lo / scales), 0, spec.fmt.qmax).astype(np.uint8)
-    per_elem = np.repeat(scales, k // g, axis=1)
-    shifted = w / per_elem
+    # w / scale per group through broadcasting: the same divisions as repeating the scales, no copies
+    shifted = w.reshape(n, g, k // g) / scales[:, :, None]
     if zero is not None:
-        shifted = shifted + np.repeat(zero.astype(np.float32), k // g, axis=1)
-    codes = spec.fmt.encode(shifted)
-    return QuantizedWeight(spec, codes, scales.astype(np.float32), zero, channel, exp)
+        shifted += zero.astype(np.float32)[:, :, None]
+    if isinstance(spec.fmt, IntFormat):
+        codes = spec.fmt.encode(shifted, scratch=True)
+    else:
+        codes = spec.fmt.encode(shifted)
+    return QuantizedWeight(spec, codes.reshape(n, k), scales.astype(np.float32), zero, channel, exp)
 
 
 def clip_searchable(spec: WeightSpec) -> bool:

@@ -18,6 +18,7 @@ from qcompile.outputs import Staging
 
 INLINE_BELOW = 1024  # shape constants and scalars stay in the graph (onnxruntime reads them there)
 ALIGNMENT = 4096  # page-aligned tensors can be memory-mapped
+FOUR_BIT = (ir.DataType.INT4, ir.DataType.UINT4, ir.DataType.FLOAT4E2M1)
 
 
 def save_streaming(model: ir.Model, out: Path, *, staging: Staging | None = None) -> list[Path]:
@@ -50,13 +51,40 @@ def _write_tensor(value: ir.Value, data, data_name: str, staging: Path) -> None:
             value.const_value = ir.Tensor(np.array(tensor.numpy()), dtype=tensor.dtype, name=tensor.name)
         return
     data.seek(-data.tell() % ALIGNMENT, os.SEEK_CUR)
-    offset, raw = data.tell(), tensor.tobytes()
-    data.write(raw)
+    offset = data.tell()
+    for piece in _pieces(tensor):
+        data.write(piece)
     value.const_value = ir.ExternalTensor(
-        data_name, offset, len(raw), tensor.dtype, shape=tensor.shape, name=value.name, base_dir=staging
+        data_name,
+        offset,
+        data.tell() - offset,
+        tensor.dtype,
+        shape=tensor.shape,
+        name=value.name,
+        base_dir=staging,
     )
     if isinstance(tensor, ir.ExternalTensor):
         tensor.release()
+
+
+def _pieces(tensor, piece_bytes: int = 1 << 20):
+    """The tensor's bytes. A 2-D 4-bit array (often a transposed view of the codes) is packed two codes
+    to a byte a block of rows at a time, low nibble first as ONNX stores it: no full-size copy."""
+    array = tensor.numpy() if type(tensor) is ir.Tensor else None
+    if tensor.dtype not in FOUR_BIT or array is None or array.ndim != 2 or array.shape[1] % 2:
+        yield tensor.tobytes()
+        return
+    if array.T.flags.c_contiguous:  # a transposed view: pack column pairs, then transpose half the bytes
+        source, pack = array.T.view(np.uint8), lambda c: (c[1::2] << 4) | (c[0::2] & 0x0F)
+    else:
+        source, pack = array, None
+    rows = max(1, piece_bytes // array.shape[1])
+    for r in range(0, array.shape[0], rows):
+        if pack is not None:
+            yield np.ascontiguousarray(pack(source[:, r : r + rows]).T).tobytes()
+        else:
+            codes = np.ascontiguousarray(source[r : r + rows]).view(np.uint8)
+            yield ((codes[:, 1::2] << 4) | (codes[:, 0::2] & 0x0F)).tobytes()
 
 
 def _repoint(model: ir.Model, staging: Path, folder: Path) -> None:

@@ -47,9 +47,18 @@ class Layer:
     def weight_nk(self) -> np.ndarray:
         """The weight as `W[N, K]`: a copy, never a view of the (possibly memory-mapped) initializer."""
         arr = self.operand_array()
-        return np.array(
-            arr.T if self.layout == "kn" else arr.reshape(self.n, self.k), np.float32, order="C", copy=True
-        )
+        if self.layout == "kn":
+            return _transposed_copy(arr)
+        return np.array(arr.reshape(self.n, self.k), np.float32, order="C", copy=True)
+
+
+def _transposed_copy(arr: np.ndarray, rows: int = 32) -> np.ndarray:
+    """`arr.T` as a new float32 C array, copied a few rows at a time: each read is contiguous and each
+    write stays in cache (half the time of numpy's one-shot transposing copy of a large matrix)."""
+    out = np.empty(arr.shape[::-1], np.float32)
+    for r in range(0, arr.shape[0], rows):
+        out[:, r : r + rows] = np.array(arr[r : r + rows], np.float32).T
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,3 +82,32 @@ def test_large_model_path_spills_codes_and_streams(tmp_path, monkeypatch):
     with OrtModel(tmp_path / "small.onnx") as a, OrtModel(tmp_path / "large.onnx") as b:
         assert np.array_equal(a.run({"x": x})[0], b.run({"x": x})[0])
     assert [r.weight_sqnr_db for r in small.report.layers] == [r.weight_sqnr_db for r in large.report.layers]
+
+
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "float4_e2m1fn"])
+@pytest.mark.parametrize(
+    "shape, transposed", [((6, 8), False), ((8, 6), True), ((5, 7), False), ((300, 4), True)]
+)
+def test_4bit_pieces_are_onnx_packing(dtype, shape, transposed):
+    """The block-wise packing writes the bytes onnx-ir's own packing does (odd rows fall back to it)."""
+    import ml_dtypes
+    import onnx_ir as ir
+
+    from qcompile.stream_save import _pieces
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 16, shape, dtype=np.uint8).view(getattr(ml_dtypes, dtype))
+    array = array.T if transposed else array
+    tensor = ir.tensor(array)
+    assert b"".join(_pieces(tensor, piece_bytes=16)) == tensor.tobytes()
+
+
+def test_4bit_pieces_of_sign_extended_int4():
+    import ml_dtypes
+    import onnx_ir as ir
+
+    from qcompile.stream_save import _pieces
+
+    codes = np.random.default_rng(1).integers(-8, 8, (64, 10)).astype(ml_dtypes.int4)  # bytes 0xF8..0x07
+    tensor = ir.tensor(codes.T)
+    assert b"".join(_pieces(tensor, piece_bytes=64)) == tensor.tobytes()
