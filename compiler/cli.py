@@ -395,8 +395,6 @@ def _compile_auto(model, settings, output, report_path, report_dir, force, progr
     returns the Python code when only printing it."""
     from qcompile import recipe_file as rf
     from qcompile.mixed import run_auto
-    from qcompile.model_io import model_files
-    from qcompile.outputs import plan_outputs
     from qcompile.recipe import Recipe
 
     fields = {k: v for k, v in settings.recipe.items() if k not in ("precision", "overrides")}
@@ -418,7 +416,6 @@ def _compile_auto(model, settings, output, report_path, report_dir, force, progr
         from qcompile.python_call import auto_call
 
         return auto_call(model, settings.run["calib"], recipe, overrides, output, report_path, force, options)
-    plan_outputs(output, report=report_path, inputs=model_files(model), force=force)  # before the search
     artifacts, plan, figures = run_auto(
         model,
         settings.run["calib"],

@@ -132,6 +132,7 @@ def compile(
     verify: bool = True,
     sequential: bool = False,
     verify_timeout: float | None = VERIFY_SECONDS,
+    auto=None,
 ) -> Artifacts:
     """Quantize `model` (a path or an onnx.ModelProto) with `recipe` (a Recipe or a preset name).
 
@@ -139,6 +140,8 @@ def compile(
     "random" (explicitly), or None (only for weight-only recipes). `sequential`: calibrate each
     block on the outputs of the blocks before it with their weights already quantized.
     `verify_timeout`: seconds after which verification stops and the report says so (None or 0: no limit).
+    `auto`: a mixed.auto.AutoRun, whose plan (searched in the "mixed precision" stage) replaces `recipe`'s
+    precision layer by layer (`--precision auto`).
     """
     recipe = Recipe.preset(recipe) if isinstance(recipe, str) else recipe
     _check_timeout(verify_timeout)
@@ -146,6 +149,10 @@ def compile(
     with disk_errors(), tempfile.TemporaryDirectory(prefix="qcompile-") as tmp, Staging() as staging:
         work = Path(tmp)
         job = stages.run("load", _load, model, output, report_path, calibration, force)
+        if auto is not None:
+            recipe = stages.run(
+                "mixed precision", auto.decide, model, job.model, calibration, recipe, progress
+            )
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
         groups = layer_quantizer.make_groups(planned, recipe)
         with user_model_errors("the model on its calibration inputs"):
@@ -188,8 +195,11 @@ def compile(
             violations,
             plugins,
         )
+        if auto is not None:
+            auto.annotate(report)
         report.timings = {**stages.timings, "total": time.perf_counter() - stages.start}
-        return _write_outputs(Artifacts(job.out, report, model=job.model), recipe, job, report_path, staging)
+        artifacts = Artifacts(job.out, report, model=job.model)
+        return _write_outputs(artifacts, recipe, job, report_path, staging, auto)
 
 
 def _check_timeout(seconds) -> None:
@@ -297,20 +307,24 @@ def _report(
 
 
 def _write_outputs(
-    artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_path, staging: Staging
+    artifacts: Artifacts, recipe: Recipe, job: _Loaded, report_path, staging: Staging, auto
 ) -> Artifacts:
-    """Everything succeeded: stage the recipe (and the report, if asked for), move all into place."""
+    """Everything succeeded: stage the recipe, the mixed-precision plan and the report (if asked for),
+    move all into place."""
     paths = job.paths
     if paths is not None:
         artifacts.recipe_path = paths.recipe
         staging.temp_for(paths.recipe).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+        if auto is not None:
+            staging.temp_for(paths.plan).write_text(auto.plan.to_json())
     if report_path is not None:
         artifacts.report_path = paths.report_json if paths is not None else Path(report_path)
         staging.temp_for(artifacts.report_path).write_text(
             json.dumps(artifacts.report.to_dict(), indent=2) + "\n"
         )
         artifacts.report_html = paths.report_html if paths is not None else html_beside(report_path)
-        staging.temp_for(artifacts.report_html).write_text(report_html.render(artifacts.report))
+        mixed = {"plan": auto.plan, "curve": auto.curve} if auto is not None else {}
+        staging.temp_for(artifacts.report_html).write_text(report_html.render(artifacts.report, **mixed))
     artifacts.files = staging.commit()
     if job.staged is not None:
         repoint_external_data(artifacts.model, job.staged.parent, paths.model.parent)

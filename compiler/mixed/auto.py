@@ -267,7 +267,54 @@ def sweep(
     return points
 
 
-_run_sweep = sweep  # run_auto's `sweep` argument (the budgets) shadows the function's name
+@dataclasses.dataclass
+class AutoRun:
+    """`--precision auto` as compile()'s "mixed precision" stage: search the plan (or take `loaded`),
+    sweep the budgets when asked, and hand compile() the plan as a recipe; then annotate the report.
+    compile() stages the plan JSON and the HTML (format map, curve) with its other outputs."""
+
+    options: AutoOptions
+    loaded: Plan | None = None
+    budgets: tuple = ()
+    plan: Plan | None = None
+    curve: list = dataclasses.field(default_factory=list)
+
+    def decide(self, model, ir_model, calibration, base: Recipe, progress: Progress | None = None) -> Recipe:
+        """The recipe that compiles the plan; `model` as the user gave it, `ir_model` loaded from it."""
+        analysis = None
+        if self.loaded is not None:
+            from qcompile.passes.canonicalize import find_layers
+
+            plan = self.loaded
+            layers, _ = find_layers(ir_model.graph)
+            for warning in plan.refresh(layer_infos(layers, self.options.formats, plan.group_size)):
+                logger.warning("plan: %s", warning)
+                plan.notes.append(warning)
+            base = dataclasses.replace(base, group_size=plan.group_size)
+        else:
+            analysis = analyze(model, calibration, self.options, progress)
+            plan = plan_guarded(analysis, self.options.avg_bits, self.options)
+        for note in plan.notes:
+            logger.info("plan: %s", note)
+        if self.budgets:
+            analysis = analysis or analyze(model, calibration, self.options, progress)
+            self.curve = sweep(model, calibration, self.options, self.budgets, analysis=analysis, recipe=base)
+        self.plan = plan
+        return plan.to_recipe(base)
+
+    def annotate(self, report) -> None:
+        plan = self.plan
+        report.notes.append(
+            f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
+            f"weight for a budget of {plan.avg_bits:g}"
+        )
+        report.notes += [n for n in plan.notes if n.startswith("guard:")]
+        for lr in report.layers:
+            if lr.name in plan.layers:
+                lr.details["mixed"] = {
+                    "format": plan.layers[lr.name].format,
+                    "sensitivity": plan.layers[lr.name].sensitivity,
+                }
 
 
 def run_auto(
@@ -290,17 +337,16 @@ def run_auto(
     guard: bool = True,
     error_metric: str = "auto",
 ):
-    """`qcompile MODEL --precision auto`: plan (or load `plan_path`), compile, write the plan JSON next
-    to the output (OUT.plan.json); the report HTML (OUT.report.html) gets the format map and the
-    accuracy-versus-bits curve; `report_dir`, when given, also receives them as PNG files with an
-    index.html. Returns (Artifacts, Plan, [figure and HTML paths in report_dir]).
+    """`qcompile MODEL --precision auto`: compile() with the plan searched (or loaded from `plan_path`)
+    in its "mixed precision" stage; the plan JSON (OUT.plan.json) and the report HTML (with the format
+    map and the accuracy-versus-bits curve) are written with the other outputs; `report_dir`, when
+    given, also receives them as PNG files with an index.html. Returns (Artifacts, Plan, [figure and
+    HTML paths in report_dir]).
 
     `recipe` supplies group size, holdout and algorithm; its exclude/overrides join `overrides`.
     `guard=False` keeps the raw knapsack plan (no comparison with the uniform plans); `error_metric`
     is the model-output error of the measured sensitivity and the guard (runner.output_error)."""
     from qcompile.mixed import figures
-    from qcompile.model_io import check_output_path
-    from qcompile.outputs import sidecar
     from qcompile.pipeline import compile
 
     base = recipe or Recipe()
@@ -309,7 +355,6 @@ def run_auto(
         if loaded is None:
             raise RecipeError("--precision auto needs --avg-bits (or --plan FILE)")
         avg_bits = loaded.avg_bits
-    output = Path(output) if output is not None else None
     if report_dir is not None:
         figures.require_matplotlib()
     merged = (
@@ -327,61 +372,20 @@ def run_auto(
         sensitivity=SensitivityOptions(samples=sensitivity_samples, measured_metric=error_metric),
         guard=guard,
     )
-    plan_out = sidecar(output, ".plan.json") if output is not None else None
-    if plan_out is not None and (plan_path is None or Path(plan_path).resolve() != plan_out.resolve()):
-        check_output_path(plan_out, [], force)
-    analysis = None
-    if loaded is not None:
-        plan = loaded
-        from qcompile.model_io import load_model
-        from qcompile.passes.canonicalize import find_layers
-
-        layers, _ = find_layers(load_model(model)[0].graph)
-        for warning in plan.refresh(layer_infos(layers, options.formats, plan.group_size)):
-            logger.warning("plan: %s", warning)
-            plan.notes.append(warning)
-        base = dataclasses.replace(base, group_size=plan.group_size)
-    else:
-        analysis = analyze(model, calibration, options, progress)
-        plan = plan_guarded(analysis, avg_bits, options)
-    for note in plan.notes:
-        logger.info("plan: %s", note)
-    curve = []
-    if sweep:
-        analysis = analysis or analyze(model, calibration, options, progress)
-        curve = _run_sweep(model, calibration, options, sweep, analysis=analysis, recipe=base)
+    auto = AutoRun(options, loaded, tuple(sweep))
     artifacts = compile(
         model,
-        plan.to_recipe(base),
+        base,
         calibration,
         output=output,
         report_path=report_path,
         force=force,
         progress=progress,
+        auto=auto,
     )
-    artifacts.report.notes.append(
-        f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
-        f"weight for a budget of {plan.avg_bits:g}"
-    )
-    artifacts.report.notes += [n for n in plan.notes if n.startswith("guard:")]
-    for lr in artifacts.report.layers:
-        if lr.name in plan.layers:
-            lr.details["mixed"] = {
-                "format": plan.layers[lr.name].format,
-                "sensitivity": plan.layers[lr.name].sensitivity,
-            }
-    if artifacts.report_path is not None:
-        artifacts.report.write_json(artifacts.report_path)
-    if artifacts.report_html is not None:
-        from qcompile.outputs import write_text_atomic
-        from qcompile.report_html import render
-
-        write_text_atomic(artifacts.report_html, render(artifacts.report, plan=plan, curve=curve))
-    if plan_out is not None:
-        artifacts.files.append(plan.save(plan_out))
     written = (
-        figures.write_report(plan, curve, artifacts.report, Path(report_dir))
+        figures.write_report(auto.plan, auto.curve, artifacts.report, Path(report_dir))
         if report_dir is not None
         else []
     )
-    return artifacts, plan, written
+    return artifacts, auto.plan, written

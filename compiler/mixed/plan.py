@@ -131,10 +131,13 @@ class Plan:
                 '{"avg_bits": ..., "layers": {name: {"format": ...}}}'
             ) from None
 
+    def to_json(self) -> str:
+        return json.dumps(_finite(self.to_dict()), indent=2) + "\n"
+
     def save(self, path: str | Path) -> Path:
         from qcompile.outputs import write_text_atomic
 
-        return write_text_atomic(path, json.dumps(_finite(self.to_dict()), indent=2) + "\n")
+        return write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:

@@ -151,3 +151,35 @@ def test_candidate_bits_use_the_group_size_compile_fits_to_k():
     infos = {i.name: i for i in layer_infos(find_layers(ir_model.graph)[0], ("int4",), 64)}
     assert infos["fc1"].bits["int4"] == 4 + 32 / 32 and infos["fc2"].bits["int4"] == 4 + 32 / 64
     assert weight_spec("int4", 64, infos["fc1"].layer).group_size == 32
+
+
+def test_auto_is_a_stage_of_compile_and_its_outputs_are_all_or_nothing(tmp_path, monkeypatch):
+    from qcompile import pipeline
+    from qcompile.errors import ModelError
+
+    model = tmp_path / "toy.onnx"
+    onnx.save(residual_mlp(3, gains={1: 3.0}), model)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **calibration(8))
+    kwargs = dict(avg_bits=5.0, formats="int4,int8,fp16", method="hessian", sensitivity_samples=2)
+    artifacts, plan, _ = run_auto(
+        model, calib, output=tmp_path / "toy.q.onnx", report_path=tmp_path / "toy.q.report.json", **kwargs
+    )
+    assert list(artifacts.report.timings)[:3] == ["load", "mixed precision", "plan"]
+    assert sorted(p.name for p in artifacts.files) == [
+        "toy.q.onnx",
+        "toy.q.plan.json",
+        "toy.q.recipe.json",
+        "toy.q.report.html",
+        "toy.q.report.json",
+    ]
+
+    def fail(*args):
+        raise ModelError("verification failed on purpose")
+
+    monkeypatch.setattr(pipeline, "_verify", fail)
+    with pytest.raises(ModelError):
+        run_auto(
+            model, calib, output=tmp_path / "other.q.onnx", report_path=tmp_path / "other.json", **kwargs
+        )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("other")]
