@@ -53,6 +53,8 @@ class QuantizedGroup:
     group: Group
     results: list[LayerResult]  # one per planned layer, in order
     act_scale: float | None
+    measured: list[dict] = dataclasses.field(default_factory=list)  # per layer: report fields (_measure)
+    refused: str = ""  # why the group was left unquantized after calibration
 
 
 def _needs(recipe: Recipe, choice) -> frozenset[str]:
@@ -167,15 +169,12 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     if act is not None:
         act_amax = stats.percentile(act.percentile) if act.method == "percentile" else stats.amax
         if not np.isfinite(act_amax) or act_amax >= MASK_RANGE:
-            for p in g.planned:
-                p.report.reason = f"activation range {act_amax:.3g} (an additive mask?) cannot be quantized"
-            return QuantizedGroup(g, [], None)
+            reason = f"activation range {act_amax:.3g} (an additive mask?) cannot be quantized"
+            return QuantizedGroup(g, [], None, refused=reason)
+    notes = {}
     if spec.offsets and not all(takes_side_branch(p.layer) for p in g.planned):
         spec = dataclasses.replace(spec, offsets=False)
-        for p in g.planned:
-            p.report.details["offsets"] = (
-                "not applied: float offsets need a MatMul or Gemm(transA=0) side branch"
-            )
+        notes["offsets"] = "not applied: float offsets need a MatMul or Gemm(transA=0) side branch"
     cal = _layer_calibration(g, stats, accumulators)
     weights = [p.layer.weight_nk() for p in g.planned]
     for p in g.planned:
@@ -188,9 +187,8 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     if act is not None and input_scale is not None:
         act_amax = float(np.max(stats.channel_amax / input_scale))  # the range of x / s
     act_scale = None if act is None else max(act_amax, 1e-12) / act.fmt.max
-    for p, w_layer, r in zip(g.planned, weights, results):
-        _fill_report(p, w_layer, r, cal, recipe)
-    return QuantizedGroup(g, results, act_scale)
+    measured = [_measure(p, w, r, cal, recipe, notes) for p, w, r in zip(g.planned, weights, results)]
+    return QuantizedGroup(g, results, act_scale, measured)
 
 
 def _row_wise(recipe: Recipe, spec) -> bool:
@@ -264,54 +262,58 @@ def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
     return LayerResult(part, result.input_scale, low_rank, result.info)
 
 
-def _fill_report(p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, recipe: Recipe) -> None:
-    spec, r = result.qw.spec, p.report  # an algorithm may pick the format (fpsearch)
-    r.weight_format = spec.fmt.name
-    r.granularity = spec.granularity + (f" {spec.group_size}" if spec.granularity == "group" else "")
-    r.bits_per_weight = spec.bits_per_weight(p.layer.n, p.layer.k)
-    r.weight_sqnr_db = weight_sqnr_db(w, result)
-    r.activation_format = p.choice.activations.fmt.name if p.choice.activations else None
-    r.emitted_as = "Q/DQ" if p.choice.emit == "qdq" else f"plugin {p.choice.plugin}"
-    algorithms = (
+def _measure(
+    p, w: np.ndarray, result: LayerResult, cal: LayerCalibration, recipe: Recipe, notes: dict
+) -> dict:
+    """What the layer's report entry says of its quantization (layer_reports.py builds the entry)."""
+    spec = result.qw.spec  # an algorithm may pick the format (fpsearch)
+    details = dict(notes)
+    details["algorithms"] = (
         [recipe.algorithm] + (["lkd"] if recipe.lkd_steps else []) + (["lorc"] if recipe.lorc_rank else [])
     )
-    r.details["algorithms"] = algorithms
     for name, info in result.info.items():
-        r.details[name] = _summary(info)
+        details[name] = _summary(info)
+    bits = spec.bits_per_weight(p.layer.n, p.layer.k)
     if result.low_rank is not None:
         a, b = result.low_rank
         lorc_bits = 16 * a.shape[1] * (a.shape[0] + b.shape[1]) / (p.layer.n * p.layer.k)
-        r.bits_per_weight += lorc_bits
-        r.details["lorc_bits_per_weight"] = lorc_bits
+        bits += lorc_bits
+        details["lorc_bits_per_weight"] = lorc_bits
     if spec.scale_dtype == "float16":
-        _report_float16_scales(p, result.qw.scales)
+        details.update(_float16_scales(p.layer.name, result.qw.scales))
     if result.input_scale is not None:
-        r.details["input_scale_range"] = [float(result.input_scale.min()), float(result.input_scale.max())]
+        details["input_scale_range"] = [float(result.input_scale.min()), float(result.input_scale.max())]
     if cal.x_sample is not None:
         rtn = quantize_weight(w, p.choice.weights).dequantize()
-        r.details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
-        r.details["output_mse"] = output_mse(cal.x_sample, w, result.effective_weight())
+        details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
+        details["output_mse"] = output_mse(cal.x_sample, w, result.effective_weight())
     if not spec.offsets and (
         spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"
     ):
         from qcompile.fold import constraint_costs
 
-        r.details["scale_constraint_sqnr_db"] = {
-            k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()
-        }
+        details["scale_constraint_sqnr_db"] = {k: v["sqnr_db"] for k, v in constraint_costs(w, spec).items()}
+    return {
+        "weight_format": spec.fmt.name,
+        "granularity": spec.granularity + (f" {spec.group_size}" if spec.granularity == "group" else ""),
+        "bits_per_weight": bits,
+        "weight_sqnr_db": weight_sqnr_db(w, result),
+        "details": details,
+    }
 
 
-def _report_float16_scales(p, scales: np.ndarray) -> None:
+def _float16_scales(name: str, scales: np.ndarray) -> dict:
     """Float16 scales of tiny weight groups fall below float16's normal range: say so, never silently."""
     subnormal = int(np.count_nonzero(scales < 2.0**-14))
-    if subnormal:
-        floor = int(np.count_nonzero(scales <= 2.0**-24))
-        p.report.details["float16_scales"] = (
-            f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their "
-            f"weights keep "
-            f"fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0"
-        )
-        logger.warning("%s: %s", p.layer.name, p.report.details["float16_scales"])
+    if not subnormal:
+        return {}
+    floor = int(np.count_nonzero(scales <= 2.0**-24))
+    text = (
+        f"{subnormal} of {scales.size} scale groups below float16's normal range (2^-14): their "
+        f"weights keep fewer significant bits; {floor} at float16's smallest value (2^-24) may decode as 0"
+    )
+    logger.warning("%s: %s", name, text)
+    return {"float16_scales": text}
 
 
 def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 22) -> float:

@@ -21,6 +21,7 @@ from qcompile.algorithms import ALGORITHMS
 from qcompile.block_calibration import quantize_blockwise
 from qcompile.blockwise import BlockModel
 from qcompile.errors import CheckFailed, ModelError, RecipeError
+from qcompile.layer_reports import layer_reports
 from qcompile.model_io import (
     MIN_OPSET,  # noqa: F401  (re-exported)
     initializer_bytes,
@@ -173,6 +174,7 @@ def compile(
             )
         emitted = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
         plugins = bool(emitted[1])
+        layers = layer_reports(planned, quantized, emitted[2], auto.plan if auto is not None else None)
         del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
         violations = stages.run("check", check_tensorrt_rules, job.model)
         if job.paths is not None:
@@ -188,7 +190,7 @@ def compile(
             job,
             data,
             recipe,
-            [p.report for p in planned] + kept,
+            layers + kept,
             accuracy,
             blocks,
             ref,
@@ -270,7 +272,7 @@ def _check_plan(result) -> list[str]:
 
 
 def _check_quantized(quantized, planned) -> list[str]:
-    done = {p.layer.name for qg in quantized for p in qg.group.planned if qg.results or p.report.reason}
+    done = {p.layer.name for qg in quantized for p in qg.group.planned if qg.results or qg.refused}
     return [f"{p.layer.name}: neither quantized nor refused" for p in planned if p.layer.name not in done]
 
 
@@ -350,9 +352,10 @@ def _layers(qg) -> list[QuantizedLayer]:
     ]
 
 
-def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]]]:
+def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]], dict]:
     """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers,
-    plugin layers)."""
+    plugin layers, layer name -> emission details for the report)."""
+    details: dict[str, dict] = {}
     scaled = [
         (qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
         for qg in quantized
@@ -361,10 +364,9 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
     if scaled:
         scaling = ScaleInputChannels(scaled)
         scaling(model)
-        reports = {p.layer.name: p.report for qg in quantized for p in qg.group.planned}
         for applied in scaling.applied:
             for name in applied.layers:
-                reports[name].details["input_scale"] = (
+                details.setdefault(name, {})["input_scale"] = (
                     f"folded into {applied.node}"
                     if applied.how == "folded"
                     else f"explicit Mul {applied.node}"
@@ -398,7 +400,7 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
         from qcompile.passes.emit_plugins import EmitPluginGemms
 
         EmitPluginGemms(plugins)(model)
-    return qdq, plugins
+    return qdq, plugins, details
 
 
 def _verify(ref: BlockModel, job: _Loaded, data: _Data, has_plugins: bool, work: Path, progress, seconds):

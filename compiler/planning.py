@@ -18,7 +18,7 @@ from qcompile.report import LayerReport
 class Planned:
     layer: Layer
     choice: LayerChoice
-    report: LayerReport
+    group_note: str = ""  # why the group size differs from the recipe's
 
 
 def plan(model: ir.Model, recipe: Recipe) -> tuple[list[Planned], list[LayerReport]]:
@@ -27,15 +27,16 @@ def plan(model: ir.Model, recipe: Recipe) -> tuple[list[Planned], list[LayerRepo
     planned = []
     for layer in layers:
         choice, note = fit_group_size(layer, recipe.choice_for(layer.name))
-        report = LayerReport(layer.name, layer.op, (layer.n, layer.k), choice.preset)
-        if note:
-            report.details["group_size"] = note
         reason = unsupported_reason(layer, choice)
         if reason:
-            report.reason = reason
-            kept.append(report)
+            details = {"group_size": note} if note else {}
+            kept.append(
+                LayerReport(
+                    layer.name, layer.op, (layer.n, layer.k), choice.preset, reason=reason, details=details
+                )
+            )
         else:
-            planned.append(Planned(layer, choice, report))
+            planned.append(Planned(layer, choice, note))
     if not layers:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
         raise ModelError(

@@ -303,18 +303,13 @@ class AutoRun:
         return plan.to_recipe(base)
 
     def annotate(self, report) -> None:
+        """The plan's notes (each layer's entry has its format and sensitivity: layer_reports.py)."""
         plan = self.plan
         report.notes.append(
             f"mixed precision ({plan.method}): {plan.average_bits:.4f} average bits per "
             f"weight for a budget of {plan.avg_bits:g}"
         )
         report.notes += [n for n in plan.notes if n.startswith("guard:")]
-        for lr in report.layers:
-            if lr.name in plan.layers:
-                lr.details["mixed"] = {
-                    "format": plan.layers[lr.name].format,
-                    "sensitivity": plan.layers[lr.name].sensitivity,
-                }
 
 
 def run_auto(
