@@ -41,8 +41,11 @@ def _rows(model: Path, folder: Path, calib: Path) -> dict[str, tuple[str, list[s
         return [*QCOMPILE, str(model), "--precision", precision, "-o", str(out), "--force", "-q", *extra]
 
     return {
-        "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn")),
-        "rtn-no-verify": ("qcompile w4a16 RTN --no-verify", qc("rtn-nv", "--no-verify")),
+        "rtn": ("qcompile w4a16 RTN (default verification)", qc("rtn", "--algorithm", "rtn")),
+        "rtn-no-verify": (
+            "qcompile w4a16 RTN --no-verify",
+            qc("rtn-nv", "--algorithm", "rtn", "--no-verify"),
+        ),
         "gptq": (
             "qcompile w4a16 GPTQ (calibration file, verification)",
             qc("gptq", "--algorithm", "gptq", "--calib", str(calib)),

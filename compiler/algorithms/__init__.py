@@ -56,7 +56,13 @@ def _hqq(w, spec: WeightSpec, calib, options: HqqOptions, base=None) -> LayerRes
         result = _rtn(w, spec, calib, RtnOptions())  # no offset to fit (Conv, Gemm transA=1, minifloats)
         return dataclasses.replace(result, info={"hqq": {"applied": False, "fallback": "rtn"}})
     qw, info = hqq(
-        w, spec, iters=options.iters, lp_norm=options.lp_norm, beta=options.beta, kappa=options.kappa
+        w,
+        spec,
+        iters=options.iters,
+        lp_norm=options.lp_norm,
+        beta=options.beta,
+        kappa=options.kappa,
+        select=options.select,
     )
     return LayerResult(qw, info={"hqq": info})
 

@@ -35,6 +35,24 @@ def _shrink(x: np.ndarray, beta: float, p: float) -> np.ndarray:
     )
 
 
+def _reference_loop(grouped, s, z, qlo, qhi, iters, lp_norm, beta, kappa):
+    """The HQQ paper's loop as its authors and onnxruntime run it: stop at the first step whose mean
+    |error| over the whole weight does not fall, keeping the offset that step computed."""
+    best_error, steps = np.inf, 0
+    for _ in range(iters):
+        q = np.clip(np.round(grouped / s + z), qlo, qhi)
+        r = (q - z) * s
+        e = _shrink(grouped - r, beta, lp_norm)
+        z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+        beta *= kappa
+        steps += 1
+        current = float(np.abs(grouped - r).mean())
+        if current >= best_error:
+            break
+        best_error = current
+    return z, steps
+
+
 def hqq(
     w: np.ndarray,
     spec: WeightSpec,
@@ -43,6 +61,7 @@ def hqq(
     lp_norm: float = 0.7,
     beta: float = 10.0,
     kappa: float = 1.01,
+    select: str = "group",
 ) -> tuple[QuantizedWeight, HqqInfo]:
     """HQQ on `w[N, K]` for an offsets spec of a signed integer format (scales per group or channel)."""
     w = np.asarray(w, np.float32)
@@ -61,6 +80,9 @@ def hqq(
 
     _, best_err = error(z)
     start, best, steps = float(best_err.mean()), z.copy(), 0
+    if select == "reference":
+        best, steps = _reference_loop(grouped, s, z, qlo, qhi, iters, lp_norm, beta, kappa)
+        iters = 0
     for _ in range(iters):
         q, err = error(z)
         better = err < best_err
@@ -69,8 +91,9 @@ def hqq(
         z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
         beta *= kappa
         steps += 1
-    _, err = error(z)
-    best = np.where(err < best_err, z, best)
+    if select == "group":
+        _, err = error(z)
+        best = np.where(err < best_err, z, best)
     offsets = np.clip(-best[..., 0] * scales, -65504, 65504).astype(np.float16).astype(np.float32)
     qw = quantize_weight(w, spec, scales=(scales, offsets))
     after = float(np.abs(w - qw.dequantize()).mean())

@@ -50,9 +50,16 @@ class HqqOptions:
     lp_norm: float = 0.7
     beta: float = 10.0
     kappa: float = 1.01
+    # "group": each group keeps its own best offset by mean |error|; "reference": the HQQ paper's loop
+    # (and onnxruntime's), one schedule for the whole weight, stopped when its mean |error| rises
+    select: str = "group"
 
     def __post_init__(self):
         _check(_int_at_least(self.iters, 0), f"hqq iters must be an integer >= 0, not {self.iters!r}")
+        _check(
+            self.select in ("group", "reference"),
+            f"hqq select must be 'group' or 'reference', not {self.select!r}",
+        )
         _check(
             _number_in(self.lp_norm, 0.0, 1.0, open_low=True),
             f"hqq lp_norm must be in (0, 1], not {self.lp_norm!r}",

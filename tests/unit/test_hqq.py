@@ -24,11 +24,12 @@ def _weights(seed=0):
     return (np.random.default_rng(seed).standard_t(4, (64, 512)) * 0.02).astype(np.float32)
 
 
+@pytest.mark.parametrize("select", ["group", "reference"])
 @pytest.mark.parametrize("group", [128, 32])
-def test_hqq_lowers_the_weight_error_of_range_offsets(group):
+def test_hqq_lowers_the_weight_error_of_range_offsets(group, select):
     w = _weights(group)
     spec = WeightSpec(get_format("int4"), "group", group, offsets=True)
-    qw, info = hqq(w, spec)
+    qw, info = hqq(w, spec, select=select)
     plain = quantize_weight(w, spec)
     sym = quantize_weight(w, dataclasses.replace(spec, offsets=False))
     err = {
@@ -54,6 +55,8 @@ def test_hqq_without_offsets_falls_back_to_rtn():
 def test_hqq_options_are_checked():
     with pytest.raises(RecipeError, match="lp_norm"):
         make_options("hqq", {"lp_norm": 2})
+    with pytest.raises(RecipeError, match="select"):
+        make_options("hqq", {"select": "best"})
 
 
 def test_hqq_compiles_without_data_into_the_offsets_form(mlp, tmp_path):
