@@ -7,8 +7,8 @@ defaults (rtn), so a program's results never change under it. The report records
 from __future__ import annotations
 
 # Only where both bench models measured better (see BENCHMARKS.md); every other preset keeps rtn.
-WITH_DATA = {"w8a8": ("smoothquant", {"alpha": None})}
-WITHOUT_DATA: dict[str, tuple[str, dict]] = {}
+WITH_DATA = {"w8a8": ("smoothquant", {"alpha": None}), "w4a16": ("gptq", {}), "w4a8": ("hqq", {})}
+WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
 
 
 def measured_default(recipe: dict, calib) -> tuple[dict, str | None]:

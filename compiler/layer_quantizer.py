@@ -25,12 +25,13 @@ from qcompile.algorithms.options import LkdOptions, LorcOptions
 from qcompile.passes.add_low_rank import takes_side_branch
 from qcompile.quantizer import QuantizedWeight, quantize_weight
 from qcompile.recipe import Recipe
+from qcompile.threads import map_chunks
 
 logger = logging.getLogger(__name__)
 # Statistics held at once while observing (GPTQ Hessians are K x K float64 each).
 STATS_BUDGET_BYTES = 1_500_000_000
 TOKEN_SAMPLE = 512
-ROW_CHUNK = 1 << 24  # RTN quantizes a weight in row chunks of about this many elements
+ROW_CHUNK = 1 << 20  # RTN and HQQ quantize a weight in row chunks of about this many elements
 SPILL_MIN_BYTES = 1 << 20  # smaller code arrays stay in memory
 _spilled = itertools.count()
 MASK_RANGE = 1e30  # an additive mask built from float32's minimum (DESIGN.md): never quantized
@@ -220,7 +221,7 @@ def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) 
     if algorithm not in ("rtn", "hqq") or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
         return apply(w, spec, cal, options)
     rows = max(1, ROW_CHUNK // w.shape[1])
-    parts = [apply(w[r : r + rows], spec, cal, options).qw for r in range(0, w.shape[0], rows)]
+    parts = map_chunks(lambda r: apply(w[r : r + rows], spec, cal, options).qw, range(0, w.shape[0], rows))
 
     def cat(field):
         values = [getattr(p, field) for p in parts]
@@ -316,19 +317,21 @@ def _float16_scales(name: str, scales: np.ndarray) -> dict:
     return {"float16_scales": text}
 
 
-def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 22) -> float:
+def weight_sqnr_db(w: np.ndarray, result: LayerResult, chunk: int = 1 << 20) -> float:
     """sqnr_db(w, result.effective_weight()) by row chunks of about `chunk` elements, without a
     full-size float64 copy: a plain quantized weight is compared in float32 (each chunk's sums
     in float32 BLAS, about 1e-6 relative, far below the 0.1 dB the report shows)."""
     rows = max(1, chunk // w.shape[1])
-    sig = err = 0.0
-    for r0 in range(0, w.shape[0], rows):
+
+    def sums(r0: int) -> tuple[float, float]:
         part = _split(result, r0, r0 + rows)
         plain = part.low_rank is None and part.input_scale is None
         ref = w[r0 : r0 + rows]
         diff = ref - (part.qw.dequantize() if plain else part.effective_weight())
-        sig += float(np.vdot(ref, ref))
-        err += float(np.vdot(diff, diff))
+        return float(np.vdot(ref, ref)), float(np.vdot(diff, diff))
+
+    parts = map_chunks(sums, range(0, w.shape[0], rows))
+    sig, err = sum(p[0] for p in parts), sum(p[1] for p in parts)
     return float("inf") if err == 0 else 10 * np.log10(max(sig, 1e-300) / err)
 
 

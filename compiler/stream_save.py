@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from qcompile.outputs import Staging
+from qcompile.threads import map_chunks
 
 INLINE_BELOW = 1024  # shape constants and scalars stay in the graph (onnxruntime reads them there)
 ALIGNMENT = 4096  # page-aligned tensors can be memory-mapped
@@ -67,24 +68,25 @@ def _write_tensor(value: ir.Value, data, data_name: str, staging: Path) -> None:
         tensor.release()
 
 
-def _pieces(tensor, piece_bytes: int = 1 << 20):
+def _pieces(tensor, piece_bytes: int = 1 << 20) -> list[bytes]:
     """The tensor's bytes. A 2-D 4-bit array (often a transposed view of the codes) is packed two codes
-    to a byte a block of rows at a time, low nibble first as ONNX stores it: no full-size copy."""
+    to a byte a block of rows at a time (blocks on every core), low nibble first as ONNX stores it:
+    no full-size copy of the codes."""
     array = tensor.numpy() if type(tensor) is ir.Tensor else None
     if tensor.dtype not in FOUR_BIT or array is None or array.ndim != 2 or array.shape[1] % 2:
-        yield tensor.tobytes()
-        return
-    if array.T.flags.c_contiguous:  # a transposed view: pack column pairs, then transpose half the bytes
-        source, pack = array.T.view(np.uint8), lambda c: (c[1::2] << 4) | (c[0::2] & 0x0F)
-    else:
-        source, pack = array, None
+        return [tensor.tobytes()]
+    transposed = array.T.flags.c_contiguous  # pack its column pairs, then transpose half the bytes
+    source = array.T.view(np.uint8) if transposed else array
     rows = max(1, piece_bytes // array.shape[1])
-    for r in range(0, array.shape[0], rows):
-        if pack is not None:
-            yield np.ascontiguousarray(pack(source[:, r : r + rows]).T).tobytes()
-        else:
-            codes = np.ascontiguousarray(source[r : r + rows]).view(np.uint8)
-            yield ((codes[:, 1::2] << 4) | (codes[:, 0::2] & 0x0F)).tobytes()
+
+    def piece(r: int) -> bytes:
+        if transposed:
+            cols = source[:, r : r + rows]
+            return np.ascontiguousarray(((cols[1::2] << 4) | (cols[0::2] & 0x0F)).T).tobytes()
+        codes = np.ascontiguousarray(source[r : r + rows]).view(np.uint8)
+        return ((codes[:, 1::2] << 4) | (codes[:, 0::2] & 0x0F)).tobytes()
+
+    return map_chunks(piece, range(0, array.shape[0], rows))
 
 
 def _repoint(model: ir.Model, staging: Path, folder: Path) -> None:

@@ -55,9 +55,14 @@ class Layer:
 def _transposed_copy(arr: np.ndarray, rows: int = 32) -> np.ndarray:
     """`arr.T` as a new float32 C array, copied a few rows at a time: each read is contiguous and each
     write stays in cache (half the time of numpy's one-shot transposing copy of a large matrix)."""
+    from qcompile.threads import map_chunks
+
     out = np.empty(arr.shape[::-1], np.float32)
-    for r in range(0, arr.shape[0], rows):
+
+    def copy(r: int) -> None:
         out[:, r : r + rows] = np.array(arr[r : r + rows], np.float32).T
+
+    map_chunks(copy, range(0, arr.shape[0], rows))
     return out
 
 

@@ -21,7 +21,10 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
         None,
     )
     assert measured_default({"precision": "w8a8"}, "random")[1] is None  # random inputs are no data
-    assert measured_default({"precision": "w4a16"}, "c.npz")[1] is None
+    assert measured_default({"precision": "w4a16"}, "c.npz")[0]["algorithm"] == "gptq"
+    assert measured_default({"precision": "w4a16"}, None)[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "w4a16"}, "random")[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "fp8"}, "c.npz")[1] is None
 
 
 def test_cli_records_the_default_it_used(mlp, tmp_path):
