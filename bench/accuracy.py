@@ -9,7 +9,8 @@ SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tok
 SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
 Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed; `opt.NAME=value` sets an
 algorithm option, `search` meaning None; `calib=none` compiles without calibration data, so
-qcompile generates its own, `calib=random` passes --calib random), `ort:static:sym|asym`,
+qcompile generates its own, `calib=random` passes --calib random; `seq=true` calibrates block by
+block on the quantized blocks' outputs, --sequential), `ort:static:sym|asym`,
 `ort:nbits:RTN|GPTQ|HQQ:BLOCK`.
 """
 
@@ -62,11 +63,14 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     from qcompile.recipe import Recipe
 
     fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}, "group_size": group_size}
-    calibration = bench.calib
+    calibration, sequential = bench.calib, False
     for item in spec[1:]:
         key, value = item.split("=")
         if key == "calib":  # calib=none: qcompile generates its own; calib=random: --calib random
             calibration = None if value == "none" else value
+            continue
+        if key == "seq":  # seq=true: --sequential (block i+1 calibrated on quantized block i's outputs)
+            sequential = value == "true"
             continue
         value = {"search": None, "true": True, "false": False}.get(
             value, int(value) if value.lstrip("-").isdigit() else value
@@ -77,7 +81,9 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
             fields[key] = value
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
-    artifacts = qcompile.compile(bench.model, recipe, calibration, output=path, force=True, verify=False)
+    artifacts = qcompile.compile(
+        bench.model, recipe, calibration, output=path, force=True, verify=False, sequential=sequential
+    )
     bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (lr.emitted_as or "" for lr in artifacts.report.layers)):
         path = lowered(path)
