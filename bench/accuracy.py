@@ -7,7 +7,7 @@ all calibrated on the same data and measured by this one script with onnxruntime
 Metrics: all-MiniLM-L6-v2, mean sentence-embedding cosine on 64 held-out sentences;
 SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tokens). Caveat for
 SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
-Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; ints parsed; `opt.NAME=value` sets an
+Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; numbers parsed; `opt.NAME=value` sets an
 algorithm option, `search` meaning None; `calib=none` compiles without calibration data, so
 qcompile generates its own, `calib=random` passes --calib random; `seq=true` calibrates block by
 block on the quantized blocks' outputs, --sequential), `ort:static:sym|asym`,
@@ -72,9 +72,7 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
         if key == "seq":  # seq=true: --sequential (block i+1 calibrated on quantized block i's outputs)
             sequential = value == "true"
             continue
-        value = {"search": None, "true": True, "false": False}.get(
-            value, int(value) if value.lstrip("-").isdigit() else value
-        )
+        value = {"search": None, "true": True, "false": False}.get(value, _number(value))
         if key.startswith("opt."):
             fields["algorithm_options"][key[4:]] = value
         else:
@@ -92,6 +90,16 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
         for lr in artifacts.report.layers
     )
     return path, not fp8, f"{bits:.2f} ({share:.0%} of weights)"
+
+
+def _number(text: str):
+    """An int or float row value as a number; anything else stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _mean_bits(report) -> tuple[float, float]:

@@ -3,7 +3,10 @@ of every layer, computed both ways on the same samples, and their largest relati
 (float32 round-off expected: the same ops on the same inputs, cut into blocks).
 
     python -m bench.blockwise_scales MODEL.onnx [--precision w8a8] [--algorithm rtn]
-                                     [--samples 4] [--seq 64]
+                                     [--samples 4] [--seq 64] [--calib CALIB.npz]
+
+Without --calib the samples are random token ids named `input_ids`; with it, the first --samples
+of the file (for models with more inputs, e.g. MiniLM's mask and token types).
 """
 
 from __future__ import annotations
@@ -51,18 +54,28 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument(
+        "--calib", type=Path, help="a calibration .npz (qcompile's format) to take samples from"
+    )
     args = parser.parse_args(argv)
     recipe = Recipe.preset(args.precision, algorithm=args.algorithm)
-    rng = np.random.default_rng(0)
-    samples = [
-        {"input_ids": rng.integers(0, args.vocab, (1, args.seq), dtype=np.int64)} for _ in range(args.samples)
-    ]
+    if args.calib is not None:
+        from qcompile.calibration import load_calibration
+        from qcompile.pipeline import input_specs
+
+        samples = load_calibration(args.calib, input_specs(ir.load(args.model)))[: args.samples]
+    else:
+        rng = np.random.default_rng(0)
+        samples = [
+            {"input_ids": rng.integers(0, args.vocab, (1, args.seq), dtype=np.int64)}
+            for _ in range(args.samples)
+        ]
     blockwise, t_blocks, n_blocks = scales(args.model, recipe, samples, None)
     whole, t_whole, _ = scales(args.model, recipe, samples, ())
     act = max(_rel(blockwise[n][0], whole[n][0]) for n in whole)
     weight = max(_rel(blockwise[n][1], whole[n][1]) for n in whole)
     print(
-        f"{len(whole)} layers, {n_blocks} blocks, {args.samples} x {args.seq} tokens, {args.precision} "
+        f"{len(whole)} layers, {n_blocks} blocks, {len(samples)} samples, {args.precision} "
         f"{args.algorithm}: block-wise {t_blocks:.1f} s, whole model {t_whole:.1f} s"
     )
     print(f"largest relative difference: activation scales {act:.2e}, weight scales {weight:.2e}")
