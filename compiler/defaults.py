@@ -7,7 +7,11 @@ defaults (rtn), so a program's results never change under it. The report records
 from __future__ import annotations
 
 # Only where both bench models measured better (see BENCHMARKS.md); every other preset keeps rtn.
-WITH_DATA = {"w8a8": ("smoothquant", {"alpha": None}), "w4a16": ("gptq", {}), "w4a8": ("hqq", {})}
+WITH_DATA = {
+    "w8a8": ("smoothquant", {"alpha": None}),
+    "w4a16": ("gptq", {"act_order": True}),
+    "w4a8": ("hqq", {}),
+}
 WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
 
 
