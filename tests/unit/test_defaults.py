@@ -23,6 +23,8 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     assert measured_default({"precision": "w8a8"}, "random")[1] is None  # random inputs are no data
     fields = measured_default({"precision": "w4a16"}, "c.npz")[0]
     assert fields["algorithm"] == "gptq" and fields["algorithm_options"] == {"act_order": True}
+    assert measured_default({"precision": "w4a8"}, "c.npz")[0]["algorithm"] == "gptq"
+    assert measured_default({"precision": "w4a8"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, "random")[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "fp8"}, "c.npz")[1] is None
