@@ -33,6 +33,9 @@ class _DefaultToCompile(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, **extra):
+        from qcompile.outputs import COMMITTED
+
+        COMMITTED.clear()  # this command's outputs only
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().main(args, prog_name, standalone_mode=False, **extra)
@@ -44,15 +47,24 @@ class _DefaultToCompile(click.Group):
             )
             sys.exit(2)
         except (click.exceptions.Abort, KeyboardInterrupt):
-            click.echo("qcompile: interrupted; no output was written", err=True)
+            click.echo(f"qcompile: interrupted; {_written()}", err=True)
             sys.exit(130)
         except Terminated:
-            click.echo("qcompile: error: terminated (SIGTERM); no output was written", err=True)
+            click.echo(f"qcompile: error: terminated (SIGTERM); {_written()}", err=True)
             sys.exit(2)
         except QCompileError as exc:
             _fail(exc)
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _written() -> str:
+    """What a stopped run leaves: nothing, or outputs that were complete before the stop."""
+    from qcompile.outputs import COMMITTED
+
+    if not COMMITTED:
+        return "no output was written"
+    return f"the outputs were complete before the stop and are kept ({len(COMMITTED)} files, {COMMITTED[-1]})"
 
 
 def _fail(exc: QCompileError) -> None:

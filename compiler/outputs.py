@@ -26,6 +26,7 @@ from pathlib import Path
 from qcompile.errors import OutputError
 
 logger = logging.getLogger(__name__)
+COMMITTED: list[Path] = []  # every file this process has moved into place (the CLI's last words use it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +169,7 @@ class Staging:
         with _signals_held():
             for final in order:
                 os.replace(self._staged[final], final)
+            COMMITTED.extend(order)
         self._committed = True
         self._cleanup()
         return order

@@ -244,3 +244,29 @@ def test_disk_full_while_saving_is_one_line_and_leaves_nothing(tmp_path, monkeyp
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == ["qcompile: error: cannot write: No space left on device"]
     assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+def test_interrupt_after_the_outputs_were_written_says_they_are_kept(tmp_path, monkeypatch):
+    """Ctrl-C while the report table is printed: the outputs are complete; the last line says so."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from qcompile.cli import main
+    from qcompile.report import Report
+
+    onnx.save(tiny_models.mlp(), tmp_path / "m.onnx")
+    monkeypatch.setattr(Report, "table", lambda self: os.kill(os.getpid(), signal.SIGINT))
+    result = CliRunner().invoke(main, [str(tmp_path / "m.onnx"), "-p", "w4a16", "--algorithm", "rtn", "-q"])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"qcompile: interrupted; the outputs were complete before the stop and are kept (4 files, "
+        f"{tmp_path / 'm.q.onnx'})"
+    ]
+    assert sorted(os.listdir(tmp_path)) == [
+        "m.onnx",
+        "m.q.onnx",
+        "m.q.recipe.json",
+        "m.q.report.html",
+        "m.q.report.json",
+    ]
