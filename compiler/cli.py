@@ -11,6 +11,7 @@ import click
 
 from qcompile import cli_tools, console
 from qcompile.errors import QCompileError
+from qcompile.recipe_file import VERIFY_SECONDS
 
 logger = logging.getLogger("qcompile")
 
@@ -193,7 +194,7 @@ def main():
     default=None,
     metavar="SECONDS",
     help="Stop verification after this long; the report then says so and has no accuracy figures"
-    " (0: no limit) [default: 900].",
+    f" (0: no limit) [default: {VERIFY_SECONDS:g}].",
 )
 @click.option(
     "--engine",
@@ -394,7 +395,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
         progress=progress,
         verify=run["verify"],
         sequential=run["sequential"],
-        verify_timeout=run["verify_timeout"] or None,
+        verify_timeout=run["verify_timeout"],
     )
     click.echo(artifacts.report.table())
     for path in artifacts.files:

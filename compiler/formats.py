@@ -141,8 +141,9 @@ class MinifloatFormat:
         mag = self._magnitudes[codes & (sign_bit - 1)].astype(np.float32)
         return np.where(codes & sign_bit, -mag, mag)
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        """Round to nearest, ties to the even code, saturating at +-max; -0 keeps its sign."""
+    def encode(self, x: np.ndarray, *, scratch: bool = False) -> np.ndarray:
+        """Round to nearest, ties to the even code, saturating at +-max; -0 keeps its sign. (`scratch`:
+        as IntFormat.encode; the table lookup here makes its own arrays.)"""
         x = np.asarray(x, np.float32)
         if np.isnan(x).any():
             if self.special == "none":

@@ -192,14 +192,14 @@ def _quantize_group(g: Group, stats, accumulators, recipe: Recipe, options) -> Q
     return QuantizedGroup(g, results, act_scale, measured)
 
 
+def _rows_independent(algorithm: str, spec) -> bool:
+    """Whether the algorithm quantizes every output row on its own (RTN or HQQ with per-row scales)."""
+    return algorithm in ("rtn", "hqq") and spec.granularity != "tensor"
+
+
 def _row_wise(recipe: Recipe, spec) -> bool:
-    """Whether every output row is quantized on its own (RTN or HQQ with per-row scales, nothing after)."""
-    return (
-        recipe.algorithm in ("rtn", "hqq")
-        and spec.granularity != "tensor"
-        and not recipe.lkd_steps
-        and not recipe.lorc_rank
-    )
+    """Whether the whole recipe treats rows independently (no LKD or LoRC on the stacked weight)."""
+    return _rows_independent(recipe.algorithm, spec) and not recipe.lkd_steps and not recipe.lorc_rank
 
 
 def _quantize_together(weights, spec, cal, recipe: Recipe, options, g: Group) -> list[LayerResult]:
@@ -218,7 +218,7 @@ def _apply(w: np.ndarray, spec, cal: LayerCalibration, algorithm: str, options) 
     """The algorithm on `w`; RTN and HQQ on a large weight by row chunks (rows are independent unless one
     scale spans the tensor), so its temporaries stay small."""
     apply = ALGORITHMS[algorithm].apply
-    if algorithm not in ("rtn", "hqq") or spec.granularity == "tensor" or w.size <= ROW_CHUNK:
+    if not _rows_independent(algorithm, spec) or w.size <= ROW_CHUNK:
         return apply(w, spec, cal, options)
     rows = max(1, ROW_CHUNK // w.shape[1])
     parts = map_chunks(lambda r: apply(w[r : r + rows], spec, cal, options).qw, range(0, w.shape[0], rows))

@@ -40,13 +40,13 @@ from qcompile.passes.scale_input_channels import ScaleInputChannels
 from qcompile.passes.trt_preflight import check_tensorrt_rules
 from qcompile.planning import fit_group_size, unsupported_reason  # noqa: F401  (re-exported)
 from qcompile.recipe import Recipe
+from qcompile.recipe_file import VERIFY_SECONDS
 from qcompile.report import Report
 from qcompile.report_html import html_beside
 from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
 STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
-VERIFY_SECONDS = 900.0  # verification stops (with a report note) after this long; None: no limit
 
 Progress = Callable[[str, int, int], None]
 

@@ -24,7 +24,7 @@ def _recipe(recipe) -> _Code:
 
 def compile_call(model, recipe, run: dict, output, report_path, force: bool) -> str:
     """`run`: the run settings of recipe_file.RUN_KEYS; those away from compile()'s defaults are written."""
-    from qcompile.pipeline import VERIFY_SECONDS
+    from qcompile.recipe_file import VERIFY_SECONDS
 
     calib = run["calib"]
     extra = [("verify", False)] if not run["verify"] else []

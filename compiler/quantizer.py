@@ -180,10 +180,7 @@ def quantize_weight(w: np.ndarray, spec: WeightSpec, scales: np.ndarray | None =
     shifted = w.reshape(n, g, k // g) / scales[:, :, None]
     if zero is not None:
         shifted += zero.astype(np.float32)[:, :, None]
-    if isinstance(spec.fmt, IntFormat):
-        codes = spec.fmt.encode(shifted, scratch=True)
-    else:
-        codes = spec.fmt.encode(shifted)
+    codes = spec.fmt.encode(shifted, scratch=True)
     return QuantizedWeight(spec, codes.reshape(n, k), scales.astype(np.float32), zero, channel, exp)
 
 

@@ -19,6 +19,8 @@ from qcompile.errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
+VERIFY_SECONDS = 900.0  # compile()'s verification time limit unless told otherwise
+
 # section -> key -> (command-line flag, default)
 AUTO_KEYS = {
     "avg_bits": ("--avg-bits", None),
@@ -34,7 +36,7 @@ RUN_KEYS = {
     "calib": ("--calib", None),
     "verify": ("--verify/--no-verify", True),
     "sequential": ("--sequential", False),
-    "verify_timeout": ("--verify-timeout", 900.0),  # pipeline.VERIFY_SECONDS
+    "verify_timeout": ("--verify-timeout", VERIFY_SECONDS),
     "shapes": ("--shapes", ()),
 }
 PATH_KEYS = {("run", "calib"), ("auto", "plan")}  # relative paths are read from the recipe file's folder

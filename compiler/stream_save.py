@@ -82,11 +82,16 @@ def _pieces(tensor, piece_bytes: int = 1 << 20) -> list[bytes]:
     def piece(r: int) -> bytes:
         if transposed:
             cols = source[:, r : r + rows]
-            return np.ascontiguousarray(((cols[1::2] << 4) | (cols[0::2] & 0x0F)).T).tobytes()
+            return np.ascontiguousarray(_pack(cols[0::2], cols[1::2]).T).tobytes()
         codes = np.ascontiguousarray(source[r : r + rows]).view(np.uint8)
-        return ((codes[:, 1::2] << 4) | (codes[:, 0::2] & 0x0F)).tobytes()
+        return _pack(codes[:, 0::2], codes[:, 1::2]).tobytes()
 
     return map_chunks(piece, range(0, array.shape[0], rows))
+
+
+def _pack(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Two 4-bit codes (in the low nibbles of uint8 arrays) per byte, the first in the low nibble."""
+    return (high << 4) | (low & 0x0F)
 
 
 def _repoint(model: ir.Model, staging: Path, folder: Path) -> None:

@@ -35,24 +35,6 @@ def _shrink(x: np.ndarray, beta: float, p: float) -> np.ndarray:
     )
 
 
-def _reference_loop(grouped, s, z, qlo, qhi, iters, lp_norm, beta, kappa):
-    """The HQQ paper's loop as its authors and onnxruntime run it: stop at the first step whose mean
-    |error| over the whole weight does not fall, keeping the offset that step computed."""
-    best_error, steps = np.inf, 0
-    for _ in range(iters):
-        q = np.clip(np.round(grouped / s + z), qlo, qhi)
-        r = (q - z) * s
-        e = _shrink(grouped - r, beta, lp_norm)
-        z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
-        beta *= kappa
-        steps += 1
-        current = float(np.abs(grouped - r).mean())
-        if current >= best_error:
-            break
-        best_error = current
-    return z, steps
-
-
 def hqq(
     w: np.ndarray,
     spec: WeightSpec,
@@ -80,18 +62,25 @@ def hqq(
 
     _, best_err = error(z)
     start, best, steps = float(best_err.mean()), z.copy(), 0
-    if select == "reference":
-        best, steps = _reference_loop(grouped, s, z, qlo, qhi, iters, lp_norm, beta, kappa)
-        iters = 0
+    whole_err = np.inf  # "reference": the whole weight's mean |error| at the previous step
     for _ in range(iters):
         q, err = error(z)
-        better = err < best_err
-        best, best_err = np.where(better, z, best), np.where(better, err, best_err)
         e = _shrink(grouped - (q - z) * s, beta, lp_norm)
-        z = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+        z_next = np.mean(q - (grouped - e) / s, axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
         beta *= kappa
         steps += 1
-    if select == "group":
+        if select == "reference":  # the paper's loop: stop when the error stops falling, keep that step's z
+            if float(err.mean()) >= whole_err:
+                z = z_next
+                break
+            whole_err = float(err.mean())
+        else:
+            better = err < best_err
+            best, best_err = np.where(better, z, best), np.where(better, err, best_err)
+        z = z_next
+    if select == "reference":
+        best = z
+    else:
         _, err = error(z)
         best = np.where(err < best_err, z, best)
     offsets = np.clip(-best[..., 0] * scales, -65504, 65504).astype(np.float16).astype(np.float32)
