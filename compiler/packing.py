@@ -20,7 +20,13 @@ def _require(codes: np.ndarray, k_multiple: int, layout: str) -> np.ndarray:
         raise LayoutError(f"{layout}: expected a 2-D [N, K] code array, got shape {codes.shape}")
     if codes.shape[1] % k_multiple:
         raise LayoutError(f"{layout}: K={codes.shape[1]} (dimension 1) must be a multiple of {k_multiple}")
-    return codes.view(np.uint8) if codes.dtype == np.int8 else codes.astype(np.uint8, copy=False)
+    return _as_bytes(codes)
+
+
+def _as_bytes(a: np.ndarray) -> np.ndarray:
+    """uint8 with the same bits (int8-typed packed bytes are viewed, not converted)."""
+    a = np.asarray(a)
+    return a.view(np.uint8) if a.dtype == np.int8 else a.astype(np.uint8, copy=False)
 
 
 def pack_nibbles(codes: np.ndarray) -> np.ndarray:
@@ -30,8 +36,8 @@ def pack_nibbles(codes: np.ndarray) -> np.ndarray:
 
 
 def unpack_nibbles(packed: np.ndarray, signed: bool = False) -> np.ndarray:
-    """uint8 [N, K/2] -> [N, K] codes (int8 sign-extended when `signed`, else uint8)."""
-    packed = np.asarray(packed, np.uint8)
+    """uint8 or int8 bytes [N, K/2] -> [N, K] codes (int8 sign-extended when `signed`, else uint8)."""
+    packed = _as_bytes(packed)
     out = np.empty((packed.shape[0], packed.shape[1] * 2), np.uint8)
     out[:, 0::2], out[:, 1::2] = packed & 0xF, packed >> 4
     if signed:
@@ -53,7 +59,7 @@ def pack_fp6(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def unpack_fp6(lo4: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     """(lo4, hi2) -> uint8 [N, K] 6-bit codes."""
     lo = unpack_nibbles(lo4)
-    hi2 = np.asarray(hi2, np.uint8)
+    hi2 = _as_bytes(hi2)
     if hi2.shape != (lo.shape[0], lo.shape[1] // 4):
         raise LayoutError(f"fp6_4+2 layout: hi2 shape {hi2.shape} does not match lo4 shape {lo4.shape}")
     hi = np.empty_like(lo)

@@ -203,7 +203,8 @@ def _tensor_problems(value, tensor: TensorSpec, attrs: dict, role: str) -> list[
     shape = value.shape or (const.shape if const is not None else None)
     want = getattr(ir.DataType, _ONNX_DTYPES[tensor.dtype])
     if dtype is not None and dtype != want:
-        problems.append(f"{role} {tensor.name!r} is {dtype.name}, expected {want.name}")
+        why = " (TensorRT 10.0/10.1's parser widens UINT8 to INT32)" if dtype == ir.DataType.UINT8 else ""
+        problems.append(f"{role} {tensor.name!r} is {dtype.name}, expected {want.name}{why}")
     producer = value.producer()
     if tensor.constant and const is None and (producer is None or producer.op_type != "Constant"):
         problems.append(f"{role} {tensor.name!r} must be a constant (initializer)")

@@ -3,7 +3,9 @@
 Each layer becomes `Cast(x -> float16) -> Qc*Gemm(x, packed constants...) -> Cast(-> original
 dtype)` (plus an `Add` of the bias for a Gemm with C). The constants are the packed bytes of
 docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. Per-channel weights
-given to a per-group plugin repeat their scale over the groups (the same values).
+given to a per-group plugin repeat their scale over the groups (the same values). Packed bytes
+and zero points are typed INT8 (the same bits): TensorRT 10.0 and 10.1's ONNX parser widens
+UINT8 initializers to INT32, which no plugin accepts.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def _group_view(array: np.ndarray, k: int, group_size: int) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(array, groups, axis=1))
 
 
+def _bytes(packed: np.ndarray) -> np.ndarray:
+    return packed.view(np.int8)
+
+
 def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarray], dict]:
     """(constant inputs by spec name, attribute values) of the plugin node for `ql`."""
     from qcompile.packing import pack_fp6, pack_nibbles
@@ -75,12 +81,19 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
     values = {"N": n, "K": k, "format": fmt.name}
     if op_type == "QcW6A16Gemm":
         lo4, hi2 = pack_fp6(qw.codes)
-        return {"w_lo4": lo4, "w_hi2": hi2, "scales": _fp16(layer.name, qw.scales[:, 0])}, values
+        return {
+            "w_lo4": _bytes(lo4),
+            "w_hi2": _bytes(hi2),
+            "scales": _fp16(layer.name, qw.scales[:, 0]),
+        }, values
     values["group_size"] = g
     if op_type == "QcW4A16Gemm":
-        arrays = {"w": pack_nibbles(qw.codes), "scales": _fp16(layer.name, _group_view(qw.scales, k, g))}
+        arrays = {
+            "w": _bytes(pack_nibbles(qw.codes)),
+            "scales": _fp16(layer.name, _group_view(qw.scales, k, g)),
+        }
         if qw.zero_points is not None:
-            arrays["zeros"] = _group_view(qw.zero_points, k, g).astype(np.uint8)
+            arrays["zeros"] = _group_view(qw.zero_points, k, g).astype(np.int8)
         values["has_zeros"] = int(qw.zero_points is not None)
         return arrays, values
     if op_type == "QcW4A8Gemm":
@@ -95,7 +108,7 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
         values["act_quant"] = "per_tensor" if per_tensor else "per_token"
         act_scale = np.array([ql.act_scale if per_tensor else 1.0], np.float32)  # unused per token
         return {
-            "w": pack_nibbles(folded.codes),
+            "w": _bytes(pack_nibbles(folded.codes)),
             "group_exp": _group_view(folded.group_exp, k, g).astype(np.int8),
             "channel_scale": folded.channel_scale.astype(np.float32),
             "act_scale": act_scale,

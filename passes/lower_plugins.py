@@ -1,7 +1,8 @@
 """Lower qcompile plugin GEMM nodes to standard ONNX that onnxruntime runs on the CPU.
 
-The lowering decodes the very same packed initializers the kernel reads: unpack with
-BitShift / BitwiseAnd on uint8, interleave with Concat / Reshape, Gather from a 2^bits float32
+The lowering decodes the very same packed initializers the kernel reads: the INT8-typed bytes
+become uint8 (Cast to int32, BitwiseAnd 0xFF, Cast: defined for every value), unpacked with
+BitShift / BitwiseAnd, interleave with Concat / Reshape, Gather from a 2^bits float32
 table of the format's values, apply the scales (per channel, or per group through an
 [N, G, g] view), Transpose to [K, N] and MatMul in float32. It mirrors the kernels' arithmetic:
 - W6A16 / W4A16: the dequantized weight `decode(c) * scale` (minus the zero point) is rounded
@@ -78,6 +79,13 @@ class _Builder:
 U8, F32, F16, I32 = ir.DataType.UINT8, ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.INT32
 
 
+def _as_uint8(b: _Builder, packed: ir.Value) -> ir.Value:
+    """The same byte values as uint8 (models written before the INT8 typing hold uint8 already)."""
+    if packed.dtype == U8:
+        return packed
+    return b.cast(b.op("BitwiseAnd", [b.cast(packed, I32), b.const(np.int32(0xFF))], I32), U8)
+
+
 def _interleave(b: _Builder, parts: list[ir.Value], n: int, k: int) -> ir.Value:
     """parts[i][n, j] is element k = len(parts) * j + i: stack on a last axis and flatten."""
     cols = k // len(parts)
@@ -86,6 +94,7 @@ def _interleave(b: _Builder, parts: list[ir.Value], n: int, k: int) -> ir.Value:
 
 
 def _unpack_nibbles(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
+    packed = _as_uint8(b, packed)
     lo = b.op("BitwiseAnd", [packed, b.const(np.uint8(0x0F))], U8)
     hi = b.op("BitShift", [packed, b.const(np.uint8(4))], U8, direction="RIGHT")
     return _interleave(b, [lo, hi], n, k)
@@ -93,7 +102,7 @@ def _unpack_nibbles(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
 
 def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir.Value:
     lo = _unpack_nibbles(b, lo4, n, k)
-    three = b.const(np.uint8(3))
+    hi2, three = _as_uint8(b, hi2), b.const(np.uint8(3))
     parts = [
         b.op(
             "BitwiseAnd",

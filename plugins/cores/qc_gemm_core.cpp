@@ -104,7 +104,7 @@ bool GemmCore::supports(int pos, spec::DType dtype) const {
         const spec::TensorSpec& t = spec_.inputs[i];
         if (t.optional && attrs_.get_int(("has_" + std::string(t.name)).c_str()) != 1) continue;
         if (index++ != pos) continue;
-        return dtype == t.dtype || (t.dtype == spec::DType::kUInt8 && dtype == spec::DType::kInt8);
+        return dtype == t.dtype;
     }
     return false;
 }

@@ -212,6 +212,22 @@ def test_lowered_model_decodes_the_same_bytes(case):
     assert sqnr > SQNR_FLOOR_DB[plugin], f"{case}: output SQNR {sqnr:.1f} dB"
 
 
+@pytest.mark.parametrize("case", ["w6a16_e3m2", "w4a16_uint4_zeros", "w4a8_fp4_tensor"])
+def test_lowering_reads_uint8_typed_bytes_of_older_models_the_same(case):
+    _, model, _ = _emit(case)
+    packed = [v for v in _plugin_node(model).inputs[1:] if v is not None and v.dtype == ir.DataType.INT8]
+    assert packed, "packed bytes are typed INT8"
+    LowerPluginNodes()(model)
+    y_int8 = _run(ir.to_proto(model), X)[0]
+    _, old, _ = _emit(case)
+    for value in _plugin_node(old).inputs[1:]:
+        if value is not None and value.name.endswith(("_w", "_w_lo4", "_w_hi2", "_zeros")):
+            value.const_value = ir.tensor(value.const_value.numpy().view(np.uint8), name=value.name)
+            value.dtype = ir.DataType.UINT8
+    LowerPluginNodes()(old)
+    np.testing.assert_array_equal(_run(ir.to_proto(old), X)[0], y_int8)
+
+
 @pytest.mark.parametrize("case", ["w6a16_e3m2", "w4a8_fp4_tensor"])
 def test_gemm_with_bias_gets_an_add(case):
     proto, model, _ = _emit(case, "Gemm")

@@ -82,11 +82,11 @@ def w4a16_node(n=16, k=256, g=64, x_dtype=ir.DataType.FLOAT16, zeros=False, **ov
     x = ir.Value(name="x", type=ir.TensorType(x_dtype), shape=ir.Shape(["batch", "seq", k]))
     inputs = [
         x,
-        _const("w", np.zeros((n, k // 2), np.uint8)),
+        _const("w", np.zeros((n, k // 2), np.int8)),
         _const("scales", np.ones((n, k // g), np.float16)),
     ]
     if zeros:
-        inputs.append(_const("zeros", np.full((n, k // g), 8, np.uint8)))
+        inputs.append(_const("zeros", np.full((n, k // g), 8, np.int8)))
     attrs = plugin_specs.node_attributes(
         "QcW4A16Gemm", N=n, K=k, group_size=g, format="uint4" if zeros else "int4", has_zeros=int(zeros)
     )
@@ -109,8 +109,8 @@ def test_valid_w6a16_and_w4a8_nodes():
         "QcW6A16Gemm",
         [
             x,
-            _const("lo4", np.zeros((n, k // 2), np.uint8)),
-            _const("hi2", np.zeros((n, k // 4), np.uint8)),
+            _const("lo4", np.zeros((n, k // 2), np.int8)),
+            _const("hi2", np.zeros((n, k // 4), np.int8)),
             _const("s", np.ones(n, np.float16)),
         ],
         attributes=plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=k),
@@ -121,7 +121,7 @@ def test_valid_w6a16_and_w4a8_nodes():
         "QcW4A8Gemm",
         [
             x,
-            _const("w", np.zeros((n, k // 2), np.uint8)),
+            _const("w", np.zeros((n, k // 2), np.int8)),
             _const("e", np.zeros((n, k // 32), np.int8)),
             _const("cs", np.ones(n, np.float32)),
             _const("a", np.ones(1, np.float32)),
@@ -151,13 +151,21 @@ def test_broken_nodes_are_reported(make, reason):
     assert any(reason in p for p in problems), problems
 
 
+def test_packed_bytes_typed_uint8_are_flagged_with_the_parser_reason():
+    node = w4a16_node()
+    node.replace_input_with(1, _const("w_u8", np.zeros((16, 128), np.uint8)))
+    assert plugin_specs.check_plugin_node(node) == [
+        "input 'w' is UINT8, expected INT8 (TensorRT 10.0/10.1's parser widens UINT8 to INT32)"
+    ]
+
+
 def test_missing_attribute_and_wrong_input_count_and_non_constant_weight():
     node = w4a16_node()
     del node.attributes["N"]
     assert "attribute 'N' is missing" in plugin_specs.check_plugin_node(node)
     node = w4a16_node()
     node.replace_input_with(
-        1, ir.Value(name="w_dyn", type=ir.TensorType(ir.DataType.UINT8), shape=ir.Shape([16, 128]))
+        1, ir.Value(name="w_dyn", type=ir.TensorType(ir.DataType.INT8), shape=ir.Shape([16, 128]))
     )
     assert "input 'w' must be a constant (initializer)" in plugin_specs.check_plugin_node(node)
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape([2, 256]))

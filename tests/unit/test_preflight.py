@@ -206,8 +206,8 @@ def _plugin_model(**attr_overrides):
         "QcW6A16Gemm",
         [
             x,
-            const("lo4", np.zeros((N, K // 2), np.uint8)),
-            const("hi2", np.zeros((N, K // 4), np.uint8)),
+            const("lo4", np.zeros((N, K // 2), np.int8)),
+            const("hi2", np.zeros((N, K // 4), np.int8)),
             const("s", np.ones(N, np.float16)),
         ],
         attributes=attrs,
