@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompile.report import OutputAccuracy
+from qcompile.report import ENGINE_ATOL_PER_RMS, OutputAccuracy
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -18,7 +18,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def compare_outputs(
     names: list[str], reference: list[list[np.ndarray]], quantized: list[list[np.ndarray]]
 ) -> list[OutputAccuracy]:
-    """Per output: cosine per sample (mean and min), max and mean absolute error over all samples."""
+    """Per output: cosine per sample (mean and min), max and mean absolute error over all samples,
+    the quantized output's RMS and the tolerances an engine of it is compared with."""
     results = []
     for i, name in enumerate(names):
         cos = [cosine(r[i], q[i]) for r, q in zip(reference, quantized)]
@@ -27,6 +28,8 @@ def compare_outputs(
             for r, q in zip(reference, quantized)
         ]
         total = sum(e.size for e in errs)
+        squares = sum(float(np.sum(np.square(q[i], dtype=np.float64))) for q in quantized)
+        rms = float(np.sqrt(squares / max(total, 1)))
         results.append(
             OutputAccuracy(
                 name=name,
@@ -34,6 +37,8 @@ def compare_outputs(
                 cosine_min=float(np.min(cos)),
                 max_abs_error=float(max(e.max(initial=0.0) for e in errs)),
                 mean_abs_error=float(sum(e.sum() for e in errs) / max(total, 1)),
+                rms=rms,
+                engine_atol=ENGINE_ATOL_PER_RMS * rms,
             )
         )
     return results

@@ -447,7 +447,9 @@ def _compile_auto(model, settings, output, report_path, report_dir, force, progr
     return ""
 
 
-def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes: dict) -> None:
+def _build_engine(
+    onnx_path: Path, engine: Path, force: bool, shapes: dict, timing_cache: Path | None = None
+) -> None:
     from qcompile.model_io import check_output_path
     from qcompile.trt_build import build_engine, find_plugin_library
 
@@ -457,6 +459,7 @@ def _build_engine(onnx_path: Path, engine: Path, force: bool, shapes: dict) -> N
         engine,
         plugin_library=find_plugin_library(),
         shapes=shapes or None,
+        timing_cache=timing_cache,
         progress=lambda line: click.echo(f"  {line}", err=True),
     )
     logger.info("wrote %s", engine)
@@ -511,14 +514,21 @@ def check_command(model):
     multiple=True,
     help="Optimization profile of a dynamic input, NAME:MIN,OPT,MAX (dims like 1x16; repeatable).",
 )
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TensorRT's tactic timing cache: read if it exists, updated after the build (faster rebuilds).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
-def build_command(model, engine, shapes, force):
+def build_command(model, engine, shapes, timing_cache, force):
     """Build a TensorRT engine from a quantized MODEL (needs TensorRT and the plugin library)."""
     console.configure()
     try:
         if not model.is_file():
             raise QCompileError(f"model not found: {model}")
-        _build_engine(model, engine or model.with_suffix(".engine"), force, _parse_shapes(shapes))
+        engine = engine or model.with_suffix(".engine")
+        _build_engine(model, engine, force, _parse_shapes(shapes), timing_cache)
     except QCompileError as exc:
         _fail(exc)
 
@@ -551,12 +561,24 @@ def build_command(model, engine, shapes, force):
     help="The plugin library [default: $QC_PLUGIN_LIB or the build folders].",
 )
 @click.option(
-    "--rtol", type=float, default=1e-2, show_default=True, help="Relative tolerance per output element."
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The report whose per-output tolerances apply [default: MODEL's .report.json beside it].",
 )
 @click.option(
-    "--atol", type=float, default=1e-2, show_default=True, help="Absolute tolerance per output element."
+    "--rtol",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Relative tolerance per output element [default: the report's, else 0.01].",
 )
-def compare_command(model, engine, calib, samples, plugins, rtol, atol):
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Absolute tolerance per element [default: the report's (0.01 x the output's RMS), else 0.01].",
+)
+def compare_command(model, engine, calib, samples, plugins, report, rtol, atol):
     """Run the TensorRT ENGINE and onnxruntime on MODEL's standard-ONNX lowering (Polygraphy); exit 1 if they
     differ."""
     console.configure()
@@ -564,14 +586,18 @@ def compare_command(model, engine, calib, samples, plugins, rtol, atol):
 
     try:
         ok = compare_engine(
-            model, engine, calib=calib, samples=samples, plugin_library=plugins, rtol=rtol, atol=atol
+            model,
+            engine,
+            calib=calib,
+            samples=samples,
+            plugin_library=plugins,
+            report=report,
+            rtol=rtol,
+            atol=atol,
         )
     except QCompileError as exc:
         _fail(exc)
-    click.echo(
-        f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model} (rtol {rtol}, "
-        f"atol {atol})"
-    )
+    click.echo(f"{engine}: {'agrees with' if ok else 'DIFFERS from'} onnxruntime on {model}")
     sys.exit(0 if ok else 1)
 
 

@@ -1,8 +1,11 @@
-"""Build a TensorRT engine from a quantized ONNX model (TensorRT 10 and 11 Python API, strongly typed).
+"""Build a TensorRT engine from a quantized ONNX model (TensorRT 10 and 11, strongly typed), through
+Polygraphy's loaders (NetworkFromOnnxPath, CreateConfig, EngineBytesFromNetwork).
 
 Every TensorRT name used here exists in the Python bindings of TensorRT 10.0 and 11.1
-(tests/trt/test_trt_names.py checks it against the bindings sources). TensorRT cannot be
-installed where qcompile is developed, so this module only runs where `import tensorrt` works.
+(tests/trt/test_trt_names.py checks it against the bindings sources; the Polygraphy calls are
+checked against its signatures). TensorRT cannot be installed where qcompile is developed, so this
+module only runs where `import tensorrt` works. Polygraphy logs TensorRT's messages through its own
+logger (POLYGRAPHY_LOG_LEVEL or `polygraphy.logger.G_LOGGER.severity`).
 """
 
 from __future__ import annotations
@@ -88,9 +91,10 @@ def build_engine(
     shapes: Shapes | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Parse `onnx_path` into a strongly typed network, build it, write the plan to `engine_path`.
+    """Parse `onnx_path` into a strongly typed network, build it, write the plan to `engine_path`
+    (atomically), through Polygraphy's TensorRT loaders.
 
-    plugin_library: loaded with IPluginRegistry.load_library before parsing (the ONNX parser maps
+    plugin_library: registered with IPluginRegistry.load_library before parsing (the ONNX parser maps
     the qcompile plugin nodes to its creators). serialize_plugins: embed it in a version-compatible
     plan (runtimes then need setEngineHostCodeAllowed(true)). timing_cache: read if present,
     written back after the build. shapes: an optimization profile for dynamic inputs.
@@ -105,36 +109,52 @@ def build_engine(
     library = find_plugin_library(plugin_library) if plugin_library is not None else None
     profile_shapes = check_shapes(shapes)
     trt = import_tensorrt()
-    logger = _make_logger(trt)
-    builder = trt.Builder(logger)
+    poly = _polygraphy_trt()
     if library is not None:
-        _load_plugin_library(trt, builder.get_plugin_registry(), library)
-    network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    if workspace_mb is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if serialize_plugins:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        config.plugins_to_serialize = [str(library)]
-    _add_profile(trt, builder, network, config, profile_shapes)
-    _load_timing_cache(config, timing_cache)
-    monitor = _make_progress_monitor(trt, progress) if progress is not None else None
-    if monitor is not None:
-        config.progress_monitor = monitor
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise QCompileError(
-            f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)"
-        )
-    engine_path.write_bytes(memoryview(plan))
-    if timing_cache is not None:
-        Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
+        load_plugin_library(trt, library)
+    network = poly.NetworkFromOnnxPath(str(onnx_path), strongly_typed=network_flags(trt) != 0)
+    create_config = poly.CreateConfig(
+        tf32=True,  # TensorRT's own default (Polygraphy's is off)
+        profiles=_profiles(poly, profile_shapes),
+        load_timing_cache=str(timing_cache) if timing_cache is not None else None,
+        memory_pool_limits=(
+            {trt.MemoryPoolType.WORKSPACE: int(workspace_mb) << 20} if workspace_mb is not None else None
+        ),
+        version_compatible=serialize_plugins or None,
+        progress_monitor=_make_progress_monitor(trt, progress) if progress is not None else None,
+    )
+
+    def make_config(builder, network):
+        _check_profile_inputs(network, profile_shapes)
+        config = create_config(builder, network)
+        if serialize_plugins:
+            config.plugins_to_serialize = [str(library)]
+        return config
+
+    build = poly.EngineBytesFromNetwork(
+        network, make_config, save_timing_cache=str(timing_cache) if timing_cache is not None else None
+    )
+    from polygraphy.exception import PolygraphyException
+
+    try:
+        plan = build()
+    except PolygraphyException as exc:
+        raise QCompileError(f"TensorRT could not build an engine from {onnx_path}: {exc}") from None
+    from qcompile.outputs import Staging
+
+    with Staging() as staging:
+        staging.temp_for(engine_path).write_bytes(memoryview(plan))
+        staging.commit()
     log.info("wrote %s (%d bytes)", engine_path, engine_path.stat().st_size)
     return engine_path
+
+
+def _polygraphy_trt():
+    try:
+        from polygraphy.backend import trt as poly
+    except ImportError as exc:
+        raise MissingDependencyError("Polygraphy is not installed: pip install polygraphy") from exc
+    return poly
 
 
 def network_flags(trt) -> int:
@@ -144,17 +164,34 @@ def network_flags(trt) -> int:
     return 0 if major >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def _load_plugin_library(trt, registry, library: Path) -> None:
+def load_plugin_library(trt, library: Path) -> None:
+    """Register the library's creators (its getCreators entry point) with TensorRT's registry.
+
+    Polygraphy's LoadPlugins only dlopens a library, which registers nothing for a library that,
+    like this one, exports getCreators instead of registering itself statically.
+    """
     from qcompile.plugin_specs import load_specs
 
     specs = load_specs()
+    registry = trt.get_plugin_registry()
     if all(registry.get_creator(name, spec.version, specs.namespace) for name, spec in specs.plugins.items()):
         return  # already registered in this process; loadLibrary would fail on the duplicates
     if registry.load_library(str(library)) is None:
         raise QCompileError(f"TensorRT could not load the plugin library {library}")
 
 
-def _add_profile(trt, builder, network, config, shapes: Shapes) -> None:
+def _profiles(poly, shapes: Shapes) -> list | None:
+    if not shapes:
+        return None
+    poly_profile = poly.Profile()
+    for name, (lo, opt, hi) in shapes.items():
+        poly_profile.add(name, min=lo, opt=opt, max=hi)
+    return [poly_profile]
+
+
+def _check_profile_inputs(network, shapes: Shapes) -> None:
+    """Every dynamic input has shapes (Polygraphy would fill in a guess), and no shape names a
+    missing input."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     dynamic = [t.name for t in inputs if any(d < 0 for d in t.shape)]
     unknown = sorted(set(shapes) - {t.name for t in inputs})
@@ -165,40 +202,6 @@ def _add_profile(trt, builder, network, config, shapes: Shapes) -> None:
     missing = [name for name in dynamic if name not in shapes]
     if missing:
         raise QCompileError(f"input(s) {missing} have dynamic dims: give their (min, opt, max) shapes")
-    if not shapes:
-        return
-    profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in shapes.items():
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-
-
-def _load_timing_cache(config, timing_cache) -> None:
-    if timing_cache is None:
-        return
-    path = Path(timing_cache)
-    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-
-
-def _make_logger(trt):
-    """A trt.ILogger that forwards to this module's logging.Logger."""
-    levels = {
-        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
-        trt.ILogger.Severity.ERROR: logging.ERROR,
-        trt.ILogger.Severity.WARNING: logging.WARNING,
-        trt.ILogger.Severity.INFO: logging.INFO,
-        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
-    }
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
-
-    return Logger()
 
 
 def _make_progress_monitor(trt, progress: Callable[[str], None]):

@@ -2,6 +2,7 @@
 engines runs only where `import tensorrt` works."""
 
 import importlib.util
+import inspect
 import sys
 import types
 
@@ -108,7 +109,7 @@ def test_build_with_the_plugin_library(tmp_path):
     n, k = 16, 128
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape(["m", k]))
     const = lambda name, a: ir.Value(name=name, const_value=ir.tensor(a, name=name))  # noqa: E731
-    inputs = [x, const("w", np.full((n, k // 2), 0x11, np.uint8)), const("s", np.ones((n, 1), np.float16))]
+    inputs = [x, const("w", np.full((n, k // 2), 0x11, np.int8)), const("s", np.ones((n, 1), np.float16))]
     node = ir.node(
         "QcW4A16Gemm",
         inputs,
@@ -129,66 +130,18 @@ def test_build_with_the_plugin_library(tmp_path):
     assert engine.stat().st_size > 0
 
 
-class _Fake:
-    """Stands in for the `tensorrt` module: runs build_engine's code paths and records the calls.
+class _FakeTrt:
+    """Stands in for the `tensorrt` module: the few names build_engine itself uses."""
 
-    It checks qcompile's wiring (every branch runs, names are spelled as the TensorRT 10 Python API
-    documents them), not TensorRT's behaviour.
-    """
-
-    def __init__(self, library_registered=False, version="10.16.0"):
+    def __init__(self, calls, library_registered=False, version="10.16.0"):
         self.__version__ = version
-        calls = self.calls = []
         enum = lambda *names: types.SimpleNamespace(**{n: i for i, n in enumerate(names)})  # noqa: E731
         self.NetworkDefinitionCreationFlag = enum("STRONGLY_TYPED")
         self.MemoryPoolType = enum("WORKSPACE")
-        self.BuilderFlag = enum(*["F%d" % i for i in range(13)], "VERSION_COMPATIBLE")
-        severity = enum("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")
-
-        class ILogger:
-            Severity = severity
-
-            def __init__(self):
-                pass
 
         class IProgressMonitor:
             def __init__(self):
                 pass
-
-        class Config:
-            plugins_to_serialize = []
-            progress_monitor = None
-
-            def set_memory_pool_limit(self, pool, size):
-                calls.append(("pool", pool, size))
-
-            def set_flag(self, flag):
-                calls.append(("flag", flag))
-
-            def add_optimization_profile(self, profile):
-                calls.append(("profile", profile.shapes))
-
-            def create_timing_cache(self, data):
-                return types.SimpleNamespace(serialize=lambda: b"cache")
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                calls.append(("timing_cache", ignore_mismatch))
-
-            def get_timing_cache(self):
-                return types.SimpleNamespace(serialize=lambda: b"cache")
-
-        class Network:
-            num_inputs = 1
-
-            def get_input(self, i):
-                return types.SimpleNamespace(name="x", shape=(-1, 64))
-
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, lo, opt, hi):
-                self.shapes[name] = (lo, opt, hi)
 
         class Registry:
             def get_creator(self, name, version, namespace):
@@ -198,53 +151,76 @@ class _Fake:
                 calls.append(("load_library", path))
                 return object()
 
-        class Builder:
-            def __init__(self, logger):
-                self.logger = logger
+        self.IProgressMonitor = IProgressMonitor
+        self.get_plugin_registry = Registry
 
-            def get_plugin_registry(self):
-                return Registry()
 
-            def create_network(self, flags):
-                calls.append(("network", flags))
-                return Network()
+class _FakePolygraphy:
+    """Stands in for polygraphy.backend.trt: records each loader's arguments after binding them to the
+    real Polygraphy signature (a misspelt or removed keyword fails here), and runs the config callable
+    on a fake network with one dynamic input `x`, as EngineBytesFromNetwork would."""
 
-            def create_builder_config(self):
-                self.config = Config()
-                return self.config
+    def __init__(self, calls, fail=False):
+        from polygraphy.backend import trt as real
 
-            def create_optimization_profile(self):
-                return Profile()
+        def recorder(name, result=None):
+            def make(*args, **kwargs):
+                inspect.signature(getattr(real, name)).bind(*args, **kwargs)
+                calls.append((name, args, kwargs))
+                return result(*args, **kwargs) if result else types.SimpleNamespace()
 
-            def build_serialized_network(self, network, config):
-                calls.append(
-                    ("serialize", list(config.plugins_to_serialize), config.progress_monitor is not None)
-                )
-                config.progress_monitor.phase_start("build", None, 2)
-                config.progress_monitor.step_complete("build", 0)
+            return make
+
+        class Config:
+            plugins_to_serialize = []
+
+        def create_config(**kwargs):
+            def call(builder, network):
+                config = Config()
+                monitor = kwargs.get("progress_monitor")
+                if monitor is not None:
+                    monitor.phase_start("build", None, 2)
+                    monitor.step_complete("build", 0)
+                return config
+
+            return call
+
+        def engine_bytes(network, make_config, save_timing_cache=None):
+            def build():
+                x = types.SimpleNamespace(name="x", shape=(-1, 64))
+                network = types.SimpleNamespace(num_inputs=1, get_input=lambda i: x)
+                config = make_config(object(), network)
+                calls.append(("plugins_to_serialize", config.plugins_to_serialize))
+                if fail:
+                    from polygraphy.exception import PolygraphyException
+
+                    raise PolygraphyException("Invalid Engine. Please ensure the engine was built correctly")
                 return b"plan"
 
-        class OnnxParser:
-            num_errors = 0
+            return build
 
-            def __init__(self, network, logger):
-                pass
+        class Profile(dict):
+            def add(self, name, min, opt, max):
+                inspect.signature(real.Profile.add).bind(self, name, min=min, opt=opt, max=max)
+                self[name] = (min, opt, max)
+                return self
 
-            def parse_from_file(self, path):
-                calls.append(("parse", path))
-                return True
-
-        self.ILogger, self.IProgressMonitor, self.Builder, self.OnnxParser = (
-            ILogger,
-            IProgressMonitor,
-            Builder,
-            OnnxParser,
-        )
+        self.Profile = Profile
+        self.NetworkFromOnnxPath = recorder("NetworkFromOnnxPath")
+        self.CreateConfig = recorder("CreateConfig", create_config)
+        self.EngineBytesFromNetwork = recorder("EngineBytesFromNetwork", engine_bytes)
 
 
-def test_build_engine_wiring_with_a_fake_tensorrt(tmp_path, monkeypatch):
-    fake = _Fake()
+def _fakes(monkeypatch, **trt_options):
+    calls = []
+    fake = _FakeTrt(calls, **trt_options)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_build, "_polygraphy_trt", lambda: _FakePolygraphy(calls))
+    return fake, calls
+
+
+def test_build_engine_wiring_through_polygraphy_loaders(tmp_path, monkeypatch):
+    fake, calls = _fakes(monkeypatch)
     library = tmp_path / "libqc_trt_plugins.so"
     library.write_bytes(b"")
     lines = []
@@ -258,38 +234,67 @@ def test_build_engine_wiring_with_a_fake_tensorrt(tmp_path, monkeypatch):
         shapes={"x": ((1, 64), (4, 64), (8, 64))},
         progress=lines.append,
     )
-    assert out.read_bytes() == b"plan" and (tmp_path / "t.cache").read_bytes() == b"cache"
-    assert fake.calls == [
-        ("load_library", str(library.resolve())),
-        ("network", 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED),
-        ("parse", str(tmp_path / "m.onnx")),
-        ("pool", fake.MemoryPoolType.WORKSPACE, 8 << 20),
-        ("flag", fake.BuilderFlag.VERSION_COMPATIBLE),
-        ("profile", {"x": ((1, 64), (4, 64), (8, 64))}),
-        ("timing_cache", False),
-        ("serialize", [str(library.resolve())], True),
+    assert out.read_bytes() == b"plan" and not list(tmp_path.glob(".*"))  # no temporary left
+    names = [c[0] for c in calls]
+    assert names == [
+        "load_library",
+        "NetworkFromOnnxPath",
+        "CreateConfig",
+        "EngineBytesFromNetwork",
+        "plugins_to_serialize",
     ]
+    assert calls[0] == ("load_library", str(library.resolve()))
+    assert calls[1][1] == (str(tmp_path / "m.onnx"),) and calls[1][2] == {"strongly_typed": True}
+    config = calls[2][2]
+    assert config["tf32"] is True and config["version_compatible"] is True
+    assert config["memory_pool_limits"] == {fake.MemoryPoolType.WORKSPACE: 8 << 20}
+    assert config["load_timing_cache"] == str(tmp_path / "t.cache")
+    assert config["profiles"] == [{"x": ((1, 64), (4, 64), (8, 64))}]
+    assert calls[3][2] == {"save_timing_cache": str(tmp_path / "t.cache")}
+    assert calls[4] == ("plugins_to_serialize", [str(library.resolve())])
     assert lines == ["build: started (2 steps)", "build: step 1/2"]
 
 
+def test_tensorrt_11_networks_get_no_strongly_typed_flag_and_defaults_stay_tensorrts(tmp_path, monkeypatch):
+    _, calls = _fakes(monkeypatch, version="11.1.0")
+    trt_build.build_engine(
+        int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine", shapes={"x": ((1, 64),) * 3}
+    )
+    assert calls[0][2] == {"strongly_typed": False}
+    config = calls[1][2]
+    assert config["version_compatible"] is None and config["memory_pool_limits"] is None
+    assert config["load_timing_cache"] is None and config["progress_monitor"] is None
+
+
 def test_dynamic_inputs_need_shapes_and_registered_libraries_are_not_reloaded(tmp_path, monkeypatch):
-    fake = _Fake(library_registered=True)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    _, calls = _fakes(monkeypatch, library_registered=True)
     library = tmp_path / "lib.so"
     library.write_bytes(b"")
     model = int8_linear_model(tmp_path / "m.onnx")
     with pytest.raises(QCompileError, match=r"input\(s\) \['x'\] have dynamic dims"):
         trt_build.build_engine(model, tmp_path / "m.engine", plugin_library=library)
-    assert not any(call[0] == "load_library" for call in fake.calls)
+    assert not any(call[0] == "load_library" for call in calls)
     with pytest.raises(QCompileError, match="unknown input"):
         trt_build.build_engine(model, tmp_path / "m.engine", shapes={"y": ((1,), (1,), (1,))})
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_a_failed_build_is_one_error_and_writes_nothing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorrt", _FakeTrt(calls))
+    monkeypatch.setattr(trt_build, "_polygraphy_trt", lambda: _FakePolygraphy(calls, fail=True))
+    with pytest.raises(QCompileError, match="TensorRT could not build an engine from .*Invalid Engine"):
+        trt_build.build_engine(
+            int8_linear_model(tmp_path / "m.onnx"), tmp_path / "m.engine", shapes={"x": ((1, 64),) * 3}
+        )
+    assert not (tmp_path / "m.engine").exists()
 
 
 @pytest.mark.parametrize(
     "version, strongly_typed_bit", [("10.0.1", True), ("10.16.0", True), ("11.1.0", False)]
 )
 def test_network_flags_per_version(version, strongly_typed_bit):
-    fake = _Fake(version=version)
+    fake = _FakeTrt([], version=version)
     expected = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed_bit else 0
     assert trt_build.network_flags(fake) == expected
 
@@ -310,3 +315,21 @@ def test_compare_without_tensorrt_is_one_line_exit_2(tmp_path):
         [*command, "--engine", str(tmp_path / "none.engine")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_build_command_passes_the_timing_cache_and_refuses_to_overwrite(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from qcompile.cli import main
+
+    _, calls = _fakes(monkeypatch)
+    monkeypatch.setattr(trt_build, "find_plugin_library", lambda *a, **k: None)
+    model = int8_linear_model(tmp_path / "m.onnx")
+    args = ["build", str(model), "--shapes", "x:1x64,4x64,8x64", "--timing-cache", str(tmp_path / "t.cache")]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "m.engine").read_bytes() == b"plan"
+    (config,) = [c[2] for c in calls if c[0] == "CreateConfig"]
+    assert config["load_timing_cache"] == str(tmp_path / "t.cache")
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--force" in again.output
