@@ -39,12 +39,17 @@ def build_smollm2_onnx(
 
 
 def write_llama_onnx(
-    out_path, config: LlamaConfig, weights: dict[str, np.ndarray], seq_len: int | None = None
+    out_path,
+    config: LlamaConfig,
+    weights: dict[str, np.ndarray],
+    seq_len: int | None = None,
+    graph_class=None,
 ) -> Path:
-    """The graph for `config` from GGUF-named float32 weights, checked and saved."""
+    """The graph for `config` from GGUF-named float32 weights, checked and saved (graph_class:
+    _LlamaGraph by default; smollm2_kv's for the KV-cache export)."""
     import onnx
 
-    graph = _LlamaGraph(config, weights, seq_len).build()
+    graph = (graph_class or _LlamaGraph)(config, weights, seq_len).build()
     model = onnx.helper.make_model(
         graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="qcompile-bench"
     )
@@ -115,26 +120,17 @@ class _LlamaGraph:
         return self.op("Mul", [normed, self.const(name + ".weight", self.w[gguf_name])], name)
 
     def build(self):
-        from onnx import TensorProto, helper
+        from onnx import helper
 
         c = self.c
-        seq = self.seq_len if self.seq_len is not None else "seq"
-        n_pos = self.seq_len if self.seq_len is not None else c.context_length
         self.const("two", np.float32(2.0))
         self.const("rms_eps", np.float32(c.rms_eps))
         self.const("last_axis", np.array([-1], np.int64))
         self.const("attn_scale", np.float32(1.0 / np.sqrt(c.head_dim)))
-        cos, sin = rope_tables(c, n_pos)
-        self.const("rope_cos_table", cos)
-        self.const("rope_sin_table", sin)
         self.const("zero_1d", np.array([0], np.int64))
         self.const("rope_half", np.array([c.head_dim // 2], np.int64))
         self.const("rope_full", np.array([c.head_dim], np.int64))
-        ids_shape = self.op("Shape", ["input_ids"], "seq_shape", start=1, end=2)
-        self.op("Slice", ["rope_cos_table", "zero_1d", ids_shape, "zero_1d"], "rope_cos")
-        self.op("Slice", ["rope_sin_table", "zero_1d", ids_shape, "zero_1d"], "rope_sin")
-        self.causal_mask(ids_shape)
-
+        self.positions_and_mask()
         h = self.op(
             "Gather",
             [self.const("embed_tokens.weight", self.w["token_embd.weight"]), "input_ids"],
@@ -146,13 +142,30 @@ class _LlamaGraph:
         h = self.rms_norm(h, "output_norm.weight", "final_norm")
         self.linear(h, self.w.get("output.weight", self.w["token_embd.weight"]), "lm_head")
         self.nodes[-1].output[0] = "logits"
-        return helper.make_graph(
-            self.nodes,
-            "smollm2",
-            [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, seq, c.vocab])],
-            self.inits,
-        )
+        return helper.make_graph(self.nodes, "smollm2", self.graph_inputs(), self.graph_outputs(), self.inits)
+
+    def seq_dim(self):
+        return self.seq_len if self.seq_len is not None else "seq"
+
+    def graph_inputs(self) -> list:
+        from onnx import TensorProto, helper
+
+        return [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, self.seq_dim()])]
+
+    def graph_outputs(self) -> list:
+        from onnx import TensorProto, helper
+
+        return [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, self.seq_dim(), self.c.vocab])]
+
+    def positions_and_mask(self) -> None:
+        """`rope_cos` / `rope_sin` [S, D] for positions 0 .. S-1 and the additive `causal_mask`."""
+        cos, sin = rope_tables(self.c, self.seq_len if self.seq_len is not None else self.c.context_length)
+        self.const("rope_cos_table", cos)
+        self.const("rope_sin_table", sin)
+        ids_shape = self.op("Shape", ["input_ids"], "seq_shape", start=1, end=2)
+        self.op("Slice", ["rope_cos_table", "zero_1d", ids_shape, "zero_1d"], "rope_cos")
+        self.op("Slice", ["rope_sin_table", "zero_1d", ids_shape, "zero_1d"], "rope_sin")
+        self.causal_mask(ids_shape)
 
     def causal_mask(self, seq_shape: str) -> str:
         """[S, S]: 0 on and below the diagonal, MASK_VALUE above it."""
@@ -168,11 +181,8 @@ class _LlamaGraph:
         p, b, c = f"layers.{i}", f"blk.{i}.", self.c
         normed = self.rms_norm(x, b + "attn_norm.weight", p + "/input_norm")
         wq = unpermute_rope_rows(self.w[b + "attn_q.weight"], c.n_heads)
-        wk = unpermute_rope_rows(self.w[b + "attn_k.weight"], c.n_kv_heads)
-        q = self.heads(self.linear(normed, wq, p + "/q_proj"), c.n_heads, p + "/q")
-        k = self.repeat_kv(self.linear(normed, wk, p + "/k_proj"), p + "/k")
-        v = self.repeat_kv(self.linear(normed, self.w[b + "attn_v.weight"], p + "/v_proj"), p + "/v")
-        q, k = self.rope(q, p + "/q_rope"), self.rope(k, p + "/k_rope")
+        q = self.rope(self.heads(self.linear(normed, wq, p + "/q_proj"), c.n_heads, p + "/q"), p + "/q_rope")
+        k, v = self.keys_values(normed, i)
         kt = self.op("Transpose", [k], p + "/k_t", perm=[0, 1, 3, 2])
         scores = self.op("Mul", [self.op("MatMul", [q, kt], p + "/qk"), "attn_scale"], p + "/scaled")
         masked = self.op("Add", [scores, "causal_mask"], p + "/masked")
@@ -197,6 +207,14 @@ class _LlamaGraph:
             self.op("Mul", [silu, up], p + "/gated"), self.w[b + "ffn_down.weight"], p + "/down_proj"
         )
         return self.op("Add", [h, down], p + "/mlp_residual")
+
+    def keys_values(self, normed: str, i: int) -> tuple[str, str]:
+        """k (after RoPE) and v of layer i, [1, heads, S, D] each (kv heads repeated)."""
+        p, b = f"layers.{i}", f"blk.{i}."
+        wk = unpermute_rope_rows(self.w[b + "attn_k.weight"], self.c.n_kv_heads)
+        k = self.repeat_kv(self.linear(normed, wk, p + "/k_proj"), p + "/k")
+        v = self.repeat_kv(self.linear(normed, self.w[b + "attn_v.weight"], p + "/v_proj"), p + "/v")
+        return self.rope(k, p + "/k_rope"), v
 
     def heads(self, x: str, n: int, name: str) -> str:
         """[1, S, n*D] -> [1, n, S, D]."""

@@ -98,3 +98,40 @@ def test_texts_round_trip_and_calibration_shape(smollm2_parts, tmp_path):
     for sample in data["input_ids"][:, 0]:
         piece = tokenizer.decode(sample.tolist())
         assert piece in calib and piece not in held_out, piece
+
+
+def test_kv_cache_export_gives_the_same_logits_in_prefill_and_decode(smollm2_parts, tmp_path):
+    """The Optimum-style export (bench/models/smollm2_kv.py): with an empty past its logits are the
+    plain model's (same graph, same float32 ops: exact); decoding one token at a time through the
+    cache repeats them up to float32 round-off (LOGIT_RTOL, as above: attention sums reordered);
+    qcompile recognises its layout."""
+    import onnx_ir as ir
+
+    from bench.models import smollm2_kv
+    from qcompile.kv_cache import find_kv_layout
+
+    path, config, weights, tokenizer = smollm2_parts
+    kv_path = smollm2.write_llama_onnx(
+        tmp_path / "kv.onnx", config, weights, graph_class=smollm2_kv._LlamaKvGraph
+    )
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(kv_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    ids = np.asarray(tokenizer.encode("Snow fell on the quiet harbour all night long.").ids, np.int64)
+    plain = _run(path, ids)
+    empty = smollm2_kv.empty_past(config)
+    np.testing.assert_array_equal(session.run(["logits"], smollm2_kv.step_feeds(ids, empty))[0][0], plain)
+    out = session.run(None, smollm2_kv.step_feeds(ids[:4], empty))
+    steps = [out[0][0, -1]]
+    for t in range(4, len(ids)):
+        out = session.run(
+            None, smollm2_kv.step_feeds(ids[t : t + 1], smollm2_kv.presents_as_pasts(names, out))
+        )
+        steps.append(out[0][0, -1])
+    err = np.abs(np.stack(steps) - plain[3:]).max() / np.abs(plain).max()
+    assert err <= LOGIT_RTOL, f"decode logits differ from prefill by {err:.3g}"
+    assert out[names.index("present.0.key")].shape == (1, config.n_kv_heads, len(ids), config.head_dim)
+    layout = find_kv_layout(ir.load(kv_path))
+    assert layout is not None and layout.attention_mask == "attention_mask"
+    assert layout.position_ids == "position_ids" and len(layout.pasts) == 2 * config.n_layers
