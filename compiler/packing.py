@@ -82,10 +82,14 @@ def int4_v2_problem(n: int, k: int, fmt_name: str) -> str:
         return f"int4_v2 layout: format {fmt_name} is not one of {list(INT4_V2_FORMATS)}"
     if n % INT4_V2_N_MULTIPLE or k % INT4_V2_K_MULTIPLE:
         return (
-            f"int4_v2 layout: N={n}, K={k} must be multiples of {INT4_V2_N_MULTIPLE} and "
-            f"{INT4_V2_K_MULTIPLE}"
+            f"int4_v2 layout: N={n}, K={k} must be multiples of {INT4_V2_N_MULTIPLE} and {INT4_V2_K_MULTIPLE}"
         )
     return ""
+
+
+def int4_v2_inverse_order() -> list[int]:
+    """The transpose from the unpacked bytes [N/16, K/64, g, t, i, e0, e1, h] back to [N, K] order."""
+    return [int(a) for a in np.argsort(_V2_ORDER)]
 
 
 def pack_int4_v2(codes: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ def unpack_int4_v2(packed: np.ndarray, signed: bool = False) -> np.ndarray:
     if n % INT4_V2_N_MULTIPLE or k % INT4_V2_K_MULTIPLE:
         raise LayoutError(f"int4_v2 layout: packed shape {b.shape} is not [16 i, 32 j]")
     t = np.stack([b & 0xF, b >> 4], axis=-1).reshape(n // 16, k // 64, 8, 4, 4, 2, 2, 2)
-    out = t.transpose(np.argsort(_V2_ORDER)).reshape(n, k)
+    out = t.transpose(int4_v2_inverse_order()).reshape(n, k)
     if signed:
         return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)
     return np.ascontiguousarray(out)
