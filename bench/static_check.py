@@ -140,7 +140,7 @@ def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
         w = weights_per_thread(mmas, mf) if mmas else 0
         rows.append(
             {
-                "kernel": Path(source).stem,
+                "kernel": Path(source).stem + (" int4_v2" if "V2Loader" in name else ""),
                 "arch": f"sm_{arch}",
                 "mf": mf,
                 **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),

@@ -1,4 +1,6 @@
-"""Packed weight layouts, version 1 (docs/LAYOUTS.md): what the kernels read, byte for byte.
+"""Packed weight layouts (docs/LAYOUTS.md): what the kernels read, byte for byte.
+
+Version 1 everywhere; version 2 for the 4-bit weights of QcW4A16Gemm (`int4_v2`).
 
 Every function takes codes as `W[N, K]` (output channel major, K contiguous), one code per
 uint8/int8 element as `qcompile.formats` produces them.
@@ -12,6 +14,12 @@ from qcompile.errors import LayoutError
 
 LAYOUT_VERSION = 1
 FP6_K_MULTIPLE = 64
+INT4_V2_N_MULTIPLE = 16  # one warp tile: 16 output channels x 64 k = 512 bytes
+INT4_V2_K_MULTIPLE = 64
+INT4_V2_FORMATS = ("int4", "uint4")
+# [N, K] viewed as [N/16, h, g, K/64, t, i, e1, e0] (n = 16 nt + 8 h + g, k = 64 kt + 16 t + 4 i +
+# 2 e1 + e0) -> bytes [N/16, K/64, g, t, i, e0, e1] with h the nibble in each byte.
+_V2_ORDER = (0, 3, 2, 4, 5, 7, 6, 1)
 
 
 def _require(codes: np.ndarray, k_multiple: int, layout: str) -> np.ndarray:
@@ -66,3 +74,42 @@ def unpack_fp6(lo4: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     for i in range(4):
         hi[:, i::4] = (hi2 >> (2 * i)) & 0x3
     return (hi << 4) | lo
+
+
+def int4_v2_problem(n: int, k: int, fmt_name: str) -> str:
+    """Why an N x K weight of this format cannot take the int4_v2 layout ("" if it can)."""
+    if fmt_name not in INT4_V2_FORMATS:
+        return f"int4_v2 layout: format {fmt_name} is not one of {list(INT4_V2_FORMATS)}"
+    if n % INT4_V2_N_MULTIPLE or k % INT4_V2_K_MULTIPLE:
+        return (
+            f"int4_v2 layout: N={n}, K={k} must be multiples of {INT4_V2_N_MULTIPLE} and {INT4_V2_K_MULTIPLE}"
+        )
+    return ""
+
+
+def int4_v2_inverse_order() -> list[int]:
+    """The transpose from the unpacked bytes [N/16, K/64, g, t, i, e0, e1, h] back to [N, K] order."""
+    return [int(a) for a in np.argsort(_V2_ORDER)]
+
+
+def pack_int4_v2(codes: np.ndarray) -> np.ndarray:
+    """[N, K] 4-bit codes -> uint8 [N, K/2] in the int4_v2 order (docs/LAYOUTS.md, version 2)."""
+    c = _require(codes, INT4_V2_K_MULTIPLE, "int4_v2 layout") & 0xF
+    n, k = c.shape
+    if n % INT4_V2_N_MULTIPLE:
+        raise LayoutError(f"int4_v2 layout: N={n} (dimension 0) must be a multiple of {INT4_V2_N_MULTIPLE}")
+    t = c.reshape(n // 16, 2, 8, k // 64, 4, 4, 2, 2).transpose(_V2_ORDER)
+    return (t[..., 0] | (t[..., 1] << 4)).astype(np.uint8).reshape(n, k // 2)
+
+
+def unpack_int4_v2(packed: np.ndarray, signed: bool = False) -> np.ndarray:
+    """int4_v2 bytes [N, K/2] -> [N, K] codes (int8 sign-extended when `signed`, else uint8)."""
+    b = _as_bytes(packed)
+    n, k = b.shape[0], b.shape[1] * 2
+    if n % INT4_V2_N_MULTIPLE or k % INT4_V2_K_MULTIPLE:
+        raise LayoutError(f"int4_v2 layout: packed shape {b.shape} is not [16 i, 32 j]")
+    t = np.stack([b & 0xF, b >> 4], axis=-1).reshape(n // 16, k // 64, 8, 4, 4, 2, 2, 2)
+    out = t.transpose(int4_v2_inverse_order()).reshape(n, k)
+    if signed:
+        return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)
+    return np.ascontiguousarray(out)

@@ -57,11 +57,18 @@ class PluginSpec:
     outputs: tuple[TensorSpec, ...]
     attributes: dict[str, AttributeSpec]
     shape_rules: dict[str, int | str]
+    # layout_version -> extra rules of that layout: "K_multiple", "N_multiple", "format" (allowed list)
+    layout_rules: dict[int, dict] = dataclasses.field(default_factory=dict)
 
     def multiple(self, rule: str, attrs: dict) -> int | None:
         """The value of a shape rule ("K_multiple"): a number or the name of an attribute."""
         value = self.shape_rules.get(rule)
         return attrs.get(value) if isinstance(value, str) else value
+
+    def layout_versions(self) -> tuple[int, ...]:
+        """The layout versions a node may carry: the attribute's values list, else the spec's one."""
+        attr = self.attributes.get("layout_version")
+        return tuple(attr.values) if attr is not None and attr.values else (self.layout_version,)
 
     def shape_problems(self, attrs: dict) -> list[str]:
         problems = []
@@ -69,6 +76,14 @@ class PluginSpec:
             multiple, size = self.multiple(f"{dim}_multiple", attrs), attrs.get(dim)
             if isinstance(multiple, int) and isinstance(size, int) and (size <= 0 or size % multiple):
                 problems.append(f"{dim}={size} is not a positive multiple of {multiple}")
+        version = attrs.get("layout_version")
+        rules = self.layout_rules.get(version, {})
+        for dim in ("K", "N"):
+            multiple, size = rules.get(f"{dim}_multiple"), attrs.get(dim)
+            if multiple and isinstance(size, int) and size % multiple:
+                problems.append(f"{dim}={size} is not a multiple of {multiple} (layout_version {version})")
+        if "format" in rules and attrs.get("format") not in rules["format"]:
+            problems.append(f"format {attrs.get('format')!r} has no layout_version {version}")
         return problems
 
 
@@ -114,6 +129,7 @@ def parse_specs(data: dict) -> PluginSpecs:
             tuple(map(_tensor, entry["outputs"])),
             attrs,
             dict(entry.get("shape_rules", {})),
+            {int(v): dict(r) for v, r in entry.get("layout_rules", {}).items()},
         )
     return PluginSpecs(data["namespace"], data["layout_version"], plugins)
 
@@ -128,7 +144,8 @@ def node_attributes(op_type: str, specs: PluginSpecs | None = None, **values) ->
     """ONNX attributes of a plugin node: every spec attribute (defaults filled) + parser attributes.
 
     Raises RecipeError for an unknown, missing or invalid attribute, LayoutError for a
-    layout_version other than the spec's or N/K violating the shape rules.
+    layout_version the plugin does not list or N/K (or the format) violating the shape and layout
+    rules.
     """
     spec = (specs or load_specs()).get(op_type)
     unknown = sorted(set(values) - set(spec.attributes))
@@ -143,7 +160,7 @@ def node_attributes(op_type: str, specs: PluginSpecs | None = None, **values) ->
         if problem:
             raise RecipeError(f"{op_type}: {problem}")
         attrs[name] = value
-    if attrs.get("layout_version", spec.layout_version) != spec.layout_version:
+    if attrs.get("layout_version", spec.layout_version) not in spec.layout_versions():
         raise LayoutError(
             f"{op_type}: attribute 'layout_version' is {attrs['layout_version']}, "
             f"this qcompile writes layout version {spec.layout_version}"
@@ -189,7 +206,7 @@ def _node_attrs(node, spec: PluginSpec) -> tuple[dict, list[str]]:
     extra = sorted(set(node.attributes) - set(spec.attributes) - set(PARSER_ATTRIBUTES))
     if extra:
         problems.append(f"unknown attribute(s) {extra}")
-    if attrs.get("layout_version", spec.layout_version) != spec.layout_version:
+    if attrs.get("layout_version", spec.layout_version) not in spec.layout_versions():
         problems.append(f"layout_version {attrs['layout_version']} != {spec.layout_version}")
     return attrs, problems + spec.shape_problems(attrs)
 

@@ -2,7 +2,9 @@
 
 Each layer becomes `Cast(x -> float16) -> Qc*Gemm(x, packed constants...) -> Cast(-> original
 dtype)` (plus an `Add` of the bias for a Gemm with C). The constants are the packed bytes of
-docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. Per-channel weights
+docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. QcW4A16Gemm weights take
+layout version 2 (int4_v2, the kernel's cheapest decode) wherever it applies (INT4 / UINT4, N a
+multiple of 16, K of 64), else version 1 (nibble). Per-channel weights
 given to a per-group plugin repeat their scale over the groups (the same values). Packed bytes
 and zero points are typed INT8 (the same bits): TensorRT 10.0 and 10.1's ONNX parser widens
 UINT8 initializers to INT32, which no plugin accepts.
@@ -66,7 +68,7 @@ def _bytes(packed: np.ndarray) -> np.ndarray:
 
 def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarray], dict]:
     """(constant inputs by spec name, attribute values) of the plugin node for `ql`."""
-    from qcompile.packing import pack_fp6, pack_nibbles
+    from qcompile.packing import int4_v2_problem, pack_fp6, pack_int4_v2, pack_nibbles
 
     qw, layer = ql.weight, ql.layer
     fmt, n, k = qw.spec.fmt, layer.n, layer.k
@@ -88,8 +90,10 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
         }, values
     values["group_size"] = g
     if op_type == "QcW4A16Gemm":
+        v2 = not int4_v2_problem(n, k, fmt.name)
+        values["layout_version"] = 2 if v2 else 1
         arrays = {
-            "w": _bytes(pack_nibbles(qw.codes)),
+            "w": _bytes(pack_int4_v2(qw.codes) if v2 else pack_nibbles(qw.codes)),
             "scales": _fp16(layer.name, _group_view(qw.scales, k, g)),
         }
         if qw.zero_points is not None:

@@ -2,7 +2,8 @@
 
 The lowering decodes the very same packed initializers the kernel reads: the INT8-typed bytes
 become uint8 (Cast to int32, BitwiseAnd 0xFF, Cast: defined for every value), unpacked with
-BitShift / BitwiseAnd, interleave with Concat / Reshape, Gather from a 2^bits float32
+BitShift / BitwiseAnd, interleave with Concat / Reshape (and, for the int4_v2 layout, one
+Transpose of the tiles back to [N, K]), Gather from a 2^bits float32
 table of the format's values, apply the scales (per channel, or per group through an
 [N, G, g] view), Transpose to [K, N] and MatMul in float32. It mirrors the kernels' arithmetic:
 - W6A16 / W4A16: the dequantized weight `decode(c) * scale` (minus the zero point) is rounded
@@ -100,6 +101,18 @@ def _unpack_nibbles(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
     return _interleave(b, [lo, hi], n, k)
 
 
+def _unpack_int4_v2(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
+    """qcompile.packing.unpack_int4_v2: the nibbles of each byte, then the inverse tile transpose."""
+    from qcompile.packing import int4_v2_inverse_order
+
+    packed = _as_uint8(b, packed)
+    lo = b.op("BitwiseAnd", [packed, b.const(np.uint8(0x0F))], U8)
+    hi = b.op("BitShift", [packed, b.const(np.uint8(4))], U8, direction="RIGHT")
+    nibbles = _interleave(b, [lo, hi], n, k)
+    tiles = b.reshape(nibbles, [n // 16, k // 64, 8, 4, 4, 2, 2, 2], U8)
+    return b.reshape(b.op("Transpose", [tiles], U8, perm=int4_v2_inverse_order()), [n, k], U8)
+
+
 def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir.Value:
     lo = _unpack_nibbles(b, lo4, n, k)
     hi2, three = _as_uint8(b, hi2), b.const(np.uint8(3))
@@ -138,7 +151,8 @@ def _weight_w6a16(b, inputs, attrs):
 
 def _weight_w4a16(b, inputs, attrs):
     n, k, g = attrs["N"], attrs["K"], attrs["group_size"]
-    values = _lookup(b, _unpack_nibbles(b, inputs[1], n, k), attrs["format"])
+    unpack = _unpack_int4_v2 if attrs.get("layout_version", 1) == 2 else _unpack_nibbles
+    values = _lookup(b, unpack(b, inputs[1], n, k), attrs["format"])
     if attrs.get("has_zeros", 0):
         values = _per_group(b, values, b.cast(inputs[3], F32), n, k, g, "Sub")
     return _round_fp16(b, _per_group(b, values, b.cast(inputs[2], F32), n, k, g, "Mul"))

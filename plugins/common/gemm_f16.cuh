@@ -4,6 +4,24 @@
 
 #include "gemm_common.cuh"
 
+// The A fragments of the 4 MMAs of one K block from a loader of single rows (16 k of row r into
+// 8 half2 words): MMA i takes pairs 2i, 2i+1 of rows r0 and r1. A loader that reads both rows at
+// once (int4_v2) overloads this function.
+template <class Loader>
+__device__ __forceinline__ void qc_load_a(const Loader& ld, int r0, int r1, int k, bool kv, int N,
+                                          uint32_t (&a)[4][4]) {
+  uint32_t w0[8], w1[8];
+  ld.load(r0, k, kv && r0 < N, w0);
+  ld.load(r1, k, kv && r1 < N, w1);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    a[i][0] = w0[2 * i];
+    a[i][1] = w1[2 * i];
+    a[i][2] = w0[2 * i + 1];
+    a[i][3] = w1[2 * i + 1];
+  }
+}
+
 // CTA: 4 warps x 16 output channels, 8*MF tokens; K block 64 = 4 MMAs of k16, thread t owning
 // k in [kb + 16t, kb + 16t + 16). Slot (logical k 2t+j / 2t+8+j of MMA i) <- actual k 16t+4i+j /
 // 16t+4i+2+j, for A and B alike.
@@ -23,9 +41,8 @@ __global__ void __launch_bounds__(128) qc_gemm_f16_kernel(const __half* __restri
   for (int kb = k_begin; kb < k_end; kb += 64) {
     const int k = kb + 16 * t;
     const bool kv = k < k_end;
-    uint32_t w0[8], w1[8], xb[MF][8];
-    ld.load(r0, k, kv && r0 < N, w0);
-    ld.load(r1, k, kv && r1 < N, w1);
+    uint32_t a[4][4], xb[MF][8];
+    qc_load_a(ld, r0, r1, k, kv, N, a);
 #pragma unroll
     for (int f = 0; f < MF; ++f) {
       const int m = m_base + 8 * f + g;
@@ -41,11 +58,10 @@ __global__ void __launch_bounds__(128) qc_gemm_f16_kernel(const __half* __restri
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const uint32_t a[4] = {w0[2 * i], w1[2 * i], w0[2 * i + 1], w1[2 * i + 1]};
 #pragma unroll
       for (int f = 0; f < MF; ++f) {
         const uint32_t b[2] = {xb[f][2 * i], xb[f][2 * i + 1]};
-        qc_mma_f16(acc[f], a, b);
+        qc_mma_f16(acc[f], a[i], b);
       }
     }
   }

@@ -113,7 +113,8 @@ std::string Attributes::parse(const spec::PluginSpec& spec, const FieldList& fie
         if (!bad.empty()) return std::string(spec.name) + ": " + bad;
         out.fields_.push_back(std::move(f));
     }
-    if (out.has("layout_version") && out.get_int("layout_version") != spec::kLayoutVersion)
+    const spec::AttrSpec* layout = find_attr(spec, "layout_version");  // a values list: checked above
+    if (layout != nullptr && layout->nb_values == 0 && out.get_int("layout_version") != spec::kLayoutVersion)
         return std::string(spec.name) + ": attribute 'layout_version' is " +
                std::to_string(out.get_int("layout_version")) + ", this plugin reads layout version " +
                std::to_string(spec::kLayoutVersion);

@@ -118,6 +118,7 @@ GemmProblem GemmCore::problem(std::int64_t m) const {
     p.format = attrs_.get_string("format").c_str();
     p.has_zeros = attrs_.get_int("has_zeros") == 1;
     p.act_per_token = attrs_.get_string("act_quant") == "per_token";
+    p.layout_version = attrs_.get_int("layout_version");
     return p;
 }
 

@@ -44,7 +44,7 @@ std::int32_t w6a16_launch(const GemmLaunch& l) {
 
 std::int32_t w4a16_check(const GemmProblem& p) {
     return fits_int(p) ? qc_w4a16_check_shape(int(p.m), int(p.n), int(p.k), p.group_size, format_code(p.format),
-                                              p.has_zeros ? 1 : 0)
+                                              p.has_zeros ? 1 : 0, p.layout_version)
                        : QC_ERR_SHAPE;
 }
 std::size_t w4a16_workspace(const GemmProblem& p) {
@@ -54,8 +54,8 @@ std::int32_t w4a16_launch(const GemmLaunch& l) {
     const GemmProblem& p = l.problem;
     if (!fits_int(p) || l.nb_inputs != (p.has_zeros ? 4 : 3)) return QC_ERR_SHAPE;
     return qc_w4a16_gemm(l.inputs[0], l.inputs[1], l.inputs[2], p.has_zeros ? l.inputs[3] : nullptr, l.output,
-                         int(p.m), int(p.n), int(p.k), p.group_size, format_code(p.format), l.workspace,
-                         l.workspace_bytes, stream_of(l));
+                         int(p.m), int(p.n), int(p.k), p.group_size, format_code(p.format), p.layout_version,
+                         l.workspace, l.workspace_bytes, stream_of(l));
 }
 
 std::int32_t w4a8_check(const GemmProblem& p) {

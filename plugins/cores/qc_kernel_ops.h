@@ -13,6 +13,7 @@ struct GemmProblem {
     const char* format;       // the "format" attribute, e.g. "fp6_e3m2", "int4"
     bool has_zeros;
     bool act_per_token;       // W4A8 "act_quant" == "per_token"
+    std::int32_t layout_version;
 };
 
 struct GemmLaunch {

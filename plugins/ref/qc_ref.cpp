@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "decode.h"
+#include "decode_v2.h"
 #include "w4a16.h"
 #include "w4a8.h"
 #include "w6a16.h"
@@ -82,10 +83,50 @@ extern "C" int qc_ref_decode_w6a16(const uint8_t* lo4, const uint8_t* hi2, const
   return QC_OK;
 }
 
+namespace {
+
+/* int4_v2: every warp tile, lane and fragment word as the kernel reads them; the FP16 steps of the
+ * kernel (HSUB2 / HFMA2 to the integer q) are exact, and so is their float32 evaluation here. */
+void decode_w4a16_v2(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros, int N, int K,
+                     int group_size, int format, float* out) {
+  int groups = K / group_size;
+  for (int nt = 0; nt < N / 16; ++nt)
+    for (int kt = 0; kt < K / 64; ++kt)
+      for (int lane = 0; lane < 32; ++lane) {
+        const uint8_t* p = w + qc_w4v2_offset(nt, kt, K, lane);
+        int rows[2] = {16 * nt + lane / 4, 16 * nt + lane / 4 + 8}, k = 64 * kt + 16 * (lane % 4);
+        float scale[2], low_offset = 0.0f, high_addend = 0.0f;
+        for (int r = 0; r < 2; ++r) {
+          size_t gi = (size_t)rows[r] * groups + k / group_size;
+          scale[r] = half_bits_to_float(scales[gi]);
+          int zero = zeros ? zeros[gi] : 0;
+          if (r == 0) low_offset = qc_w4v2_low_offset(format, zero);
+          else high_addend = qc_w4v2_high_addend(format, zero);
+        }
+        for (int i = 0; i < 4; ++i) {
+          uint32_t m[4];
+          qc_w4v2_magic(load_word(p + 4 * i), format, m);
+          for (int j = 0; j < 4; ++j)
+            for (int e = 0; e < 2; ++e) {
+              float h = half_bits_to_float((m[j] >> (16 * e)) & 0xFFFF);
+              int r = j & 1;
+              float q = r ? h * QC_W4V2_HIGH_FACTOR + high_addend : h - low_offset;
+              out[(size_t)rows[r] * K + k + 4 * i + 2 * (j >> 1) + e] = q * scale[r];
+            }
+        }
+      }
+}
+
+}  // namespace
+
 extern "C" int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros,
-                                   int N, int K, int group_size, int format, float* out) {
-  int st = qc_w4a16_check_shape(1, N, K, group_size, format, zeros != nullptr);
+                                   int N, int K, int group_size, int format, int layout, float* out) {
+  int st = qc_w4a16_check_shape(1, N, K, group_size, format, zeros != nullptr, layout);
   if (st != QC_OK) return st;
+  if (layout == 2) {
+    decode_w4a16_v2(w, scales, zeros, N, K, group_size, format, out);
+    return QC_OK;
+  }
   int groups = K / group_size;
   for (int n = 0; n < N; ++n) {
     for (int k = 0; k < K; k += 16) {

@@ -19,9 +19,10 @@ int qc_ref_fp6_to_half_bits(const uint8_t* codes, long long n, int format, uint1
 int qc_ref_decode_w6a16(const uint8_t* lo4, const uint8_t* hi2, const uint16_t* scales, int N,
                         int K, int format, float* out);
 
-/* out[N,K] = (decode(W) - zero) * scale[n, k/g]; zeros may be NULL. */
+/* out[N,K] = (decode(W) - zero) * scale[n, k/g]; zeros may be NULL; W in layout 1 (nibble) or 2
+ * (int4_v2, through decode_v2.h). */
 int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros, int N,
-                        int K, int group_size, int format, float* out);
+                        int K, int group_size, int format, int layout, float* out);
 
 /* out[i] = E4M3 byte of decode(codes[i]) * 2^exps[i] by the scalar integer rule. */
 int qc_ref_w4_to_fp8(const uint8_t* codes, const int8_t* exps, long long n, int format, uint8_t* out);

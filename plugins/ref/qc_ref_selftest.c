@@ -22,7 +22,10 @@ int main(void) {
   float x = 500.0f;
   EXPECT(qc_ref_float_to_e4m3(&x, 1, 1.0f, out) == QC_OK && out[0] == 0x7E);
   EXPECT(qc_w6a16_check_shape(1, 8, 96, QC_FMT_FP6_E3M2) == QC_ERR_SHAPE);
-  EXPECT(qc_w4a16_check_shape(1, 8, 128, 48, QC_FMT_INT4, 0) == QC_ERR_ARG);
+  EXPECT(qc_w4a16_check_shape(1, 8, 128, 48, QC_FMT_INT4, 0, 1) == QC_ERR_ARG);
+  EXPECT(qc_w4a16_check_shape(1, 8, 128, 32, QC_FMT_INT4, 0, 2) == QC_ERR_SHAPE);
+  EXPECT(qc_w4a16_check_shape(1, 16, 128, 32, QC_FMT_FP4_E2M1, 0, 2) == QC_ERR_FORMAT);
+  EXPECT(qc_w4a16_check_shape(1, 16, 128, 32, QC_FMT_INT4, 0, 3) == QC_ERR_ARG);
   EXPECT(qc_w4a8_check_shape(1, 12, 128, 32, QC_FMT_INT4, QC_ACT_PER_TOKEN) == QC_ERR_SHAPE);
   if (!failures) printf("qc_ref selftest: ok\n");
   return failures != 0;

@@ -35,7 +35,7 @@ def library_path() -> Path:
 def load(path: Path | None = None) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path or library_path()))
     lib.qc_w6a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _P, _S, _P]
-    lib.qc_w4a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _S, _P]
+    lib.qc_w4a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _S, _P]
     lib.qc_w4a8_gemm.argtypes = [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _S, _P]
     lib.qc_w6a16_workspace_size.argtypes = [_I, _I, _I]
     lib.qc_w4a16_workspace_size.argtypes = [_I, _I, _I, _I]
@@ -70,7 +70,8 @@ def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None) -> int:
     )
 
 
-def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None) -> int:
+def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
+    """layout: 1 (nibble) or 2 (int4_v2), the layout_version of the bytes in `w`."""
     m, k = x.shape
     n = y.shape[1]
     ws = (
@@ -78,8 +79,9 @@ def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None) -> 
         if workspace is not None
         else _workspace(lib.qc_w4a16_workspace_size(m, n, k, group), x.device)
     )
+    shape = (m, n, k, group, FMT[fmt], layout)
     return lib.qc_w4a16_gemm(
-        _p(x), _p(w), _p(scales), _p(zeros), _p(y), m, n, k, group, FMT[fmt], _p(ws), ws.numel(), _stream()
+        _p(x), _p(w), _p(scales), _p(zeros), _p(y), *shape, _p(ws), ws.numel(), _stream()
     )
 
 

@@ -123,8 +123,10 @@ def weights(kind: str, fmt: str, n: int, k: int, group: int = 128):
                 zeros = rng.integers(0, 16, (n, k // group), dtype=np.uint8)
                 q = q - np.repeat(zeros, group, axis=1).astype(np.float32)
             w = q * np.repeat(scales.astype(np.float32), group, axis=1)
+            v2 = not packing.int4_v2_problem(n, k, fmt)
             _weights[key] = dict(
                 w4=gpu(packing.pack_nibbles(codes)),
+                w4_v2=gpu(packing.pack_int4_v2(codes)) if v2 else None,
                 scales=gpu(scales),
                 zeros=None if zeros is None else gpu(zeros),
                 w=gpu(w),
@@ -160,12 +162,20 @@ def test_w6a16(fmt, m, n, k):
     [(*fg, *c) for fg in (("int4", 128), ("int4", 32), ("uint4", 64), ("fp4_e2m1", 128)) for c in CASES],
 )
 def test_w4a16(fmt, group, m, n, k):
+    """Layout 1, and for INT4 / UINT4 layout 2 (int4_v2) of the same codes: the same FP16 weight
+    operands in the same MMA slots, so the two outputs are bit-identical."""
     wt = weights("w4a16", fmt, n, k, group)
     x = randn_x(m, k, fmt, group, n)
     y = poisoned(m, n)
     run(abi.w4a16(LIB, x, wt["w4"], wt["scales"], wt["zeros"], y, group, fmt))
     err = rel_err(y, x.float() @ wt["w"].T)
     assert err < TOL_F16, f"relative error {err:.3g}"
+    if wt["w4_v2"] is not None:
+        y2 = poisoned(m, n)
+        run(abi.w4a16(LIB, x, wt["w4_v2"], wt["scales"], wt["zeros"], y2, group, fmt, layout=2))
+        assert torch.equal(y2, y), (
+            f"int4_v2 differs from layout 1: relative error {rel_err(y2, y.float()):.3g}"
+        )
 
 
 def w4a8_reference(x, wt, act: str, act_scale):
@@ -193,7 +203,8 @@ def test_w4a8(fmt, act, m, n, k):
 
 
 @pytest.mark.parametrize(
-    "m,n,k,group", [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64)]
+    "m,n,k,group",
+    [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64), (17, 48, 192, 64)],
 )
 def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
     """Partial N/M tiles and a K tail; workspace of 16 bytes forces the unsplit path."""
@@ -204,6 +215,10 @@ def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
         y = poisoned(m, n)
         run(abi.w4a16(LIB, x, wt["w4"], wt["scales"], None, y, group, "int4", ws))
         assert rel_err(y, x.float() @ wt["w"].T) < TOL_F16
+        if wt["w4_v2"] is not None:  # N=48: the CTA's last 16-row warp tile is out of range
+            y2 = poisoned(m, n)
+            run(abi.w4a16(LIB, x, wt["w4_v2"], wt["scales"], None, y2, group, "int4", ws, layout=2))
+            assert torch.equal(y2, y)
         if k % 64 == 0:
             wt6 = weights("w6a16", "fp6_e3m2", n, k)
             y = poisoned(m, n)
@@ -253,15 +268,26 @@ def test_bad_shapes_and_alignment_rejected():
     )
     w4 = weights("w4a16", "int4", 16, 128, 32)
     assert (
-        lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, None, 0, s)
+        lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, 1, None, 0, s)
         == abi.ERR_ARG
     )
     assert (
         lib.qc_w4a16_gemm(
-            p(x), p(w4["w4"]), p(w4["scales"]), p(w4["scales"]), p(y), 4, 16, 128, 32, 2, None, 0, s
+            p(x), p(w4["w4"]), p(w4["scales"]), p(w4["scales"]), p(y), 4, 16, 128, 32, 2, 1, None, 0, s
         )
         == abi.ERR_FORMAT
     )
+    # int4_v2 takes whole 16 x 64 tiles and INT4 / UINT4 only; layout 3 does not exist
+    for n_, k_, fmt_, layout, status in (
+        (8, 128, 2, 2, abi.ERR_SHAPE),
+        (16, 96, 2, 2, abi.ERR_SHAPE),
+        (16, 128, 4, 2, abi.ERR_FORMAT),
+        (16, 128, 2, 3, abi.ERR_ARG),
+    ):
+        got = lib.qc_w4a16_gemm(
+            p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, n_, k_, 32, fmt_, layout, None, 0, s
+        )
+        assert got == status, (n_, k_, fmt_, layout, got)
     assert torch.isnan(y).all(), "a rejected call wrote to the output"
     w8 = weights("w4a8", "int4", 16, 128, 32)
     status = lib.qc_w4a8_gemm(

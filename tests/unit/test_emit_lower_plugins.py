@@ -21,12 +21,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qcompile.errors import LayoutError
 from qcompile.formats import FORMATS
-from qcompile.packing import unpack_fp6, unpack_nibbles
+from qcompile.packing import pack_nibbles, unpack_fp6, unpack_int4_v2, unpack_nibbles
 from qcompile.passes.canonicalize import find_layers
 from qcompile.passes.emit_plugins import EmitPluginGemms, plugin_shape_problem
 from qcompile.passes.insert_qdq import QuantizedLayer
 from qcompile.passes.lower_plugins import LowerPluginNodes
-from qcompile.plugin_specs import load_specs
+from qcompile.plugin_specs import check_plugin_node, load_specs
 from qcompile.quantizer import WeightSpec, quantize_weight
 
 K, N = 128, 64
@@ -114,7 +114,8 @@ def _reference(node: ir.Node, x: np.ndarray):
         w = (fmt.decode(codes) * arrays[2].astype(np.float32)[:, None]).astype(np.float16).astype(np.float32)
         return w, x32, _matmul16(x32, w)
     g = attrs["group_size"]
-    codes = unpack_nibbles(arrays[0], signed=fmt.name == "int4")
+    unpack = unpack_int4_v2 if attrs["layout_version"] == 2 else unpack_nibbles
+    codes = unpack(arrays[0], signed=fmt.name == "int4")
     values = fmt.decode(codes).reshape(n, k // g, g)
     if node.op_type == "QcW4A16Gemm":
         if attrs["has_zeros"]:
@@ -164,7 +165,7 @@ def test_emitted_node_matches_the_spec(case):
         attrs["N"] == N
         and attrs["K"] == K
         and attrs["format"] == spec.fmt.name
-        and attrs["layout_version"] == 1
+        and attrs["layout_version"] == (2 if case in ("w4a16_int4", "w4a16_uint4_zeros") else 1)
     )
     assert attrs["plugin_version"] == "1" and attrs["plugin_namespace"] == "qcompile"
     if plugin != "QcW6A16Gemm":
@@ -189,8 +190,8 @@ def test_lowered_model_decodes_the_same_bytes(case):
     assert not [n for n in model.graph if n.domain == "qcompile"]
     assert "qcompile" not in model.opset_imports
     onnx.checker.check_model(ir.to_proto(model), full_check=True)
-    transpose = next(n for n in model.graph if n.op_type == "Transpose")
     matmul = next(n for n in model.graph if n.op_type == "MatMul")
+    transpose = matmul.inputs[1].producer()  # of the decoded weight [N, K]
     probes = [transpose.inputs[0], matmul.inputs[0]]
     fp16_out = model.graph.outputs[0].producer().inputs[0]  # what the lowered plugin writes
     assert fp16_out.dtype == ir.DataType.FLOAT16
@@ -226,6 +227,45 @@ def test_lowering_reads_uint8_typed_bytes_of_older_models_the_same(case):
             value.dtype = ir.DataType.UINT8
     LowerPluginNodes()(old)
     np.testing.assert_array_equal(_run(ir.to_proto(old), X)[0], y_int8)
+
+
+@pytest.mark.parametrize("case", ["w4a16_int4", "w4a16_uint4_zeros"])
+def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
+    """The emitter writes layout_version 2 here; the same codes in the v1 nibble layout (a model
+    written before v2) lower to the same weight operand and output, zero tolerance."""
+    _, model, _ = _emit(case)
+    node = _plugin_node(model)
+    assert node.attributes["layout_version"].value == 2
+    w2 = node.inputs[1].const_value.numpy()
+    signed = node.attributes["format"].value == "int4"
+    codes = unpack_int4_v2(w2, signed=signed)
+    w1 = pack_nibbles(codes).view(np.int8)
+    assert w1.shape == w2.shape and not np.array_equal(w1, w2)  # the layouts really differ
+
+    _, old, _ = _emit(case)
+    old_node = _plugin_node(old)
+    old_node.inputs[1].const_value = ir.tensor(w1, name=old_node.inputs[1].name)
+    old_node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
+    assert check_plugin_node(old_node) == []
+    results = []
+    for m in (model, old):
+        LowerPluginNodes()(m)
+        matmul = next(n for n in m.graph if n.op_type == "MatMul")
+        m.graph.outputs.append(matmul.inputs[1].producer().inputs[0])  # the decoded weight [N, K]
+        results.append(_run(ir.to_proto(m), X))
+    np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+def test_shapes_int4_v2_cannot_take_keep_layout_1():
+    """N=8 (not a 16-row tile) or an FP4 weight: the nibble layout, still a valid node."""
+    from qcompile.packing import int4_v2_problem
+
+    assert int4_v2_problem(64, 128, "int4") == ""
+    assert "N=8, K=128 must be multiples of 16 and 64" in int4_v2_problem(8, 128, "int4")
+    assert "format fp4_e2m1" in int4_v2_problem(64, 128, "fp4_e2m1")
+    _, model, _ = _emit("w4a16_fp4_channel")
+    assert _plugin_node(model).attributes["layout_version"].value == 1
 
 
 @pytest.mark.parametrize("case", ["w6a16_e3m2", "w4a8_fp4_tensor"])

@@ -83,29 +83,34 @@ def test_w6a16_decode_matches_packing(ref, name):
 def test_w4a16_decode_matches_packing(ref, name, zeros, group):
     rng = np.random.default_rng(group)
     fmt = formats.get_format(name)
-    n, k = 16, 384
+    n, k = 32, 384
     values = rng.normal(size=(n, k)).astype(np.float32) * 6
     codes = fmt.encode(values)
     scales = (rng.random((n, k // group)) + 0.01).astype(np.float16)
     z = rng.integers(0, 16, (n, k // group), dtype=np.uint8) if zeros else None
-    packed = packing.pack_nibbles(codes)
-    out = np.empty((n, k), np.float32)
-    call(
-        ref.qc_ref_decode_w4a16,
-        ptr(packed),
-        ptr(scales),
-        ptr(z) if zeros else None,
-        n,
-        k,
-        group,
-        FMT[name],
-        ptr(out),
-    )
     q = fmt.decode(codes)
     if zeros:
         q = q - np.repeat(z, group, axis=1).astype(np.float32)
     want = q * np.repeat(scales, group, axis=1).astype(np.float32)
-    np.testing.assert_array_equal(out, want)
+    layouts = {1: packing.pack_nibbles(codes)}
+    if name != "fp4_e2m1":
+        layouts[2] = packing.pack_int4_v2(codes)
+        assert not np.array_equal(layouts[1], layouts[2])
+    for layout, packed in layouts.items():
+        out = np.empty((n, k), np.float32)
+        call(
+            ref.qc_ref_decode_w4a16,
+            ptr(packed),
+            ptr(scales),
+            ptr(z) if zeros else None,
+            n,
+            k,
+            group,
+            FMT[name],
+            layout,
+            ptr(out),
+        )
+        np.testing.assert_array_equal(out, want, err_msg=f"layout {layout}")
 
 
 def fp8_of(values: np.ndarray) -> np.ndarray:
@@ -185,13 +190,19 @@ def test_w6a16_shape_rules(ref, args, status):
 @pytest.mark.parametrize(
     "args,status",
     [
-        ((4, 16, 96, 32, FMT["int4"], 0), OK),
-        ((4, 16, 128, 128, FMT["uint4"], 1), OK),
-        ((4, 16, 96, 64, FMT["int4"], 0), ERR_SHAPE),
-        ((4, 20, 128, 32, FMT["fp4_e2m1"], 0), ERR_SHAPE),
-        ((4, 16, 128, 48, FMT["int4"], 0), ERR_ARG),
-        ((4, 16, 128, 32, FMT["int4"], 1), ERR_FORMAT),
-        ((4, 16, 128, 32, FMT["fp6_e3m2"], 0), ERR_FORMAT),
+        ((4, 16, 96, 32, FMT["int4"], 0, 1), OK),
+        ((4, 16, 128, 128, FMT["uint4"], 1, 1), OK),
+        ((4, 16, 96, 64, FMT["int4"], 0, 1), ERR_SHAPE),
+        ((4, 20, 128, 32, FMT["fp4_e2m1"], 0, 1), ERR_SHAPE),
+        ((4, 16, 128, 48, FMT["int4"], 0, 1), ERR_ARG),
+        ((4, 16, 128, 32, FMT["int4"], 1, 1), ERR_FORMAT),
+        ((4, 16, 128, 32, FMT["fp6_e3m2"], 0, 1), ERR_FORMAT),
+        # layout 2 (int4_v2): 16 x 64 tiles, INT4 / UINT4 only
+        ((4, 32, 192, 64, FMT["uint4"], 1, 2), OK),
+        ((4, 8, 128, 32, FMT["int4"], 0, 2), ERR_SHAPE),
+        ((4, 16, 96, 32, FMT["int4"], 0, 2), ERR_SHAPE),
+        ((4, 16, 128, 32, FMT["fp4_e2m1"], 0, 2), ERR_FORMAT),
+        ((4, 16, 128, 32, FMT["int4"], 0, 3), ERR_ARG),
     ],
 )
 def test_w4a16_shape_rules(ref, args, status):

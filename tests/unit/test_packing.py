@@ -1,4 +1,5 @@
-"""Packed layouts v1 (docs/LAYOUTS.md): round trips, hand-written bytes, refusals. Zero tolerance."""
+"""Packed layouts v1 and int4_v2 (docs/LAYOUTS.md): round trips, hand-written bytes, refusals.
+Zero tolerance."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import pytest
 
 from qcompile.errors import LayoutError
 from qcompile.formats import FORMATS
-from qcompile.packing import FP6_K_MULTIPLE, pack_fp6, pack_nibbles, unpack_fp6, unpack_nibbles
+from qcompile.packing import (
+    FP6_K_MULTIPLE,
+    pack_fp6,
+    pack_int4_v2,
+    pack_nibbles,
+    unpack_fp6,
+    unpack_int4_v2,
+    unpack_nibbles,
+)
 
 
 @pytest.mark.parametrize("n", range(1, 6))
@@ -101,3 +110,58 @@ def test_refuses_non_2d_and_wide_codes():
     lo4, hi2 = pack_fp6(np.zeros((2, 64), np.uint8))
     with pytest.raises(LayoutError, match="does not match"):
         unpack_fp6(lo4, hi2[:, :-1])
+
+
+def _int4_v2_by_the_doc(codes: np.ndarray) -> np.ndarray:
+    """docs/LAYOUTS.md, version 2, element by element: n = 16 nt + 8 h + g, k = 64 kt + 16 t + 4 i +
+    e; byte 512 (nt K/64 + kt) + 16 (4 g + t) + 4 i + p // 2, nibble p % 2, p = 4 (e & 1) + 2 (e >> 1) + h."""
+    n, k = codes.shape
+    out = np.zeros(n * k // 2, np.uint8)
+    for row in range(n):
+        nt, h, g = row // 16, (row % 16) // 8, row % 8
+        for col in range(k):
+            kt, t, i, e = col // 64, (col % 64) // 16, (col % 16) // 4, col % 4
+            p = 4 * (e & 1) + 2 * (e >> 1) + h
+            byte = 512 * (nt * (k // 64) + kt) + 16 * (4 * g + t) + 4 * i + p // 2
+            out[byte] |= (int(codes[row, col]) & 0xF) << (4 * (p % 2))
+    return out.reshape(n, k // 2)
+
+
+@pytest.mark.parametrize("n,k", [(16, 64), (32, 128), (48, 192)])
+def test_int4_v2_bytes_follow_the_layout_doc(n, k):
+    codes = np.random.default_rng(n + k).integers(0, 16, (n, k)).astype(np.uint8)
+    np.testing.assert_array_equal(pack_int4_v2(codes), _int4_v2_by_the_doc(codes))
+
+
+@pytest.mark.parametrize("n,k", [(16, 64), (16, 128), (32, 64), (64, 256), (48, 320)])
+def test_int4_v2_round_trip_uint4(n, k):
+    codes = np.random.default_rng(7 * n + k).integers(0, 16, (n, k)).astype(np.uint8)
+    packed = pack_int4_v2(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (n, k // 2) and packed.flags.c_contiguous
+    np.testing.assert_array_equal(unpack_int4_v2(packed), codes)
+    np.testing.assert_array_equal(unpack_int4_v2(packed.view(np.int8)), codes)  # INT8-typed bytes
+    assert not np.array_equal(packed, pack_nibbles(codes))  # not the v1 bytes
+
+
+@pytest.mark.parametrize("n,k", [(16, 64), (32, 192)])
+def test_int4_v2_round_trip_int4_sign_extends(n, k):
+    values = np.random.default_rng(n * k).integers(-8, 8, (n, k)).astype(np.int8)
+    codes = FORMATS["int4"].encode(values.astype(np.float32))
+    out = unpack_int4_v2(pack_int4_v2(codes), signed=True)
+    assert out.dtype == np.int8
+    np.testing.assert_array_equal(out, values)
+
+
+def test_int4_v2_first_word_by_hand():
+    # word 0 of lane 0: rows 0 (h=0) and 8 (h=1), k 0..3, nibble p = 4 (e & 1) + 2 (e >> 1) + h
+    codes = np.zeros((16, 64), np.uint8)
+    codes[0, :4] = [0x1, 0x2, 0x3, 0x4]
+    codes[8, :4] = [0x5, 0x6, 0x7, 0x8]
+    word = int.from_bytes(pack_int4_v2(codes).reshape(-1)[:4].tobytes(), "little")
+    assert word == 0x8462_7351
+
+
+@pytest.mark.parametrize("shape", [(8, 64), (16, 32), (24, 64)])
+def test_int4_v2_refuses_partial_tiles(shape):
+    with pytest.raises(LayoutError, match="int4_v2 layout"):
+        pack_int4_v2(np.zeros(shape, np.uint8))

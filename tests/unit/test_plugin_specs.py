@@ -50,7 +50,10 @@ def test_node_attributes_fills_defaults_and_parser_attributes():
         ({"N": "16", "K": 256}, RecipeError, "'N'"),
         ({"N": True, "K": 256}, RecipeError, "'N'"),
         ({"N": 16, "K": 256, "bits": 4}, RecipeError, "bits"),
-        ({"N": 16, "K": 256, "layout_version": 2}, LayoutError, "layout_version"),
+        ({"N": 16, "K": 256, "layout_version": 3}, RecipeError, "'layout_version' is 3"),
+        ({"N": 8, "K": 256, "layout_version": 2}, LayoutError, r"N=8 .* 16 \(layout_version 2\)"),
+        ({"N": 16, "K": 96, "group_size": 32, "layout_version": 2}, LayoutError, "K=96 .* 64"),
+        ({"N": 16, "K": 256, "format": "fp4_e2m1", "layout_version": 2}, LayoutError, "no layout_version"),
         ({"N": 16, "K": 192}, LayoutError, "K=192"),  # K not a multiple of group_size 128
         ({"N": 12, "K": 256}, LayoutError, "N=12"),
     ],
@@ -100,6 +103,7 @@ def w4a16_node(n=16, k=256, g=64, x_dtype=ir.DataType.FLOAT16, zeros=False, **ov
 def test_valid_nodes_have_no_problems():
     assert plugin_specs.check_plugin_node(w4a16_node()) == []
     assert plugin_specs.check_plugin_node(w4a16_node(zeros=True)) == []
+    assert plugin_specs.check_plugin_node(w4a16_node(layout_version=2)) == []  # int4_v2
 
 
 def test_valid_w6a16_and_w4a8_nodes():
@@ -136,7 +140,8 @@ def test_valid_w6a16_and_w4a8_nodes():
     "make, reason",
     [
         (lambda: w4a16_node(x_dtype=ir.DataType.FLOAT), "input 'x' is FLOAT, expected FLOAT16"),
-        (lambda: w4a16_node(layout_version=2), "layout_version 2 != 1"),
+        (lambda: w4a16_node(layout_version=3), "attribute 'layout_version' is 3, expected one of [1, 2]"),
+        (lambda: w4a16_node(n=8, layout_version=2), "N=8 is not a multiple of 16 (layout_version 2)"),
         (lambda: w4a16_node(group_size=96), "attribute 'group_size' is 96"),
         (lambda: w4a16_node(K=288), "K=288 is not a positive multiple of 64"),
         (lambda: w4a16_node(N=32), "input 'w' dim 0 is 16, expected N=32"),

@@ -15,7 +15,7 @@
 
 struct Recorded {
     const void* ptr[6];
-    int m, n, k, group_size, format, act_quant;
+    int m, n, k, group_size, format, act_quant, layout;
     size_t workspace_bytes;
     CUstream_st* stream;
 };
@@ -23,18 +23,19 @@ static Recorded g_last;
 
 extern "C" int qc_w6a16_gemm(const void* x, const void* lo4, const void* hi2, const void* scales, void* y, int M, int N,
                              int K, int format, void*, size_t workspace_bytes, CUstream_st* stream) {
-    g_last = {{x, lo4, hi2, scales, y, nullptr}, M, N, K, 0, format, -1, workspace_bytes, stream};
+    g_last = {{x, lo4, hi2, scales, y, nullptr}, M, N, K, 0, format, -1, 1, workspace_bytes, stream};
     return QC_OK;
 }
 extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, const void* zeros, void* y, int M, int N,
-                             int K, int group_size, int format, void*, size_t workspace_bytes, CUstream_st* stream) {
-    g_last = {{x, w, scales, zeros, y, nullptr}, M, N, K, group_size, format, -1, workspace_bytes, stream};
+                             int K, int group_size, int format, int layout, void*, size_t workspace_bytes,
+                             CUstream_st* stream) {
+    g_last = {{x, w, scales, zeros, y, nullptr}, M, N, K, group_size, format, -1, layout, workspace_bytes, stream};
     return QC_OK;
 }
 extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* e, const void* cs, const void* as, void* y, int M,
                             int N, int K, int group_size, int format, int act_quant, void*, size_t workspace_bytes,
                             CUstream_st* stream) {
-    g_last = {{x, w, e, cs, as, y}, M, N, K, group_size, format, act_quant, workspace_bytes, stream};
+    g_last = {{x, w, e, cs, as, y}, M, N, K, group_size, format, act_quant, 1, workspace_bytes, stream};
     return QC_ERR_UNSUPPORTED_ARCH;
 }
 
@@ -75,7 +76,20 @@ int main() {
     if (w4_no_zeros) {
         CHECK(w4_no_zeros->enqueue({4, 256}, in, &a[5], nullptr, 0, stream) == QC_OK);
         CHECK(g_last.ptr[3] == nullptr && g_last.format == QC_FMT_INT4 && g_last.group_size == 128);
+        CHECK(g_last.layout == 1);
     }
+    auto w4_v2 = make("QcW4A16Gemm", {int_field("N", 32), int_field("K", 128), int_field("layout_version", 2)}, error);
+    CHECK(w4_v2 != nullptr);
+    if (w4_v2) {
+        CHECK(w4_v2->enqueue({4, 128}, in, &a[5], nullptr, 0, stream) == QC_OK);
+        CHECK(g_last.layout == 2 && g_last.n == 32 && g_last.k == 128);
+    }
+    // int4_v2 tiles are 16 x 64 and take INT4 / UINT4 only: the kernel's check refuses the rest.
+    auto v2_n8 = make("QcW4A16Gemm", {int_field("N", 8), int_field("K", 128), int_field("layout_version", 2)}, error);
+    CHECK(v2_n8 == nullptr && error.find("bad shape") != std::string::npos);
+    auto v2_fp4 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 2),
+                                       string_field("format", "fp4_e2m1")}, error);
+    CHECK(v2_fp4 == nullptr && error.find("unsupported format") != std::string::npos);
     // The kernel refuses zero points with a signed format; the core reports it when created.
     auto signed_zeros = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 256), int_field("has_zeros", 1)}, error);
     CHECK(signed_zeros == nullptr && error.find("unsupported format") != std::string::npos);
