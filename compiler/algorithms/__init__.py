@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from qcompile.algorithms.format_choice import SEARCHABLE, choose_minifloat
 from qcompile.algorithms.layer import LayerCalibration, LayerResult
 from qcompile.algorithms.options import (
     AwqOptions,
@@ -44,6 +45,7 @@ def _rtn(w, spec: WeightSpec, calib: LayerCalibration, options: RtnOptions, base
     from qcompile.quantizer import clip_searchable, mse_clipped_scales
 
     spec = spec if options.full_range else dataclasses.replace(spec, full_range=False)
+    spec = choose_minifloat(w, spec, calib.hessian)
     if options.mse_clip and clip_searchable(spec):
         return LayerResult(quantize_weight(w, spec, scales=mse_clipped_scales(w, spec, options.grid)))
     return LayerResult(quantize_weight(w, spec))
@@ -71,6 +73,7 @@ def _gptq(w, spec, calib, options: GptqOptions, base=None) -> LayerResult:
     from qcompile.algorithms.gptq import gptq
 
     (hessian,) = calib.require("gptq", "hessian")
+    spec = choose_minifloat(w, spec, hessian)
     qw, info = gptq(
         w, hessian, spec, block_size=options.block_size, damp=options.damp, act_order=options.act_order
     )
@@ -117,10 +120,6 @@ def _llmfp4(w, spec, calib, options: LlmFp4Options, base=None) -> LayerResult:
     return LayerResult(
         quantize_weight(np.asarray(w, np.float32) * s, spec), input_scale=s, info={"llmfp4": info}
     )
-
-
-# Minifloat weight formats the emitters take, by bit width (W6A16 decodes both FP6 layouts).
-SEARCHABLE = {6: ("fp6_e3m2", "fp6_e2m3")}
 
 
 def _fpsearch(w, spec, calib, options: FpSearchOptions, base=None) -> LayerResult:

@@ -4,7 +4,9 @@ written as a text file that the C++ plugin harness (plugins/trt/harness) reads.
 Every combination of the attributes that list their `values` is tried; each is emitted by
 EmitPluginGemms from a real quantized weight. A combination the emitter cannot produce is
 written as `unemittable` with the reason (the harness reports them; today: INT4 and FP4
-with zero points, which qcompile never emits since only unsigned formats take a zero point).
+with zero points, which qcompile never emits since only unsigned formats take a zero point, and
+layout_version 2 for FP4). QcW4A16Gemm with INT4/UINT4 is emitted in layout 2; its layout-1
+cases are the same node repacked in layout 1, as qcompile wrote it before layout 2 existed.
 
 File format, one block per case:
     case LABEL OP_TYPE
@@ -72,7 +74,22 @@ def emit(op: str, attrs: dict, k: int = K, n: int = N) -> ir.Node:
         [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)]
     )(model)
     (node,) = [n for n in model.graph if n.domain == "qcompile"]
+    if (
+        op == "QcW4A16Gemm"
+        and attrs.get("layout_version") == 1
+        and node.attributes["layout_version"].value == 2
+    ):
+        _as_layout_1(node)
     return node
+
+
+def _as_layout_1(node: ir.Node) -> None:
+    from qcompile.packing import pack_nibbles, unpack_int4_v2
+
+    w = node.inputs[1]
+    codes = unpack_int4_v2(w.const_value.numpy())
+    w.const_value = ir.tensor(pack_nibbles(codes).view(np.int8), name=w.name)
+    node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
 
 
 def describe(node: ir.Node) -> list[str]:
