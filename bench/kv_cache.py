@@ -51,7 +51,10 @@ def main(argv=None) -> int:
     print(f"  {'row':<34} {'prefill ppl':>12} {'decode ppl':>11}  compile s")
     start = time.perf_counter()
     base = smollm2_kv.perplexities(model, windows, PREFILL)
-    print(f"  {'fp32':<34} {base[0]:>12.3f} {base[1]:>11.3f}  ({time.perf_counter() - start:.0f} s to score)")
+    print(
+        f"  {'fp32':<34} {base[0]:>12.3f} {base[1]:>11.3f}  ({time.perf_counter() - start:.0f} s to score)",
+        flush=True,
+    )
     for row in args.rows.split(","):
         precision, *flags = row.split(":")
         path = out / f"kv.{row.replace(':', '_')}.onnx"
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
         scored = lowered(path) if _has_plugins(path) else path
         prefill, decode = smollm2_kv.perplexities(scored, windows, PREFILL, smollm2.session_options(False))
         label = f"{precision} {'without data' if 'nocalib' in flags else 'input_ids file'}"
-        print(f"  {label:<34} {prefill:>12.3f} {decode:>11.3f}  {seconds:.0f}")
+        print(f"  {label:<34} {prefill:>12.3f} {decode:>11.3f}  {seconds:.0f}", flush=True)
     return 0
 
 
