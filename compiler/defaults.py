@@ -11,6 +11,7 @@ WITH_DATA = {
     "w8a8": ("smoothquant", {"alpha": None}),
     "w4a16": ("gptq", {"act_order": True}),
     "w4a8": ("gptq", {"act_order": True}),
+    "w6a16": ("gptq", {"act_order": True}),
 }
 WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
 

@@ -27,6 +27,8 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     assert measured_default({"precision": "w4a8"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, "random")[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "w6a16"}, "c.npz")[0]["algorithm"] == "gptq"
+    assert measured_default({"precision": "w6a16"}, None)[1] is None  # rtn, the FP6 layout chosen per layer
     assert measured_default({"precision": "fp8"}, "c.npz")[1] is None
 
 
