@@ -80,7 +80,8 @@ def quantize_blockwise(
                 sum(len(g.planned) for g in mine),
                 len(observed),
             )
-            run, produced = (session.run, {}) if sequential else _keeping_outputs(session.run, block)
+            carried = not sequential and block is not blocks[-1]
+            run, produced = _keeping_outputs(session.run, block) if carried else (session.run, {})
             done = quantize_groups(mine, run, feeds, recipe, bar, spill_to)
             offset += sum(len(g.planned) for g in mine)
             out += done

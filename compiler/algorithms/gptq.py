@@ -70,10 +70,25 @@ def _lower_inverse(lower: np.ndarray) -> np.ndarray:
     return lower
 
 
+def _damped(hessian: np.ndarray, dead: np.ndarray, perm: np.ndarray, damp_value: float) -> np.ndarray:
+    """GPTQ's H' in float64, in processing order: dead channels cut off with a one on the diagonal,
+    damp_value added to the diagonal."""
+    h = np.array(hessian, np.float64)
+    h[dead, :] = 0.0
+    h[:, dead] = 0.0
+    h[dead, dead] = 1.0
+    if not np.array_equal(perm, np.arange(len(perm))):
+        h = h[np.ix_(perm, perm)]
+    h[np.diag_indices(len(h))] += damp_value
+    return h
+
+
 def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
-    """U upper-triangular with U^T U = h^-1: with J the order reversal, U = J L^-1 J where L L^T = J h J."""
+    """U upper-triangular with U^T U = h^-1: with J the order reversal, U = J L^-1 J where L L^T = J h J.
+    `h` is dropped once factored (the caller keeps no reference)."""
     try:
         lower = np.linalg.cholesky(h[::-1, ::-1])
+        del h
     except np.linalg.LinAlgError:
         raise CalibrationError(
             "the layer's Hessian is not positive definite after dampening; "
@@ -166,25 +181,18 @@ def gptq(
     if not np.isfinite(w).all():
         raise LayoutError("weight holds NaN or infinity")
     n, k = w.shape
-    h = np.array(hessian, np.float64)
-    if h.shape != (k, k) or not np.isfinite(h).all():
-        raise CalibrationError(f"Hessian must be a finite [{k}, {k}] matrix, got shape {h.shape}")
+    hessian = np.asarray(hessian)
+    if hessian.shape != (k, k) or not np.isfinite(hessian).all():
+        raise CalibrationError(f"Hessian must be a finite [{k}, {k}] matrix, got shape {hessian.shape}")
     if block_size < 1 or damp < 0:
         raise RecipeError(f"gptq needs block_size >= 1 and damp >= 0, got {block_size} and {damp}")
     quantizer = _ColumnQuantizer(w, spec)
-    diag = np.diag(h).copy()
+    diag = np.diag(hessian).astype(np.float64)
     dead = diag <= 0
-    h[dead, :] = 0.0
-    h[:, dead] = 0.0
-    h[dead, dead] = 1.0
     perm = np.argsort(-diag, kind="stable") if act_order else np.arange(k)
     position = np.argsort(perm)  # position[original column] = processing step
-    if act_order:
-        h = h[np.ix_(perm, perm)]
-    damp_value = damp * float(np.mean(np.diag(h)))
-    h[np.diag_indices(k)] += damp_value
-    u = np.ascontiguousarray(_upper_cholesky_of_inverse(h), np.float32)
-    del h
+    damp_value = damp * float(np.mean(np.where(dead, 1.0, diag)))
+    u = np.ascontiguousarray(_upper_cholesky_of_inverse(_damped(hessian, dead, perm, damp_value)), np.float32)
     # Row p of `work` is the column W[:, perm[p]], updated for the errors of the blocks before the current
     # one; inside a block, a row gets the block's earlier errors when its turn comes (err rows).
     work = w.T[perm]  # a C-ordered copy

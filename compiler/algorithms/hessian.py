@@ -20,7 +20,8 @@ class HessianAccumulator:
     def __init__(self, k: int):
         self.k = k
         self.count = 0
-        self._gram = np.zeros((k, k), np.float64)
+        self._h = np.zeros((k, k), np.float64)  # H over the tokens summed so far
+        self._summed = 0
         self._batch: np.ndarray | None = None
         self._filled = 0
 
@@ -43,15 +44,22 @@ class HessianAccumulator:
     def _flush(self) -> None:
         if self._filled:
             rows = self._batch[: self._filled]
-            self._gram += rows.T @ rows
-            self._filled = 0
+            total = self._summed + self._filled
+            gram = rows.T @ rows
+            gram *= np.float32(2.0 / total)
+            self._h *= self._summed / total
+            self._h += gram
+            self._summed, self._filled = total, 0
 
     def hessian(self) -> np.ndarray:
+        """H, as a read-only view of the accumulator's own array (a K x K float64 copy less held at once)."""
         if self.count == 0:
             raise CalibrationError("no calibration tokens reached this layer; cannot form its Hessian")
         self._flush()
         self._batch = None
-        return (2.0 / self.count) * self._gram
+        view = self._h.view()
+        view.flags.writeable = False
+        return view
 
 
 class TokenSample:
