@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from qcompile.algorithms.gptq import gptq, hessian_mse
+from qcompile.algorithms.gptq import _upper_cholesky_of_inverse, gptq, hessian_mse
 from qcompile.algorithms.hessian import HessianAccumulator
 from qcompile.algorithms.layer import output_mse
 from qcompile.algorithms.synthetic import synthetic_layer
@@ -189,3 +189,17 @@ def test_bad_hessian_is_a_calibration_error(layer):
         gptq(lay.w, h[:10, :10], CASES["int8_channel"])
     with pytest.raises(CalibrationError, match="not positive definite"):
         gptq(lay.w, 2 * np.ones((256, 256)) - np.eye(256), CASES["int8_channel"], damp=0.0)  # eigenvalue -1
+
+
+def test_upper_cholesky_of_inverse_in_float32():
+    # U upper-triangular with U^T U H = I, for a Hessian damped like GPTQ's whose channels span 1e-2..1e2
+    # (cond(H) in the thousands): float32 round-off times cond(L), 1e-4 is generous.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 256)) * np.exp(rng.uniform(np.log(1e-2), np.log(1e2), 256))
+    h = x.T @ x / 300
+    h += 0.01 * np.mean(np.diag(h)) * np.eye(256)
+    u = _upper_cholesky_of_inverse(h.copy()).astype(np.float64)
+    assert not np.tril(u, -1).any() and np.all(np.diag(u) > 0)
+    residual = np.abs(u.T @ u @ h - np.eye(256)).max()
+    print(f"cond(H) {np.linalg.cond(h):.3g}, max |U^T U H - I| {residual:.2e}")
+    assert residual < 1e-4
