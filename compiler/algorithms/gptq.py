@@ -42,7 +42,8 @@ class GptqInfo:
 
 
 def hessian_mse(w: np.ndarray, w_approx: np.ndarray, hessian: np.ndarray) -> float:
-    """mean((x W^T - x W'^T)^2) over the tokens that formed H = 2/T X^T X, computed from H alone."""
+    """mean((x W^T - x W'^T)^2) over the tokens that formed H = 2/T X^T X, computed from H alone (float32
+    BLAS by row chunks, sums in float64)."""
     h, n = np.asarray(hessian, np.float32), len(w)
     rows = max(1, ROW_CHUNK // h.shape[0])
     errors = (_hessian_error(w[r : r + rows] - w_approx[r : r + rows], h) for r in range(0, n, rows))
@@ -217,8 +218,9 @@ def gptq(
         work[b1:] -= u[b0:b1, b1:].T @ err[: b1 - b0]
     del work, err
     qw = quantizer.result()
-    # W - Q = E U exactly, and U H' U^T = I for GPTQ's H' (damped, dead channels set to 1), so
-    # tr(dW H' dW^T) = sum(E^2); the undamped figure takes off damp and the dead channels' ones.
+    # W - Q = E U (exactly, up to float32 round-off) and U H' U^T = I for GPTQ's H' (damped, dead channels set
+    # to 1), so tr(dW H' dW^T) = sum(E^2); the undamped figure takes off damp and the dead channels' ones.
+    # calib_mse_rtn has no such shortcut: dW^T dW in float32 syrk, by row chunks.
     h32, rows = np.asarray(hessian, np.float32), max(1, ROW_CHUNK // k)
     rtn_error, column_squares = 0.0, np.zeros(k)
     for r in range(0, n, rows):
