@@ -80,10 +80,29 @@ def quantize_blockwise(
                 sum(len(g.planned) for g in mine),
                 len(observed),
             )
-            done = quantize_groups(mine, session.run, feeds, recipe, bar, spill_to)
+            carried = not sequential and block is not blocks[-1]
+            run, produced = _keeping_outputs(session.run, block) if carried else (session.run, {})
+            done = quantize_groups(mine, run, feeds, recipe, bar, spill_to)
             offset += sum(len(g.planned) for g in mine)
             out += done
             if block is not blocks[-1]:
-                weights = quantized_weights(done) if sequential else None
-                carry.advance(run_block(session, block, feeds, weights), model.keep_after(block.index))
+                if len(produced) == len(feeds):  # the calibration runs gave every sample's outputs
+                    outputs = [produced[id(f)] for f in feeds]
+                else:
+                    weights = quantized_weights(done) if sequential else None
+                    outputs = run_block(session, block, feeds, weights)
+                carry.advance(outputs, model.keep_after(block.index))
     return out
+
+
+def _keeping_outputs(run: Callable, block) -> tuple[Callable, dict]:
+    """`run` that also fetches the block's outputs and keeps them by sample (its id), so that the float
+    model's carry needs no second pass over the block."""
+    produced = {}
+
+    def run_and_keep(sample: dict, names: list[str]) -> list:
+        values = run(sample, [*names, *block.outputs])
+        produced[id(sample)] = dict(zip(block.outputs, values[len(names) :]))
+        return values[: len(names)]
+
+    return run_and_keep, produced

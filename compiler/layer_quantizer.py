@@ -287,7 +287,9 @@ def _measure(
     if cal.x_sample is not None:
         rtn = quantize_weight(w, p.choice.weights).dequantize()
         details["output_mse_rtn"] = output_mse(cal.x_sample, w, rtn)
-        details["output_mse"] = output_mse(cal.x_sample, w, result.effective_weight())
+        plain = result.low_rank is None and result.input_scale is None  # no float64 copy needed
+        approx = result.qw.dequantize() if plain else result.effective_weight()
+        details["output_mse"] = output_mse(cal.x_sample, w, approx)
     if not spec.offsets and (
         spec.scale_constraint != "none" or spec.fmt.kind == "float" and spec.granularity == "group"
     ):

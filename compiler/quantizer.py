@@ -86,6 +86,22 @@ class QuantizedWeight:
     group_exp: np.ndarray | None = None  # [N, G] int8, M2 only
     offsets: np.ndarray | None = None  # [N, G] float16 values as float32, spec.offsets only
 
+    def rows(self, r0: int, r1: int) -> QuantizedWeight:
+        """Output channels r0:r1 (views)."""
+
+        def part(a):
+            return None if a is None else a[r0:r1]
+
+        return QuantizedWeight(
+            self.spec,
+            self.codes[r0:r1],
+            self.scales[r0:r1],
+            part(self.zero_points),
+            part(self.channel_scale),
+            part(self.group_exp),
+            part(self.offsets),
+        )
+
     def dequantize(self) -> np.ndarray:
         n, k = self.codes.shape
         g = self.scales.shape[1]

@@ -58,11 +58,17 @@ class LayerResult:
         return w
 
 
-def output_mse(x: np.ndarray, w: np.ndarray, w_approx: np.ndarray) -> float:
-    """mean((x W^T - x W'^T)^2) over tokens and output channels, in float64."""
-    x = np.asarray(x, np.float64).reshape(-1, np.shape(w)[1])
-    diff = x @ (np.asarray(w, np.float64) - np.asarray(w_approx, np.float64)).T
-    return float(np.mean(diff**2))
+def output_mse(x: np.ndarray, w: np.ndarray, w_approx: np.ndarray, chunk: int = 1 << 20) -> float:
+    """mean((x W^T - x W'^T)^2) over tokens and output channels: x (W - W')^T in float32 BLAS by row chunks
+    of W of about `chunk` elements (about 1e-6 relative round-off), squares summed in float64."""
+    n, k = np.shape(w)
+    x = np.asarray(x, np.float32).reshape(-1, k)
+    rows, total = max(1, chunk // k), 0.0
+    for r in range(0, n, rows):
+        dw = np.asarray(w[r : r + rows], np.float32) - np.asarray(w_approx[r : r + rows], np.float32)
+        diff = x @ dw.T
+        total += float(np.sum(np.square(diff, out=diff), dtype=np.float64))
+    return total / (len(x) * n)
 
 
 def quantize_activation(x: np.ndarray, fmt: Format, amax: float | None = None) -> np.ndarray:
