@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common
 
-from qcompile.errors import LayoutError
+from qcompile.errors import CheckFailed, LayoutError
 from qcompile.passes.initializers import add_initializer
 from qcompile.passes.insert_qdq import QuantizedLayer
 
@@ -188,8 +188,8 @@ class EmitPluginGemms(ir.passes.InPlacePass):
                 new_nodes.append(add)
             problems = check_plugin_node(plugin, specs)
             if problems:
-                raise RuntimeError(
-                    f"{layer.name}: emitted {op_type} does not match its spec: {'; '.join(problems)}"
+                raise CheckFailed(
+                    f"stage 'emit': {layer.name}: {op_type} does not match its spec: {'; '.join(problems)}"
                 )
             ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [out], [final])
         if self.items:

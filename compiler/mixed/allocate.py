@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from qcompile.errors import RecipeError
+from qcompile.errors import CheckFailed, RecipeError
 from qcompile.mixed.candidates import LayerInfo
 
 RESOLUTION = 100_000
@@ -63,7 +63,7 @@ def allocate(
     bits = {**fixed_bits, **{i.name: i.bits[choice[i.name]] for i in free}}
     average = _average(infos, bits)
     if average > avg_bits * (1 + REL_TOL):
-        raise RuntimeError(f"allocation exceeded the budget: {average} > {avg_bits}")
+        raise CheckFailed(f"stage 'mixed precision': allocation exceeded the budget: {average} > {avg_bits}")
     predicted = float(sum(errs[n][pick[n]] for n in range(len(free))))
     return Allocation(choice, average, predicted)
 
