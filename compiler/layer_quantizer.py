@@ -249,18 +249,8 @@ def _to_disk(codes: np.ndarray, folder: Path) -> np.ndarray:
 
 
 def _split(result: LayerResult, r0: int, r1: int) -> LayerResult:
-    qw = result.qw
-    part = QuantizedWeight(
-        qw.spec,
-        qw.codes[r0:r1],
-        qw.scales[r0:r1],
-        None if qw.zero_points is None else qw.zero_points[r0:r1],
-        None if qw.channel_scale is None else qw.channel_scale[r0:r1],
-        None if qw.group_exp is None else qw.group_exp[r0:r1],
-        None if qw.offsets is None else qw.offsets[r0:r1],
-    )
     low_rank = None if result.low_rank is None else (result.low_rank[0], result.low_rank[1][:, r0:r1])
-    return LayerResult(part, result.input_scale, low_rank, result.info)
+    return LayerResult(result.qw.rows(r0, r1), result.input_scale, low_rank, result.info)
 
 
 def _measure(

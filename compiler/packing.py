@@ -87,6 +87,11 @@ def int4_v2_problem(n: int, k: int, fmt_name: str) -> str:
     return ""
 
 
+def int4_v2_nibble_tiles(n: int, k: int) -> list[int]:
+    """The shape of the unpacked nibbles in byte order, [N/16, K/64, g, t, i, e0, e1, h]."""
+    return [n // 16, k // 64, 8, 4, 4, 2, 2, 2]
+
+
 def int4_v2_inverse_order() -> list[int]:
     """The transpose from the unpacked bytes [N/16, K/64, g, t, i, e0, e1, h] back to [N, K] order."""
     return [int(a) for a in np.argsort(_V2_ORDER)]
@@ -108,7 +113,7 @@ def unpack_int4_v2(packed: np.ndarray, signed: bool = False) -> np.ndarray:
     n, k = b.shape[0], b.shape[1] * 2
     if n % INT4_V2_N_MULTIPLE or k % INT4_V2_K_MULTIPLE:
         raise LayoutError(f"int4_v2 layout: packed shape {b.shape} is not [16 i, 32 j]")
-    t = np.stack([b & 0xF, b >> 4], axis=-1).reshape(n // 16, k // 64, 8, 4, 4, 2, 2, 2)
+    t = unpack_nibbles(b).reshape(int4_v2_nibble_tiles(n, k))
     out = t.transpose(int4_v2_inverse_order()).reshape(n, k)
     if signed:
         return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)

@@ -103,13 +103,9 @@ def _unpack_nibbles(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
 
 def _unpack_int4_v2(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
     """qcompile.packing.unpack_int4_v2: the nibbles of each byte, then the inverse tile transpose."""
-    from qcompile.packing import int4_v2_inverse_order
+    from qcompile.packing import int4_v2_inverse_order, int4_v2_nibble_tiles
 
-    packed = _as_uint8(b, packed)
-    lo = b.op("BitwiseAnd", [packed, b.const(np.uint8(0x0F))], U8)
-    hi = b.op("BitShift", [packed, b.const(np.uint8(4))], U8, direction="RIGHT")
-    nibbles = _interleave(b, [lo, hi], n, k)
-    tiles = b.reshape(nibbles, [n // 16, k // 64, 8, 4, 4, 2, 2, 2], U8)
+    tiles = b.reshape(_unpack_nibbles(b, packed, n, k), int4_v2_nibble_tiles(n, k), U8)
     return b.reshape(b.op("Transpose", [tiles], U8, perm=int4_v2_inverse_order()), [n, k], U8)
 
 

@@ -353,12 +353,18 @@ def perplexity(onnx_path, token_windows, ort_options=None) -> float:
     )
     nll, count = 0.0, 0
     for window in np.asarray(token_windows, np.int64):
-        logits = session.run(["logits"], {"input_ids": window[None, :]})[0][0, :-1].astype(np.float64)
-        top = logits.max(axis=-1, keepdims=True)
-        log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
-        nll += float(np.sum(log_z - logits[np.arange(len(window) - 1), window[1:]]))
+        logits = session.run(["logits"], {"input_ids": window[None, :]})[0][0, :-1]
+        nll += next_token_nll(logits, window[1:])
         count += len(window) - 1
     return float(np.exp(nll / count))
+
+
+def next_token_nll(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Sum over positions of -log softmax(logits)[target], in float64."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
+    return float(np.sum(log_z - logits[np.arange(len(targets)), targets]))
 
 
 def greedy_decode(onnx_path, prompt: str, n_new: int = 20, tokenizer=None, ort_options=None) -> str:

@@ -18,6 +18,7 @@ from bench.models.smollm2 import (
     MASK_VALUE,
     _LlamaGraph,
     _with_layers,
+    next_token_nll,
     rope_tables,
     unpermute_rope_rows,
     write_llama_onnx,
@@ -124,13 +125,12 @@ class _LlamaKvGraph(_LlamaGraph):
         return self.op("Reshape", [rep, shape], name)
 
 
-def empty_past(config, n_layers: int | None = None) -> dict[str, np.ndarray]:
-    c = config
-    shape = (1, c.n_kv_heads, 0, c.head_dim)
+def empty_past(session) -> dict[str, np.ndarray]:
+    """A past of length 0 for every `past_key_values.*` input of an onnxruntime session."""
     return {
-        f"past_key_values.{i}.{kv}": np.zeros(shape, np.float32)
-        for i in range(n_layers if n_layers is not None else c.n_layers)
-        for kv in ("key", "value")
+        i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+        for i in session.get_inputs()
+        if i.name.startswith("past_key_values.")
     }
 
 
@@ -166,15 +166,7 @@ def perplexities(onnx_path, windows, prefill: int, ort_options=None) -> tuple[fl
     session = ort.InferenceSession(
         str(onnx_path), sess_options=ort_options or session_options(), providers=["CPUExecutionProvider"]
     )
-    names = [o.name for o in session.get_outputs()]
-    layers = sum(n.startswith("present.") for n in names) // 2
-    meta = {i.name: i.shape for i in session.get_inputs()}
-    heads, head_dim = meta["past_key_values.0.key"][1], meta["past_key_values.0.key"][3]
-    empty = {
-        f"past_key_values.{i}.{kv}": np.zeros((1, heads, 0, head_dim), np.float32)
-        for i in range(layers)
-        for kv in ("key", "value")
-    }
+    names, empty = [o.name for o in session.get_outputs()], empty_past(session)
     sums = {"prefill": [0.0, 0], "decode": [0.0, 0]}
     for window in np.asarray(windows, np.int64):
         logits = session.run(["logits"], step_feeds(window, empty))[0][0]
@@ -189,8 +181,5 @@ def perplexities(onnx_path, windows, prefill: int, ort_options=None) -> tuple[fl
 
 
 def _score(acc: list, logits: np.ndarray, targets: np.ndarray) -> None:
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=-1, keepdims=True)
-    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
-    acc[0] += float(np.sum(log_z - logits[np.arange(len(targets)), targets]))
+    acc[0] += next_token_nll(logits, targets)
     acc[1] += len(targets)

@@ -120,7 +120,7 @@ def test_kv_cache_export_gives_the_same_logits_in_prefill_and_decode(smollm2_par
     names = [o.name for o in session.get_outputs()]
     ids = np.asarray(tokenizer.encode("Snow fell on the quiet harbour all night long.").ids, np.int64)
     plain = _run(path, ids)
-    empty = smollm2_kv.empty_past(config)
+    empty = smollm2_kv.empty_past(session)
     np.testing.assert_array_equal(session.run(["logits"], smollm2_kv.step_feeds(ids, empty))[0][0], plain)
     out = session.run(None, smollm2_kv.step_feeds(ids[:4], empty))
     steps = [out[0][0, -1]]
