@@ -28,6 +28,8 @@ _NOT_INSTALLED = (
     "the quantized ONNX and its report were written (plugins/build.sh builds the plugin library)"
 )
 
+POLYGRAPHY_MISSING = "Polygraphy is not installed: pip install polygraphy (or qcompile[trt])"
+
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
 
@@ -153,7 +155,7 @@ def _polygraphy_trt():
     try:
         from polygraphy.backend import trt as poly
     except ImportError as exc:
-        raise MissingDependencyError("Polygraphy is not installed: pip install polygraphy") from exc
+        raise MissingDependencyError(POLYGRAPHY_MISSING) from exc
     return poly
 
 

@@ -42,13 +42,15 @@ def report_tolerances(model: str | os.PathLike, report: str | os.PathLike | None
 
 
 def _polygraphy():
+    from qcompile.trt_build import POLYGRAPHY_MISSING
+
     try:
         from polygraphy.backend.common import BytesFromPath
         from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
         from polygraphy.comparator import Comparator, CompareFunc
     except ImportError as exc:
-        raise MissingDependencyError("Polygraphy is not installed: pip install polygraphy") from exc
+        raise MissingDependencyError(POLYGRAPHY_MISSING) from exc
     return BytesFromPath, OnnxrtRunner, SessionFromOnnx, EngineFromBytes, TrtRunner, Comparator, CompareFunc
 
 
