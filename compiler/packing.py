@@ -1,6 +1,7 @@
 """Packed weight layouts (docs/LAYOUTS.md): what the kernels read, byte for byte.
 
-Version 1 everywhere; version 2 for the 4-bit weights of QcW4A16Gemm (`int4_v2`).
+Version 1 everywhere; version 2 for the 4-bit weights of QcW4A16Gemm (`int4_v2`) and the FP6
+weights of QcW6A16Gemm (`fp6_v2`).
 
 Every function takes codes as `W[N, K]` (output channel major, K contiguous), one code per
 uint8/int8 element as `qcompile.formats` produces them.
@@ -118,3 +119,108 @@ def unpack_int4_v2(packed: np.ndarray, signed: bool = False) -> np.ndarray:
     if signed:
         return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)
     return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------- fp6_v2 (QcW6A16Gemm layout 2)
+
+FP6_V2_N_MULTIPLE = 16  # one warp tile: 16 output channels x 64 k, 512 lo4 + 256 hi2 bytes
+FP6_V2_K_MULTIPLE = 64
+FP6_V2_FORMATS = ("fp6_e3m2", "fp6_e2m3")
+
+
+def fp6_v2_problem(n: int, k: int, fmt_name: str) -> str:
+    """Why an N x K weight of this format cannot take the fp6_v2 layout ("" if it can)."""
+    if fmt_name not in FP6_V2_FORMATS:
+        return f"fp6_v2 layout: format {fmt_name} is not one of {list(FP6_V2_FORMATS)}"
+    if n % FP6_V2_N_MULTIPLE or k % FP6_V2_K_MULTIPLE:
+        return f"fp6_v2 layout: N={n}, K={k} must be multiples of {FP6_V2_N_MULTIPLE} and {FP6_V2_K_MULTIPLE}"
+    return ""
+
+
+def fp6_v2_positions(fmt_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each of a lane's 32 weights sits in its 16 lo4 and 8 hi2 bytes (docs/LAYOUTS.md).
+
+    Weight w = 16 h + d4 (h: row g or g + 8 of the warp tile; d4 in 0..15: k = 16 t + d4 of the
+    lane's k run) -> (nibble index 0..31 of the lo4 bytes, bit 0..63 of the hi2 bytes (read as a
+    little-endian 64-bit word) of segment bit 0, the same of segment bit 1).
+    """
+    if fmt_name not in FP6_V2_FORMATS:
+        raise LayoutError(f"fp6_v2 layout: format {fmt_name} is not one of {list(FP6_V2_FORMATS)}")
+    nib, bit0, bit1 = (np.empty(32, np.int64) for _ in range(3))
+    for h in range(2):
+        for d4 in range(16):
+            i, d = divmod(d4, 4)  # MMA i, k offset d in its fragment
+            j, e = h + 2 * (d >> 1), d & 1  # A register a[i][j], half e
+            w, word = 16 * h + d4, 32 * (i >> 1)  # hi2 word of MMAs 0-1 / 2-3
+            if fmt_name == "fp6_e3m2":
+                byte = 2 * e + (1 if d < 2 else 0)  # staging byte: a[i][h] bytes 1, 3; a[i][h+2] 0, 2
+                nib[w] = 8 * i + 2 * byte + h
+                q = 2 * (i & 1) + h
+                p4, p7 = ((4, 7), (0, 3), (2, 5), (6, 9))[q]
+                bit0[w] = word + (8 * byte + p4) % 32
+                bit1[w] = word + (8 * byte + p7) % 32
+            else:
+                nib[w] = 8 * i + (2, 1, 0, 3)[j] + 4 * e
+                q = 4 * (i & 1) + j
+                bit0[w] = word + 16 * e + q
+                bit1[w] = word + 16 * e + 8 + q
+    return nib, bit0, bit1
+
+
+def fp6_v2_segments(codes: np.ndarray, fmt_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(4-bit, 2-bit) segments: E3M2 code bits 0-3 and (4, 5); E2M3 bits 1-4 and (0, 5)."""
+    c = _as_bytes(codes)
+    if fmt_name == "fp6_e3m2":
+        return c & 0xF, c >> 4
+    return (c >> 1) & 0xF, (c & 1) | ((c >> 4) & 2)
+
+
+def fp6_v2_codes(lo: np.ndarray, hi: np.ndarray, fmt_name: str) -> np.ndarray:
+    """The inverse of fp6_v2_segments."""
+    if fmt_name == "fp6_e3m2":
+        return (hi << 4) | lo
+    return ((hi & 2) << 4) | (lo << 1) | (hi & 1)
+
+
+def fp6_v2_lane_tiles(n: int, k: int) -> list[int]:
+    """[N, K] viewed as [N/16, h, g, K/64, t, d4] (n = 16 nt + 8 h + g, k = 64 kt + 16 t + d4)."""
+    return [n // 16, 2, 8, k // 64, 4, 16]
+
+
+FP6_V2_ORDER = (0, 3, 2, 4, 1, 5)  # -> [N/16, K/64, g, t, h, d4]: tile, lane = 4 g + t, weight 16 h + d4
+
+
+def pack_fp6_v2(codes: np.ndarray, fmt_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] 6-bit codes -> (lo4 uint8 [N, K/2], hi2 uint8 [N, K/4]) in the fp6_v2 order."""
+    c = _require(codes, FP6_V2_K_MULTIPLE, "fp6_v2 layout")
+    n, k = c.shape
+    if n % FP6_V2_N_MULTIPLE:
+        raise LayoutError(f"fp6_v2 layout: N={n} (dimension 0) must be a multiple of {FP6_V2_N_MULTIPLE}")
+    if (c > 0x3F).any():
+        raise LayoutError("fp6_v2 layout: codes must be 6-bit (0..63)")
+    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
+    lanes = c.reshape(fp6_v2_lane_tiles(n, k)).transpose(FP6_V2_ORDER).reshape(-1, 32)
+    lo, hi = fp6_v2_segments(lanes, fmt_name)
+    nib = np.empty_like(lo)
+    nib[:, nib_at] = lo
+    bits = np.empty((lanes.shape[0], 64), np.uint8)
+    bits[:, bit0_at], bits[:, bit1_at] = hi & 1, hi >> 1
+    lo4 = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8)
+    hi2 = np.packbits(bits, axis=1, bitorder="little")
+    return lo4.reshape(n, k // 2), hi2.reshape(n, k // 4)
+
+
+def unpack_fp6_v2(lo4: np.ndarray, hi2: np.ndarray, fmt_name: str) -> np.ndarray:
+    """fp6_v2 (lo4 [N, K/2], hi2 [N, K/4]) -> uint8 [N, K] 6-bit codes."""
+    lo4, hi2 = _as_bytes(lo4), _as_bytes(hi2)
+    n, k = lo4.shape[0], lo4.shape[1] * 2
+    if n % FP6_V2_N_MULTIPLE or k % FP6_V2_K_MULTIPLE or hi2.shape != (n, k // 4):
+        raise LayoutError(
+            f"fp6_v2 layout: lo4 {lo4.shape} / hi2 {hi2.shape} are not [16 i, 32 j] / [16 i, 16 j]"
+        )
+    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
+    nib = unpack_nibbles(lo4.reshape(-1, 16))
+    bits = np.unpackbits(hi2.reshape(-1, 8), axis=1, bitorder="little")
+    lanes = fp6_v2_codes(nib[:, nib_at], bits[:, bit0_at] | (bits[:, bit1_at] << 1), fmt_name)
+    tiles = [n // 16, k // 64, 8, 4, 2, 16]
+    return np.ascontiguousarray(lanes.reshape(tiles).transpose(np.argsort(FP6_V2_ORDER)).reshape(n, k))

@@ -2,9 +2,10 @@
 
 Each layer becomes `Cast(x -> float16) -> Qc*Gemm(x, packed constants...) -> Cast(-> original
 dtype)` (plus an `Add` of the bias for a Gemm with C). The constants are the packed bytes of
-docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. QcW4A16Gemm weights take
-layout version 2 (int4_v2, the kernel's cheapest decode) wherever it applies (INT4 / UINT4, N a
-multiple of 16, K of 64), else version 1 (nibble). Per-channel weights
+docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. QcW4A16Gemm and QcW6A16Gemm
+weights take layout version 2 (int4_v2 / fp6_v2, the kernels' cheapest decodes) wherever it applies
+(int4_v2: INT4 / UINT4, N a multiple of 16, K of 64; fp6_v2: N a multiple of 16), else version 1
+(nibble / fp6_4+2). Per-channel weights
 given to a per-group plugin repeat their scale over the groups (the same values). Packed bytes
 and zero points are typed INT8 (the same bits): TensorRT 10.0 and 10.1's ONNX parser widens
 UINT8 initializers to INT32, which no plugin accepts.
@@ -68,7 +69,14 @@ def _bytes(packed: np.ndarray) -> np.ndarray:
 
 def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarray], dict]:
     """(constant inputs by spec name, attribute values) of the plugin node for `ql`."""
-    from qcompile.packing import int4_v2_problem, pack_fp6, pack_int4_v2, pack_nibbles
+    from qcompile.packing import (
+        fp6_v2_problem,
+        int4_v2_problem,
+        pack_fp6,
+        pack_fp6_v2,
+        pack_int4_v2,
+        pack_nibbles,
+    )
 
     qw, layer = ql.weight, ql.layer
     fmt, n, k = qw.spec.fmt, layer.n, layer.k
@@ -82,7 +90,9 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
         raise LayoutError(f"{layer.name}: {problem}")
     values = {"N": n, "K": k, "format": fmt.name}
     if op_type == "QcW6A16Gemm":
-        lo4, hi2 = pack_fp6(qw.codes)
+        v2 = not fp6_v2_problem(n, k, fmt.name)
+        values["layout_version"] = 2 if v2 else 1
+        lo4, hi2 = pack_fp6_v2(qw.codes, fmt.name) if v2 else pack_fp6(qw.codes)
         return {
             "w_lo4": _bytes(lo4),
             "w_hi2": _bytes(hi2),

@@ -2,8 +2,9 @@
 
 The lowering decodes the very same packed initializers the kernel reads: the INT8-typed bytes
 become uint8 (Cast to int32, BitwiseAnd 0xFF, Cast: defined for every value), unpacked with
-BitShift / BitwiseAnd, interleave with Concat / Reshape (and, for the int4_v2 layout, one
-Transpose of the tiles back to [N, K]), Gather from a 2^bits float32
+BitShift / BitwiseAnd, interleave with Concat / Reshape (and, for the int4_v2 and fp6_v2 layouts,
+a Gather of each lane's nibbles and bits into weight order and one Transpose of the tiles back to
+[N, K]), Gather from a 2^bits float32
 table of the format's values, apply the scales (per channel, or per group through an
 [N, G, g] view), Transpose to [K, N] and MatMul in float32. It mirrors the kernels' arithmetic:
 - W6A16 / W4A16: the dequantized weight `decode(c) * scale` (minus the zero point) is rounded
@@ -124,6 +125,40 @@ def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir
     return b.op("BitwiseOr", [b.op("BitShift", [hi, b.const(np.uint8(4))], U8, direction="LEFT"), lo], U8)
 
 
+def _unpack_fp6_v2(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int, fmt_name: str) -> ir.Value:
+    """qcompile.packing.unpack_fp6_v2: each lane's 32 nibbles and 64 bits gathered into weight order
+    (fp6_v2_positions), the segments joined into codes, the tiles transposed back to [N, K]."""
+    from qcompile.packing import FP6_V2_ORDER, fp6_v2_positions
+
+    lanes = n * k // 32
+    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
+    nibbles = b.reshape(_unpack_nibbles(b, lo4, n, k), [lanes, 32], U8)
+    four = b.op("Gather", [nibbles, b.const(nib_at, "nibble_at")], U8, axis=1)
+    hi2 = b.reshape(_as_uint8(b, hi2), [lanes, 8, 1], U8)
+    shifts = b.const(np.arange(8, dtype=np.uint8).reshape(1, 1, 8), "bit_shifts")
+    bits = b.op("BitShift", [hi2, shifts], U8, direction="RIGHT")
+    bits = b.reshape(b.op("BitwiseAnd", [bits, b.const(np.uint8(1))], U8), [lanes, 64], U8)
+    bit0 = b.op("Gather", [bits, b.const(bit0_at, "bit0_at")], U8, axis=1)
+    bit1 = b.op("Gather", [bits, b.const(bit1_at, "bit1_at")], U8, axis=1)
+
+    def shl(x: ir.Value, s: int) -> ir.Value:
+        return b.op("BitShift", [x, b.const(np.uint8(s))], U8, direction="LEFT") if s else x
+
+    def join(*parts: ir.Value) -> ir.Value:
+        out = parts[0]
+        for p in parts[1:]:
+            out = b.op("BitwiseOr", [out, p], U8)
+        return out
+
+    if fmt_name == "fp6_e3m2":  # code = s1 << 5 | s0 << 4 | four
+        codes = join(shl(bit1, 5), shl(bit0, 4), four)
+    else:  # E2M3: code = s1 << 5 | four << 1 | s0
+        codes = join(shl(bit1, 5), shl(four, 1), bit0)
+    tiles = b.reshape(codes, [n // 16, k // 64, 8, 4, 2, 16], U8)
+    order = [int(a) for a in np.argsort(FP6_V2_ORDER)]
+    return b.reshape(b.op("Transpose", [tiles], U8, perm=order), [n, k], U8)
+
+
 def _lookup(b: _Builder, codes: ir.Value, fmt_name: str) -> ir.Value:
     return b.op("Gather", [b.const(decode_table(fmt_name), "table"), b.cast(codes, I32)], F32, axis=0)
 
@@ -139,8 +174,12 @@ def _round_fp16(b: _Builder, x: ir.Value) -> ir.Value:
 
 
 def _weight_w6a16(b, inputs, attrs):
-    n, k = attrs["N"], attrs["K"]
-    values = _lookup(b, _unpack_fp6(b, inputs[1], inputs[2], n, k), attrs["format"])
+    n, k, fmt = attrs["N"], attrs["K"], attrs["format"]
+    if attrs.get("layout_version", 1) == 2:
+        codes = _unpack_fp6_v2(b, inputs[1], inputs[2], n, k, fmt)
+    else:
+        codes = _unpack_fp6(b, inputs[1], inputs[2], n, k)
+    values = _lookup(b, codes, fmt)
     scales = b.reshape(b.cast(inputs[3], F32), [n, 1], F32)
     return _round_fp16(b, b.op("Mul", [values, scales], F32))
 

@@ -30,7 +30,8 @@ CUstream_st* stream_of(const GemmLaunch& l) { return static_cast<CUstream_st*>(l
 const char* status_string(std::int32_t status) { return qc_status_string(status); }
 
 std::int32_t w6a16_check(const GemmProblem& p) {
-    return fits_int(p) ? qc_w6a16_check_shape(int(p.m), int(p.n), int(p.k), format_code(p.format)) : QC_ERR_SHAPE;
+    return fits_int(p) ? qc_w6a16_check_shape(int(p.m), int(p.n), int(p.k), format_code(p.format), p.layout_version)
+                       : QC_ERR_SHAPE;
 }
 std::size_t w6a16_workspace(const GemmProblem& p) {
     return fits_int(p) ? qc_w6a16_workspace_size(int(p.m), int(p.n), int(p.k)) : 0;
@@ -39,7 +40,7 @@ std::int32_t w6a16_launch(const GemmLaunch& l) {
     const GemmProblem& p = l.problem;
     if (!fits_int(p) || l.nb_inputs != 4) return QC_ERR_SHAPE;
     return qc_w6a16_gemm(l.inputs[0], l.inputs[1], l.inputs[2], l.inputs[3], l.output, int(p.m), int(p.n), int(p.k),
-                         format_code(p.format), l.workspace, l.workspace_bytes, stream_of(l));
+                         format_code(p.format), p.layout_version, l.workspace, l.workspace_bytes, stream_of(l));
 }
 
 std::int32_t w4a16_check(const GemmProblem& p) {

@@ -6,6 +6,7 @@
 
 #include "decode.h"
 #include "decode_v2.h"
+#include "fp6_v2.h"
 #include "w4a16.h"
 #include "w4a8.h"
 #include "w6a16.h"
@@ -63,11 +64,42 @@ extern "C" int qc_ref_fp6_to_half_bits(const uint8_t* codes, long long n, int fo
   return QC_OK;
 }
 
+namespace {
+
+/* fp6_v2: every warp tile and lane as the kernel reads them (one 16-byte lo4 and one 8-byte hi2 load),
+ * fp6_v2.h's A registers back to (row, k), then the kernel's exact multiply by 2^12 / 2^14. */
+void decode_w6a16_v2(const uint8_t* lo4, const uint8_t* hi2, const uint16_t* scales, int N, int K, int e2m3,
+                     float* out) {
+  for (int nt = 0; nt < N / 16; ++nt)
+    for (int kt = 0; kt < K / 64; ++kt)
+      for (int lane = 0; lane < 32; ++lane) {
+        const uint8_t* l = lo4 + qc_fp6v2_lo4_offset(nt, kt, K, lane);
+        const uint8_t* h = hi2 + qc_fp6v2_hi2_offset(nt, kt, K, lane);
+        const uint32_t L[4] = {load_word(l), load_word(l + 4), load_word(l + 8), load_word(l + 12)};
+        const uint32_t H[2] = {load_word(h), load_word(h + 4)};
+        uint32_t a[4][4];
+        qc_fp6v2_decode(L, H, e2m3, a);
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j)
+            for (int e = 0; e < 2; ++e) {
+              int row = 16 * nt + lane / 4 + 8 * (j & 1), k = 64 * kt + 16 * (lane % 4) + 4 * i + 2 * (j >> 1) + e;
+              float v = half_bits_to_float((a[i][j] >> (16 * e)) & 0xFFFF) * qc_fp6_bias_factor(e2m3);
+              out[(size_t)row * K + k] = v * half_bits_to_float(scales[row]);
+            }
+      }
+}
+
+}  // namespace
+
 extern "C" int qc_ref_decode_w6a16(const uint8_t* lo4, const uint8_t* hi2, const uint16_t* scales,
-                                   int N, int K, int format, float* out) {
-  int st = qc_w6a16_check_shape(1, N, K, format);
+                                   int N, int K, int format, int layout, float* out) {
+  int st = qc_w6a16_check_shape(1, N, K, format, layout);
   if (st != QC_OK) return st;
   int e2m3 = format == QC_FMT_FP6_E2M3;
+  if (layout == 2) {
+    decode_w6a16_v2(lo4, hi2, scales, N, K, e2m3, out);
+    return QC_OK;
+  }
   for (int n = 0; n < N; ++n) {
     float scale = half_bits_to_float(scales[n]);
     for (int k = 0; k < K; k += 16) {

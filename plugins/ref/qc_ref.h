@@ -15,9 +15,9 @@ extern "C" {
 /* FP6 codes (one per byte) -> FP16 bits of decode(code) * 2^-12 (E3M2) / 2^-14 (E2M3). */
 int qc_ref_fp6_to_half_bits(const uint8_t* codes, long long n, int format, uint16_t* out);
 
-/* out[N,K] = decode(W) * scales[n], W in the fp6_4+2 layout. */
+/* out[N,K] = decode(W) * scales[n], W in layout 1 (fp6_4+2) or 2 (fp6_v2, through fp6_v2.h). */
 int qc_ref_decode_w6a16(const uint8_t* lo4, const uint8_t* hi2, const uint16_t* scales, int N,
-                        int K, int format, float* out);
+                        int K, int format, int layout, float* out);
 
 /* out[N,K] = (decode(W) - zero) * scale[n, k/g]; zeros may be NULL; W in layout 1 (nibble) or 2
  * (int4_v2, through decode_v2.h). */

@@ -21,7 +21,10 @@ int main(void) {
   EXPECT(qc_ref_fp6_to_half_bits(&c6, 1, QC_FMT_FP6_E3M2, &h) == QC_OK && h == 0x1F00);
   float x = 500.0f;
   EXPECT(qc_ref_float_to_e4m3(&x, 1, 1.0f, out) == QC_OK && out[0] == 0x7E);
-  EXPECT(qc_w6a16_check_shape(1, 8, 96, QC_FMT_FP6_E3M2) == QC_ERR_SHAPE);
+  EXPECT(qc_w6a16_check_shape(1, 8, 96, QC_FMT_FP6_E3M2, 1) == QC_ERR_SHAPE);
+  EXPECT(qc_w6a16_check_shape(1, 8, 128, QC_FMT_FP6_E2M3, 2) == QC_ERR_SHAPE);
+  EXPECT(qc_w6a16_check_shape(1, 16, 128, QC_FMT_FP6_E2M3, 2) == QC_OK);
+  EXPECT(qc_w6a16_check_shape(1, 16, 128, QC_FMT_FP6_E3M2, 3) == QC_ERR_ARG);
   EXPECT(qc_w4a16_check_shape(1, 8, 128, 48, QC_FMT_INT4, 0, 1) == QC_ERR_ARG);
   EXPECT(qc_w4a16_check_shape(1, 8, 128, 32, QC_FMT_INT4, 0, 2) == QC_ERR_SHAPE);
   EXPECT(qc_w4a16_check_shape(1, 16, 128, 32, QC_FMT_FP4_E2M1, 0, 2) == QC_ERR_FORMAT);

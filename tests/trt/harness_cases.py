@@ -74,21 +74,25 @@ def emit(op: str, attrs: dict, k: int = K, n: int = N) -> ir.Node:
         [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)]
     )(model)
     (node,) = [n for n in model.graph if n.domain == "qcompile"]
-    if (
-        op == "QcW4A16Gemm"
-        and attrs.get("layout_version") == 1
-        and node.attributes["layout_version"].value == 2
-    ):
+    if attrs.get("layout_version") == 1 and node.attributes["layout_version"].value == 2:
         _as_layout_1(node)
     return node
 
 
 def _as_layout_1(node: ir.Node) -> None:
-    from qcompile.packing import pack_nibbles, unpack_int4_v2
+    """The node's codes repacked in layout 1 (int4_v2 -> nibble, fp6_v2 -> fp6_4+2)."""
+    from qcompile.packing import pack_fp6, pack_nibbles, unpack_fp6_v2, unpack_int4_v2
 
-    w = node.inputs[1]
-    codes = unpack_int4_v2(w.const_value.numpy())
-    w.const_value = ir.tensor(pack_nibbles(codes).view(np.int8), name=w.name)
+    if node.op_type == "QcW6A16Gemm":
+        lo4, hi2 = node.inputs[1], node.inputs[2]
+        fmt = node.attributes["format"].value
+        codes = unpack_fp6_v2(lo4.const_value.numpy(), hi2.const_value.numpy(), fmt)
+        for value, packed in zip((lo4, hi2), pack_fp6(codes)):
+            value.const_value = ir.tensor(packed.view(np.int8), name=value.name)
+    else:
+        w = node.inputs[1]
+        codes = unpack_int4_v2(w.const_value.numpy())
+        w.const_value = ir.tensor(pack_nibbles(codes).view(np.int8), name=w.name)
     node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
 
 

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qcompile.errors import LayoutError
 from qcompile.formats import FORMATS
-from qcompile.packing import pack_nibbles, unpack_fp6, unpack_int4_v2, unpack_nibbles
+from qcompile.packing import pack_fp6, pack_nibbles, unpack_fp6, unpack_fp6_v2, unpack_int4_v2, unpack_nibbles
 from qcompile.passes.canonicalize import find_layers
 from qcompile.passes.emit_plugins import EmitPluginGemms, plugin_shape_problem
 from qcompile.passes.insert_qdq import QuantizedLayer
@@ -50,24 +50,25 @@ CASES = {
         "per_token",
     ),
 }
+V2_CASES = ("w6a16_e3m2", "w6a16_e2m3", "w4a16_int4", "w4a16_uint4_zeros")  # N=64, K=128: whole v2 tiles
 SQNR_FLOOR_DB = {"QcW6A16Gemm": 25.0, "QcW4A16Gemm": 15.0, "QcW4A8Gemm": 12.0}
 
 
-def _model(op: str) -> onnx.ModelProto:
+def _model(op: str, n: int = N) -> onnx.ModelProto:
     rng = np.random.default_rng(1)
-    w = (rng.standard_normal((K, N)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((K, n)) * 0.1).astype(np.float32)
     w[:, :8] *= 10.0  # loud output channels
     w[:32] *= 0.05  # a quiet group of input channels: M2 exponents below 0
     inits = [
         numpy_helper.from_array(w if op == "MatMul" else w.T.copy(), "w"),
-        numpy_helper.from_array(rng.standard_normal(N).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "bias"),
     ]
     if op == "MatMul":
         nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
-        x_shape, y_shape = [2, 3, K], [2, 3, N]
+        x_shape, y_shape = [2, 3, K], [2, 3, n]
     else:
         nodes = [helper.make_node("Gemm", ["x", "w", "bias"], ["y"], name="fc", transB=1)]
-        x_shape, y_shape = [6, K], [6, N]
+        x_shape, y_shape = [6, K], [6, n]
     graph = helper.make_graph(
         nodes,
         "g",
@@ -78,9 +79,9 @@ def _model(op: str) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
-def _emit(case: str, op: str = "MatMul", act_scale: float | None = None):
+def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int = N):
     plugin, spec, act = CASES[case]
-    proto = _model(op)
+    proto = _model(op, n)
     model = ir.from_proto(proto)
     (layer,), _ = find_layers(model.graph)
     qw = quantize_weight(layer.weight_nk(), spec)
@@ -110,7 +111,8 @@ def _reference(node: ir.Node, x: np.ndarray):
     fmt, n, k = FORMATS[attrs["format"]], attrs["N"], attrs["K"]
     x32 = x.astype(np.float16).astype(np.float32)
     if node.op_type == "QcW6A16Gemm":
-        codes = unpack_fp6(arrays[0], arrays[1])
+        v2 = attrs["layout_version"] == 2
+        codes = unpack_fp6_v2(arrays[0], arrays[1], fmt.name) if v2 else unpack_fp6(arrays[0], arrays[1])
         w = (fmt.decode(codes) * arrays[2].astype(np.float32)[:, None]).astype(np.float16).astype(np.float32)
         return w, x32, _matmul16(x32, w)
     g = attrs["group_size"]
@@ -165,7 +167,7 @@ def test_emitted_node_matches_the_spec(case):
         attrs["N"] == N
         and attrs["K"] == K
         and attrs["format"] == spec.fmt.name
-        and attrs["layout_version"] == (2 if case in ("w4a16_int4", "w4a16_uint4_zeros") else 1)
+        and attrs["layout_version"] == (2 if case in V2_CASES else 1)
     )
     assert attrs["plugin_version"] == "1" and attrs["plugin_namespace"] == "qcompile"
     if plugin != "QcW6A16Gemm":
@@ -255,6 +257,47 @@ def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
         results.append(_run(ir.to_proto(m), X))
     np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
     np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+@pytest.mark.parametrize("case", ["w6a16_e3m2", "w6a16_e2m3"])
+def test_fp6_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
+    """The emitter writes layout_version 2 (fp6_v2) here; the same codes in the v1 fp6_4+2 layout (a
+    model written before v2) lower to the same weight operand and output, zero tolerance."""
+    _, model, _ = _emit(case)
+    node = _plugin_node(model)
+    assert node.attributes["layout_version"].value == 2
+    fmt = node.attributes["format"].value
+    lo4, hi2 = (v.const_value.numpy() for v in node.inputs[1:3])
+    codes = unpack_fp6_v2(lo4, hi2, fmt)
+    v1 = [a.view(np.int8) for a in pack_fp6(codes)]
+    assert not np.array_equal(v1[0], lo4) and not np.array_equal(v1[1], hi2)  # the layouts really differ
+
+    _, old, _ = _emit(case)
+    old_node = _plugin_node(old)
+    for value, array in zip(old_node.inputs[1:3], v1):
+        value.const_value = ir.tensor(array, name=value.name)
+    old_node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
+    assert check_plugin_node(old_node) == []
+    results = []
+    for m in (model, old):
+        LowerPluginNodes()(m)
+        matmul = next(n for n in m.graph if n.op_type == "MatMul")
+        m.graph.outputs.append(matmul.inputs[1].producer().inputs[0])  # the decoded weight [N, K]
+        results.append(_run(ir.to_proto(m), X))
+    np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+def test_shapes_fp6_v2_cannot_take_keep_layout_1():
+    """N=24 (not whole 16-row tiles): the fp6_4+2 layout, still a valid node that lowers."""
+    _, model, _ = _emit("w6a16_e2m3", n=24)
+    node = _plugin_node(model)
+    assert node.attributes["layout_version"].value == 1 and check_plugin_node(node) == []
+    w_ref, _, _ = _reference(node, X)
+    LowerPluginNodes()(model)
+    matmul = next(n for n in model.graph if n.op_type == "MatMul")
+    model.graph.outputs.append(matmul.inputs[1].producer().inputs[0])
+    np.testing.assert_array_equal(_run(ir.to_proto(model), X)[1], w_ref)
 
 
 def test_shapes_int4_v2_cannot_take_keep_layout_1():

@@ -64,14 +64,17 @@ def test_fp6_bit_trick_every_code(ref):
 
 
 @pytest.mark.parametrize("name", ["fp6_e3m2", "fp6_e2m3"])
-def test_w6a16_decode_matches_packing(ref, name):
-    rng = np.random.default_rng(0)
-    n, k = 24, 192
+@pytest.mark.parametrize("layout,n", [(1, 24), (2, 32)])
+def test_w6a16_decode_matches_packing(ref, name, layout, n):
+    """Layout 1 (fp6_4+2) and 2 (fp6_v2, qcompile.packing.pack_fp6_v2 read through fp6_v2.h)."""
+    rng = np.random.default_rng(layout)
+    k = 192
     codes = rng.integers(0, 64, (n, k), dtype=np.uint8)
+    codes[:2, :64] = np.arange(64, dtype=np.uint8).reshape(2, 32).repeat(2, axis=1)  # every code
     scales = (rng.random(n) * 2 + 0.01).astype(np.float16)
-    lo4, hi2 = packing.pack_fp6(codes)
+    lo4, hi2 = packing.pack_fp6(codes) if layout == 1 else packing.pack_fp6_v2(codes, name)
     out = np.empty((n, k), np.float32)
-    call(ref.qc_ref_decode_w6a16, ptr(lo4), ptr(hi2), ptr(scales), n, k, FMT[name], ptr(out))
+    call(ref.qc_ref_decode_w6a16, ptr(lo4), ptr(hi2), ptr(scales), n, k, FMT[name], layout, ptr(out))
     want = formats.get_format(name).decode(codes) * scales.astype(np.float32)[:, None]
     np.testing.assert_array_equal(out, want)
 
@@ -174,13 +177,20 @@ def test_activation_fp8_rounding(ref):
 @pytest.mark.parametrize(
     "args,status",
     [
-        ((1, 8, 64, FMT["fp6_e3m2"]), OK),
-        ((0, 8, 64, FMT["fp6_e2m3"]), OK),
-        ((1, 8, 96, FMT["fp6_e3m2"]), ERR_SHAPE),
-        ((1, 12, 64, FMT["fp6_e3m2"]), ERR_SHAPE),
-        ((-1, 8, 64, FMT["fp6_e3m2"]), ERR_SHAPE),
-        ((1, 8, 0, FMT["fp6_e3m2"]), ERR_SHAPE),
-        ((1, 8, 64, FMT["int4"]), ERR_FORMAT),
+        ((1, 8, 64, FMT["fp6_e3m2"], 1), OK),
+        ((0, 8, 64, FMT["fp6_e2m3"], 1), OK),
+        ((1, 8, 96, FMT["fp6_e3m2"], 1), ERR_SHAPE),
+        ((1, 12, 64, FMT["fp6_e3m2"], 1), ERR_SHAPE),
+        ((-1, 8, 64, FMT["fp6_e3m2"], 1), ERR_SHAPE),
+        ((1, 8, 0, FMT["fp6_e3m2"], 1), ERR_SHAPE),
+        ((1, 8, 64, FMT["int4"], 1), ERR_FORMAT),
+        # layout 2 (fp6_v2): whole 16 x 64 tiles, both FP6 formats
+        ((4, 32, 192, FMT["fp6_e2m3"], 2), OK),
+        ((4, 16, 64, FMT["fp6_e3m2"], 2), OK),
+        ((4, 8, 64, FMT["fp6_e3m2"], 2), ERR_SHAPE),
+        ((4, 16, 96, FMT["fp6_e3m2"], 2), ERR_SHAPE),
+        ((4, 16, 64, FMT["int4"], 2), ERR_FORMAT),
+        ((4, 16, 64, FMT["fp6_e3m2"], 3), ERR_ARG),
     ],
 )
 def test_w6a16_shape_rules(ref, args, status):

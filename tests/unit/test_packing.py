@@ -1,4 +1,4 @@
-"""Packed layouts v1 and int4_v2 (docs/LAYOUTS.md): round trips, hand-written bytes, refusals.
+"""Packed layouts v1, int4_v2 and fp6_v2 (docs/LAYOUTS.md): round trips, hand-written bytes, refusals.
 Zero tolerance."""
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ from qcompile.errors import LayoutError
 from qcompile.formats import FORMATS
 from qcompile.packing import (
     FP6_K_MULTIPLE,
+    FP6_V2_FORMATS,
+    fp6_v2_problem,
     pack_fp6,
+    pack_fp6_v2,
     pack_int4_v2,
     pack_nibbles,
     unpack_fp6,
+    unpack_fp6_v2,
     unpack_int4_v2,
     unpack_nibbles,
 )
@@ -165,3 +169,80 @@ def test_int4_v2_first_word_by_hand():
 def test_int4_v2_refuses_partial_tiles(shape):
     with pytest.raises(LayoutError, match="int4_v2 layout"):
         pack_int4_v2(np.zeros(shape, np.uint8))
+
+
+def _fp6_v2_by_the_doc(codes: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """docs/LAYOUTS.md, fp6_v2, element by element: n = 16 nt + 8 h + g, k = 64 kt + 16 t + d4; lane
+    4 g + t at lo4 byte 512 (nt K/64 + kt) + 16 lane and hi2 byte 256 (nt K/64 + kt) + 8 lane;
+    i = d4 // 4, d = d4 % 4, j = h + 2 (d // 2), e = d % 2, word = i // 2."""
+    n, k = codes.shape
+    lo4, hi2 = np.zeros(n * k // 2, np.uint8), np.zeros(n * k // 4, np.uint8)
+    for row in range(n):
+        nt, h, g = row // 16, (row % 16) // 8, row % 8
+        for col in range(k):
+            kt, t, d4 = col // 64, (col % 64) // 16, col % 16
+            i, d = divmod(d4, 4)
+            j, e, word = h + 2 * (d // 2), d % 2, i // 2
+            tile, lane, c = nt * (k // 64) + kt, 4 * g + t, int(codes[row, col])
+            if fmt == "fp6_e3m2":
+                four, s0, s1 = c & 0xF, (c >> 4) & 1, c >> 5
+                b, q = 2 * e + (1 if d < 2 else 0), 2 * (i % 2) + h
+                nibble = 8 * i + 2 * b + h
+                p0 = (4, 0, 2, 6)[q]
+                bit0, bit1 = 32 * word + (8 * b + p0) % 32, 32 * word + (8 * b + p0 + 3) % 32
+            else:
+                four, s0, s1 = (c >> 1) & 0xF, c & 1, c >> 5
+                nibble, q = 8 * i + (2, 1, 0, 3)[j] + 4 * e, 4 * (i % 2) + j
+                bit0, bit1 = 32 * word + 16 * e + q, 32 * word + 16 * e + 8 + q
+            lo4[512 * tile + 16 * lane + nibble // 2] |= four << (4 * (nibble % 2))
+            hi2[256 * tile + 8 * lane + bit0 // 8] |= s0 << (bit0 % 8)
+            hi2[256 * tile + 8 * lane + bit1 // 8] |= s1 << (bit1 % 8)
+    return lo4.reshape(n, k // 2), hi2.reshape(n, k // 4)
+
+
+@pytest.mark.parametrize("fmt", FP6_V2_FORMATS)
+@pytest.mark.parametrize("n,k", [(16, 64), (32, 128), (48, 192)])
+def test_fp6_v2_bytes_follow_the_layout_doc(fmt, n, k):
+    codes = np.random.default_rng(n + k).integers(0, 64, (n, k)).astype(np.uint8)
+    lo4, hi2 = pack_fp6_v2(codes, fmt)
+    want_lo4, want_hi2 = _fp6_v2_by_the_doc(codes, fmt)
+    np.testing.assert_array_equal(lo4, want_lo4)
+    np.testing.assert_array_equal(hi2, want_hi2)
+
+
+@pytest.mark.parametrize("fmt", FP6_V2_FORMATS)
+@pytest.mark.parametrize("n,k", [(16, 64), (16, 128), (32, 64), (64, 256), (48, 320)])
+def test_fp6_v2_round_trip(fmt, n, k):
+    codes = np.random.default_rng(7 * n + k).integers(0, 64, (n, k)).astype(np.uint8)
+    lo4, hi2 = pack_fp6_v2(codes, fmt)
+    assert lo4.dtype == hi2.dtype == np.uint8 and lo4.shape == (n, k // 2) and hi2.shape == (n, k // 4)
+    assert lo4.flags.c_contiguous and hi2.flags.c_contiguous
+    np.testing.assert_array_equal(unpack_fp6_v2(lo4, hi2, fmt), codes)
+    np.testing.assert_array_equal(unpack_fp6_v2(lo4.view(np.int8), hi2.view(np.int8), fmt), codes)
+    v1 = pack_fp6(codes)
+    assert not np.array_equal(lo4, v1[0]) and not np.array_equal(hi2, v1[1])  # not the v1 bytes
+
+
+def test_fp6_v2_first_lane_by_hand():
+    # lane 0, row 0, k 0 (i = d = j = e = 0). E3M2 code 0x3F: staging byte 1, nibble 2 (lo4 byte 1,
+    # low nibble), its 2-bit segment at hi2 bits 12 and 15. E2M3 code 0x3F: nibble 2 = code bits 1-4
+    # (0xF), bit 0 at hi2 bit 0, bit 5 at hi2 bit 8.
+    codes = np.zeros((16, 64), np.uint8)
+    codes[0, 0] = 0x3F
+    lo4, hi2 = pack_fp6_v2(codes, "fp6_e3m2")
+    assert lo4.reshape(-1)[:2].tolist() == [0x00, 0x0F] and hi2.reshape(-1)[:2].tolist() == [0x00, 0x90]
+    lo4, hi2 = pack_fp6_v2(codes, "fp6_e2m3")
+    assert lo4.reshape(-1)[:2].tolist() == [0x00, 0x0F] and hi2.reshape(-1)[:2].tolist() == [0x01, 0x01]
+    assert not lo4.reshape(-1)[2:].any() and not hi2.reshape(-1)[2:].any()
+
+
+@pytest.mark.parametrize("shape", [(8, 64), (16, 32), (24, 64)])
+def test_fp6_v2_refuses_partial_tiles_and_other_formats(shape):
+    with pytest.raises(LayoutError, match="fp6_v2 layout"):
+        pack_fp6_v2(np.zeros(shape, np.uint8), "fp6_e3m2")
+    with pytest.raises(LayoutError, match="6-bit"):
+        pack_fp6_v2(np.full((16, 64), 64, np.uint8), "fp6_e2m3")
+    with pytest.raises(LayoutError, match="format int4"):
+        pack_fp6_v2(np.zeros((16, 64), np.uint8), "int4")
+    assert fp6_v2_problem(16, 64, "fp6_e2m3") == ""
+    assert "N=8, K=64 must be multiples of 16 and 64" in fp6_v2_problem(8, 64, "fp6_e3m2")

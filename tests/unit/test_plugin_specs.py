@@ -106,21 +106,25 @@ def test_valid_nodes_have_no_problems():
     assert plugin_specs.check_plugin_node(w4a16_node(layout_version=2)) == []  # int4_v2
 
 
+def w6a16_node(n=8, k=128, **overrides):
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape([4, k]))
+    inputs = [
+        x,
+        _const("lo4", np.zeros((n, k // 2), np.int8)),
+        _const("hi2", np.zeros((n, k // 4), np.int8)),
+        _const("s", np.ones(n, np.float16)),
+    ]
+    attrs = plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=k)
+    attrs.update(overrides)
+    return ir.node("QcW6A16Gemm", inputs, attributes=attrs, domain="qcompile")
+
+
 def test_valid_w6a16_and_w4a8_nodes():
     n, k = 8, 128
     x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT16), shape=ir.Shape([4, k]))
-    w6 = ir.node(
-        "QcW6A16Gemm",
-        [
-            x,
-            _const("lo4", np.zeros((n, k // 2), np.int8)),
-            _const("hi2", np.zeros((n, k // 4), np.int8)),
-            _const("s", np.ones(n, np.float16)),
-        ],
-        attributes=plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=k),
-        domain="qcompile",
-    )
-    assert plugin_specs.check_plugin_node(w6) == []
+    assert plugin_specs.check_plugin_node(w6a16_node(n, k)) == []
+    fp6_v2 = w6a16_node(16, k, layout_version=2, format="fp6_e2m3")
+    assert plugin_specs.check_plugin_node(fp6_v2) == []
     w4a8 = ir.node(
         "QcW4A8Gemm",
         [
@@ -142,6 +146,8 @@ def test_valid_w6a16_and_w4a8_nodes():
         (lambda: w4a16_node(x_dtype=ir.DataType.FLOAT), "input 'x' is FLOAT, expected FLOAT16"),
         (lambda: w4a16_node(layout_version=3), "attribute 'layout_version' is 3, expected one of [1, 2]"),
         (lambda: w4a16_node(n=8, layout_version=2), "N=8 is not a multiple of 16 (layout_version 2)"),
+        (lambda: w6a16_node(layout_version=3), "attribute 'layout_version' is 3, expected one of [1, 2]"),
+        (lambda: w6a16_node(n=8, layout_version=2), "N=8 is not a multiple of 16 (layout_version 2)"),
         (lambda: w4a16_node(group_size=96), "attribute 'group_size' is 96"),
         (lambda: w4a16_node(K=288), "K=288 is not a positive multiple of 64"),
         (lambda: w4a16_node(N=32), "input 'w' dim 0 is 16, expected N=32"),

@@ -88,8 +88,12 @@ void test_invalid_attributes() {
                    "attribute 'group_size' is 48, expected one of {32, 64, 128}");
     CHECK_CONTAINS(error_of("QcW4A8Gemm", {int_field("N", 16), int_field("K", 256), string_field("format", "uint4")}),
                    "attribute 'format' is 'uint4'");
-    CHECK_CONTAINS(error_of("QcW6A16Gemm", {int_field("N", 8), int_field("K", 64), int_field("layout_version", 2)}),
+    CHECK_CONTAINS(error_of("QcW4A8Gemm", {int_field("N", 16), int_field("K", 256), int_field("layout_version", 2)}),
                    "layout_version' is 2");
+    // QcW6A16Gemm lists its layout versions (1 fp6_4+2, 2 fp6_v2): 2 is taken, 3 is not.
+    CHECK(error_of("QcW6A16Gemm", {int_field("N", 16), int_field("K", 64), int_field("layout_version", 2)}).empty());
+    CHECK_CONTAINS(error_of("QcW6A16Gemm", {int_field("N", 16), int_field("K", 64), int_field("layout_version", 3)}),
+                   "attribute 'layout_version' is 3");
     // QcW4A16Gemm lists its layout versions (1 nibble, 2 int4_v2): 2 is taken, 3 is not.
     CHECK(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 2)}).empty());
     CHECK_CONTAINS(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3)}),

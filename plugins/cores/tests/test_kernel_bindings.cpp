@@ -22,8 +22,8 @@ struct Recorded {
 static Recorded g_last;
 
 extern "C" int qc_w6a16_gemm(const void* x, const void* lo4, const void* hi2, const void* scales, void* y, int M, int N,
-                             int K, int format, void*, size_t workspace_bytes, CUstream_st* stream) {
-    g_last = {{x, lo4, hi2, scales, y, nullptr}, M, N, K, 0, format, -1, 1, workspace_bytes, stream};
+                             int K, int format, int layout, void*, size_t workspace_bytes, CUstream_st* stream) {
+    g_last = {{x, lo4, hi2, scales, y, nullptr}, M, N, K, 0, format, -1, layout, workspace_bytes, stream};
     return QC_OK;
 }
 extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, const void* zeros, void* y, int M, int N,
@@ -62,7 +62,17 @@ int main() {
         CHECK(g_last.ptr[0] == in[0] && g_last.ptr[1] == in[1] && g_last.ptr[2] == in[2] && g_last.ptr[3] == in[3]);
         CHECK(g_last.ptr[4] == &a[5] && g_last.stream == stream);
         CHECK(g_last.m == 6 && g_last.n == 8 && g_last.k == 128 && g_last.format == QC_FMT_FP6_E2M3);
+        CHECK(g_last.layout == 1);
     }
+    auto w6_v2 = make("QcW6A16Gemm", {int_field("N", 32), int_field("K", 128), int_field("layout_version", 2)}, error);
+    CHECK(w6_v2 != nullptr);
+    if (w6_v2) {
+        CHECK(w6_v2->enqueue({4, 128}, in, &a[5], nullptr, 0, stream) == QC_OK);
+        CHECK(g_last.layout == 2 && g_last.n == 32 && g_last.k == 128 && g_last.format == QC_FMT_FP6_E3M2);
+    }
+    // fp6_v2 tiles are 16 x 64: the kernel's check refuses N = 8 with layout 2.
+    auto w6_v2_n8 = make("QcW6A16Gemm", {int_field("N", 8), int_field("K", 128), int_field("layout_version", 2)}, error);
+    CHECK(w6_v2_n8 == nullptr && error.find("bad shape") != std::string::npos);
 
     auto w4 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 256), int_field("group_size", 64),
                                    string_field("format", "uint4"), int_field("has_zeros", 1)}, error);
