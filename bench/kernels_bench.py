@@ -5,7 +5,7 @@ Each timed call follows a 256 MB write that flushes L2; CUDA events; median of -
 "Limit" is the speedup a weight-bandwidth-bound kernel could reach over the baseline (ratio of
 weight bytes incl. scales): FP6 per channel ~2.67x, INT4 g128 ~3.88x vs FP16, 4-bit vs FP8 ~1.97x.
 
-    python bench/kernels_bench.py [--kernels w6a16,w4a16,w4a16_v2,w4a8] [--ms 1,16,128]
+    python bench/kernels_bench.py [--kernels w6a16,w6a16_v2,w4a16,w4a16_v2,w4a8] [--ms 1,16,128]
                                   [--shapes 4096x4096] [--markdown]
 """
 
@@ -56,11 +56,12 @@ def bench_shape(lib, kernel: str, m: int, n: int, k: int, flush, iters: int) -> 
     base = timed(lambda: torch.matmul(x, w16.T), flush, iters)
     row = dict(kernel=kernel, M=m, N=n, K=k, fp16_ms=base)
     rand_u8 = lambda *s: torch.randint(0, 256, s, dtype=torch.uint8, device=dev)  # noqa: E731
-    if kernel == "w6a16":
+    if kernel in ("w6a16", "w6a16_v2"):  # layout 1 (fp6_4+2) or 2 (fp6_v2): random bytes suit both
         lo4, hi2 = rand_u8(n, k // 2), rand_u8(n, k // 4)
         scales = torch.rand(n, device=dev).half() * 0.01
         ws = torch.empty(max(lib.qc_w6a16_workspace_size(m, n, k), 16), dtype=torch.uint8, device=dev)
-        fn = lambda: check(abi.w6a16(lib, x, lo4, hi2, scales, y, "fp6_e3m2", ws))  # noqa: E731
+        layout = 2 if kernel == "w6a16_v2" else 1
+        fn = lambda: check(abi.w6a16(lib, x, lo4, hi2, scales, y, "fp6_e3m2", ws, layout))  # noqa: E731
         weight_bytes = n * k * 0.75 + n * 2
     elif kernel in ("w4a16", "w4a16_v2"):  # layout 1 (nibble) or 2 (int4_v2): random bytes suit both
         w4 = rand_u8(n, k // 2)
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--kernels", default="w6a16,w4a16,w4a16_v2,w4a8")
+    parser.add_argument("--kernels", default="w6a16,w6a16_v2,w4a16,w4a16_v2,w4a8")
     parser.add_argument("--ms", default="1,2,4,8,16,32,64,128,512")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")

@@ -125,6 +125,15 @@ def weights_per_thread(mmas: list[str], mf: int) -> float:
     return total / mf
 
 
+def _layout_label(name: str) -> str:
+    """The packed layout a kernel instantiation reads, from its loader type (mangled name)."""
+    if "W4V2Loader" in name:
+        return " int4_v2"
+    if "W6V2Loader" in name:  # W6V2Loader<E2M3>: ILb0E E3M2, ILb1E E2M3
+        return " fp6_v2 e2m3" if "W6V2LoaderILb1E" in name else " fp6_v2 e3m2"
+    return ""
+
+
 def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
     cubin = tmp / f"{Path(source).stem}_{arch}.cubin"
     info = ptxas_info(compile_cubin(source, arch, cubin))
@@ -140,7 +149,7 @@ def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
         w = weights_per_thread(mmas, mf) if mmas else 0
         rows.append(
             {
-                "kernel": Path(source).stem + (" int4_v2" if "V2Loader" in name else ""),
+                "kernel": Path(source).stem + _layout_label(name),
                 "arch": f"sm_{arch}",
                 "mf": mf,
                 **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),

@@ -10,7 +10,8 @@
  *   2-bit segment = code bits 0 and 5 (FP16 bits 7 and 15); per A register one lop3 select of a
  *   shifted lo4 word and a shifted hi2 word and one mask.
  * Bit operations only; the result is the same FP16 bits as qc_fp6_decode4 (decode.h) gives for
- * version 1: decode(c) * 2^-12 (E3M2) or 2^-14 (E2M3), finished by the same exact multiply.
+ * version 1: decode(c) * 2^-12 (E3M2) or 2^-14 (E2M3) (qc_fp6_bias_factor: the W6A16 kernel applies
+ * it in its fp32 epilogue, the reference in float32; both exact).
  * Shared by the W6A16 kernel, the CPU reference (plugins/ref) and the ctest qc_fp6_v2_test. */
 #ifndef QC_FP6_V2_H
 #define QC_FP6_V2_H

@@ -34,7 +34,7 @@ def library_path() -> Path:
 
 def load(path: Path | None = None) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path or library_path()))
-    lib.qc_w6a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _P, _S, _P]
+    lib.qc_w6a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _S, _P]
     lib.qc_w4a16_gemm.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _S, _P]
     lib.qc_w4a8_gemm.argtypes = [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _S, _P]
     lib.qc_w6a16_workspace_size.argtypes = [_I, _I, _I]
@@ -61,12 +61,14 @@ def _stream():
     return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
 
-def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None) -> int:
+def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None, layout: int = 1) -> int:
+    """layout: 1 (fp6_4+2) or 2 (fp6_v2), the layout_version of the bytes in `lo4` / `hi2`."""
     m, k = x.shape
     n = y.shape[1]
     ws = workspace if workspace is not None else _workspace(lib.qc_w6a16_workspace_size(m, n, k), x.device)
+    shape = (m, n, k, FMT[fmt], layout)
     return lib.qc_w6a16_gemm(
-        _p(x), _p(lo4), _p(hi2), _p(scales), _p(y), m, n, k, FMT[fmt], _p(ws), ws.numel(), _stream()
+        _p(x), _p(lo4), _p(hi2), _p(scales), _p(y), *shape, _p(ws), ws.numel(), _stream()
     )
 
 

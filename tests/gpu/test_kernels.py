@@ -113,7 +113,9 @@ def weights(kind: str, fmt: str, n: int, k: int, group: int = 128):
             scales = (rng.random(n, dtype=np.float32) * 0.02 + 0.005).astype(np.float16)
             lo4, hi2 = packing.pack_fp6(codes)
             w = f.decode(codes) * scales.astype(np.float32)[:, None]
-            _weights[key] = dict(lo4=gpu(lo4), hi2=gpu(hi2), scales=gpu(scales), w=gpu(w))
+            v2 = None if packing.fp6_v2_problem(n, k, fmt) else packing.pack_fp6_v2(codes, fmt)
+            v2 = v2 and [gpu(a) for a in v2]
+            _weights[key] = dict(lo4=gpu(lo4), hi2=gpu(hi2), v2=v2, scales=gpu(scales), w=gpu(w))
         elif kind == "w4a16":
             codes = f.encode(rng.normal(size=(n, k)).astype(np.float32) * 3)
             scales = (rng.random((n, k // group), dtype=np.float32) * 0.02 + 0.005).astype(np.float16)
@@ -149,12 +151,20 @@ def fp8_round(x, inv):
 
 @pytest.mark.parametrize("fmt,m,n,k", [(f, *c) for f in ("fp6_e3m2", "fp6_e2m3") for c in CASES])
 def test_w6a16(fmt, m, n, k):
+    """Layout 1, and layout 2 (fp6_v2) of the same codes: v2 feeds the MMA decode(c) * 2^-12 (2^-14)
+    and applies the power of two in the fp32 epilogue, which is exact, so the outputs are
+    bit-identical."""
     wt = weights("w6a16", fmt, n, k)
     x = randn_x(m, k, fmt, n)
     y = poisoned(m, n)
     run(abi.w6a16(LIB, x, wt["lo4"], wt["hi2"], wt["scales"], y, fmt))
     err = rel_err(y, x.float() @ wt["w"].T)
     assert err < TOL_F16, f"relative error {err:.3g}"
+    if wt["v2"] is not None:
+        y2 = poisoned(m, n)
+        run(abi.w6a16(LIB, x, *wt["v2"], wt["scales"], y2, fmt, layout=2))
+        err = rel_err(y2, y.float())
+        assert torch.equal(y2, y), f"fp6_v2 differs from layout 1: relative error {err:.3g}"
 
 
 @pytest.mark.parametrize(
@@ -220,10 +230,15 @@ def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
             run(abi.w4a16(LIB, x, wt["w4_v2"], wt["scales"], None, y2, group, "int4", ws, layout=2))
             assert torch.equal(y2, y)
         if k % 64 == 0:
-            wt6 = weights("w6a16", "fp6_e3m2", n, k)
-            y = poisoned(m, n)
-            run(abi.w6a16(LIB, x, wt6["lo4"], wt6["hi2"], wt6["scales"], y, "fp6_e3m2", ws))
-            assert rel_err(y, x.float() @ wt6["w"].T) < TOL_F16
+            for fmt6 in ("fp6_e3m2", "fp6_e2m3"):
+                wt6 = weights("w6a16", fmt6, n, k)
+                y = poisoned(m, n)
+                run(abi.w6a16(LIB, x, wt6["lo4"], wt6["hi2"], wt6["scales"], y, fmt6, ws))
+                assert rel_err(y, x.float() @ wt6["w"].T) < TOL_F16
+                if wt6["v2"] is not None:  # N=48: the CTA's last 16-row warp tile is out of range
+                    y2 = poisoned(m, n)
+                    run(abi.w6a16(LIB, x, *wt6["v2"], wt6["scales"], y2, fmt6, ws, layout=2))
+                    assert torch.equal(y2, y)
         if cc() >= 89:
             wt8 = weights("w4a8", "fp4_e2m1", n, k, group)
             s = (x.float().abs().max() / 448.0).reshape(1)
@@ -244,28 +259,47 @@ def test_bad_shapes_and_alignment_rejected():
     s = abi._stream()
     p = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
     assert (
-        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 96, 0, None, 0, s)
+        lib.qc_w6a16_gemm(
+            p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 96, 0, 1, None, 0, s
+        )
         == abi.ERR_SHAPE
     )
     assert (
-        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 12, 128, 0, None, 0, s)
+        lib.qc_w6a16_gemm(
+            p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 12, 128, 0, 1, None, 0, s
+        )
         == abi.ERR_SHAPE
     )
     assert (
-        lib.qc_w6a16_gemm(p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 7, None, 0, s)
+        lib.qc_w6a16_gemm(
+            p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 7, 1, None, 0, s
+        )
         == abi.ERR_FORMAT
     )
     shifted = ctypes.c_void_p(x.data_ptr() + 2)
     assert (
         lib.qc_w6a16_gemm(
-            shifted, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s
+            shifted, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, 1, None, 0, s
         )
         == abi.ERR_ALIGNMENT
     )
     assert (
-        lib.qc_w6a16_gemm(None, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, None, 0, s)
+        lib.qc_w6a16_gemm(
+            None, p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, 16, 128, 0, 1, None, 0, s
+        )
         == abi.ERR_NULL
     )
+    # fp6_v2 takes whole 16 x 64 tiles (both FP6 formats); layout 3 does not exist
+    for n_, k_, fmt_, layout, status in (
+        (8, 128, 0, 2, abi.ERR_SHAPE),
+        (16, 96, 1, 2, abi.ERR_SHAPE),
+        (16, 128, 2, 2, abi.ERR_FORMAT),
+        (16, 128, 0, 3, abi.ERR_ARG),
+    ):
+        got = lib.qc_w6a16_gemm(
+            p(x), p(wt["lo4"]), p(wt["hi2"]), p(wt["scales"]), p(y), 4, n_, k_, fmt_, layout, None, 0, s
+        )
+        assert got == status, (n_, k_, fmt_, layout, got)
     w4 = weights("w4a16", "int4", 16, 128, 32)
     assert (
         lib.qc_w4a16_gemm(p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, 16, 128, 48, 2, 1, None, 0, s)

@@ -198,17 +198,17 @@ def test_qdq_on_a_weighted_output_must_feed_a_quantized_op():
     assert [(v.node, v.rule) for v in violations] == [("h_q", "qdq-after-weighted-op")]
 
 
-def _plugin_model(**attr_overrides):
+def _plugin_model(n=N, **attr_overrides):
     x = act(dtype=ir.DataType.FLOAT16)
-    attrs = plugin_specs.node_attributes("QcW6A16Gemm", N=N, K=K)
+    attrs = plugin_specs.node_attributes("QcW6A16Gemm", N=n, K=K)
     attrs.update(attr_overrides)
     node = ir.node(
         "QcW6A16Gemm",
         [
             x,
-            const("lo4", np.zeros((N, K // 2), np.int8)),
-            const("hi2", np.zeros((N, K // 4), np.int8)),
-            const("s", np.ones(N, np.float16)),
+            const("lo4", np.zeros((n, K // 2), np.int8)),
+            const("hi2", np.zeros((n, K // 4), np.int8)),
+            const("s", np.ones(n, np.float16)),
         ],
         attributes=attrs,
         domain="qcompile",
@@ -219,6 +219,10 @@ def _plugin_model(**attr_overrides):
 
 def test_plugin_nodes_are_checked_against_their_spec():
     assert check_tensorrt_rules(_plugin_model()) == []
+    assert check_tensorrt_rules(_plugin_model(n=16, layout_version=2)) == []  # fp6_v2 (N a multiple of 16)
     violations = check_tensorrt_rules(_plugin_model(layout_version=7))
     assert [(v.node, v.rule) for v in violations] == [("fp6", "plugin")]
-    assert "layout_version 7 != 1" in violations[0].message
+    assert "'layout_version' is 7, expected one of [1, 2]" in violations[0].message
+    violations = check_tensorrt_rules(_plugin_model(layout_version=2))  # N=8: not a 16-row tile
+    assert [(v.node, v.rule) for v in violations] == [("fp6", "plugin")]
+    assert "N=8 is not a multiple of 16 (layout_version 2)" in violations[0].message
