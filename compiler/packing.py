@@ -137,34 +137,42 @@ def fp6_v2_problem(n: int, k: int, fmt_name: str) -> str:
     return ""
 
 
-def fp6_v2_positions(fmt_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# FP16 bit of each segment bit in an A register's low half (+16 for the high half): the 4-bit
+# segment's bits 0-3 from bit 8, the 2-bit segment's bits 0 and 1.
+FP6_V2_FP16_BITS = {"fp6_e3m2": (8, 12, 15), "fp6_e2m3": (8, 7, 15)}
+
+
+def fp6_v2_rotation(fmt_name: str, i: int, j: int) -> tuple[int, int]:
+    """(rotation s, hi2 word) of A register a[i][j]: a[i][j] = rotl(X, s) & mask, X taken from
+    lo4 word i and that hi2 word (docs/LAYOUTS.md, fp6_v2)."""
+    if fmt_name == "fp6_e3m2":
+        return (0, 4, 2, 6)[2 * (i & 1) + (j & 1)] + 8 * (j >> 1), i >> 1
+    return i + 4 * j, j >> 1
+
+
+def fp6_v2_positions(fmt_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Where each of a lane's 32 weights sits in its 16 lo4 and 8 hi2 bytes (docs/LAYOUTS.md).
 
     Weight w = 16 h + d4 (h: row g or g + 8 of the warp tile; d4 in 0..15: k = 16 t + d4 of the
-    lane's k run) -> (nibble index 0..31 of the lo4 bytes, bit 0..63 of the hi2 bytes (read as a
-    little-endian 64-bit word) of segment bit 0, the same of segment bit 1).
+    lane's k run) -> lo_bits[w, b]: bit (0..127) of the lo4 bytes holding bit b of its 4-bit
+    segment, hi_bits[w, b]: bit (0..63) of the hi2 bytes holding bit b of its 2-bit segment (bytes
+    read as little-endian words). Weight w is half e of A register a[i][j] (i = d4 // 4, d = d4 % 4,
+    j = h + 2 (d // 2), e = d % 2), and a segment bit that register holds at FP16 bit f lies at
+    bit (f + 16 e - s) % 32 of its word, s the register's rotation.
     """
     if fmt_name not in FP6_V2_FORMATS:
         raise LayoutError(f"fp6_v2 layout: format {fmt_name} is not one of {list(FP6_V2_FORMATS)}")
-    nib, bit0, bit1 = (np.empty(32, np.int64) for _ in range(3))
+    four, two0, two1 = FP6_V2_FP16_BITS[fmt_name]
+    lo_bits, hi_bits = np.empty((32, 4), np.int64), np.empty((32, 2), np.int64)
     for h in range(2):
         for d4 in range(16):
-            i, d = divmod(d4, 4)  # MMA i, k offset d in its fragment
-            j, e = h + 2 * (d >> 1), d & 1  # A register a[i][j], half e
-            w, word = 16 * h + d4, 32 * (i >> 1)  # hi2 word of MMAs 0-1 / 2-3
-            if fmt_name == "fp6_e3m2":
-                byte = 2 * e + (1 if d < 2 else 0)  # staging byte: a[i][h] bytes 1, 3; a[i][h+2] 0, 2
-                nib[w] = 8 * i + 2 * byte + h
-                q = 2 * (i & 1) + h
-                p4, p7 = ((4, 7), (0, 3), (2, 5), (6, 9))[q]
-                bit0[w] = word + (8 * byte + p4) % 32
-                bit1[w] = word + (8 * byte + p7) % 32
-            else:
-                nib[w] = 8 * i + (2, 1, 0, 3)[j] + 4 * e
-                q = 4 * (i & 1) + j
-                bit0[w] = word + 16 * e + q
-                bit1[w] = word + 16 * e + 8 + q
-    return nib, bit0, bit1
+            i, d = divmod(d4, 4)
+            j, e = h + 2 * (d >> 1), d & 1
+            s, word = fp6_v2_rotation(fmt_name, i, j)
+            w = 16 * h + d4
+            lo_bits[w] = [32 * i + (four + b + 16 * e - s) % 32 for b in range(4)]
+            hi_bits[w] = [32 * word + (f + 16 * e - s) % 32 for f in (two0, two1)]
+    return lo_bits, hi_bits
 
 
 def fp6_v2_segments(codes: np.ndarray, fmt_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,24 +198,37 @@ def fp6_v2_lane_tiles(n: int, k: int) -> list[int]:
 FP6_V2_ORDER = (0, 3, 2, 4, 1, 5)  # -> [N/16, K/64, g, t, h, d4]: tile, lane = 4 g + t, weight 16 h + d4
 
 
+def _rotl32(x: np.ndarray, p: int) -> np.ndarray:
+    p %= 32
+    return x if p == 0 else (x << np.uint32(p)) | (x >> np.uint32(32 - p))
+
+
 def pack_fp6_v2(codes: np.ndarray, fmt_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """[N, K] 6-bit codes -> (lo4 uint8 [N, K/2], hi2 uint8 [N, K/4]) in the fp6_v2 order."""
+    """[N, K] 6-bit codes -> (lo4 uint8 [N, K/2], hi2 uint8 [N, K/4]) in the fp6_v2 order.
+
+    Each lane's bytes are built as the little-endian words the kernel loads: a weight's 4-bit
+    segment, rotated to its first bit (its bits are consecutive mod 32), and its 2-bit segment's bits
+    are OR-ed into them."""
     c = _require(codes, FP6_V2_K_MULTIPLE, "fp6_v2 layout")
     n, k = c.shape
     if n % FP6_V2_N_MULTIPLE:
         raise LayoutError(f"fp6_v2 layout: N={n} (dimension 0) must be a multiple of {FP6_V2_N_MULTIPLE}")
     if (c > 0x3F).any():
         raise LayoutError("fp6_v2 layout: codes must be 6-bit (0..63)")
-    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
-    lanes = c.reshape(fp6_v2_lane_tiles(n, k)).transpose(FP6_V2_ORDER).reshape(-1, 32)
-    lo, hi = fp6_v2_segments(lanes, fmt_name)
-    nib = np.empty_like(lo)
-    nib[:, nib_at] = lo
-    bits = np.empty((lanes.shape[0], 64), np.uint8)
-    bits[:, bit0_at], bits[:, bit1_at] = hi & 1, hi >> 1
-    lo4 = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8)
-    hi2 = np.packbits(bits, axis=1, bitorder="little")
-    return lo4.reshape(n, k // 2), hi2.reshape(n, k // 4)
+    lo_bits, hi_bits = fp6_v2_positions(fmt_name)
+    # [weight, lane]: one contiguous row per weight of every lane
+    lanes = np.ascontiguousarray(c.reshape(fp6_v2_lane_tiles(n, k)).transpose(FP6_V2_ORDER).reshape(-1, 32).T)
+    four, two = (a.astype(np.uint32) for a in fp6_v2_segments(lanes, fmt_name))
+    lo = np.zeros((4, lanes.shape[1]), np.uint32)
+    hi = np.zeros((2, lanes.shape[1]), np.uint32)
+    for w in range(32):
+        word, first = divmod(int(lo_bits[w, 0]), 32)
+        lo[word] |= _rotl32(four[w], first)
+        for b in range(2):
+            word, bit = divmod(int(hi_bits[w, b]), 32)
+            hi[word] |= ((two[w] >> np.uint32(b)) & np.uint32(1)) << np.uint32(bit)
+    lo, hi = np.ascontiguousarray(lo.T, "<u4"), np.ascontiguousarray(hi.T, "<u4")
+    return lo.view(np.uint8).reshape(n, k // 2), hi.view(np.uint8).reshape(n, k // 4)
 
 
 def unpack_fp6_v2(lo4: np.ndarray, hi2: np.ndarray, fmt_name: str) -> np.ndarray:
@@ -218,9 +239,19 @@ def unpack_fp6_v2(lo4: np.ndarray, hi2: np.ndarray, fmt_name: str) -> np.ndarray
         raise LayoutError(
             f"fp6_v2 layout: lo4 {lo4.shape} / hi2 {hi2.shape} are not [16 i, 32 j] / [16 i, 16 j]"
         )
-    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
-    nib = unpack_nibbles(lo4.reshape(-1, 16))
-    bits = np.unpackbits(hi2.reshape(-1, 8), axis=1, bitorder="little")
-    lanes = fp6_v2_codes(nib[:, nib_at], bits[:, bit0_at] | (bits[:, bit1_at] << 1), fmt_name)
+    lo_bits, hi_bits = fp6_v2_positions(fmt_name)
+    lo = np.ascontiguousarray(np.ascontiguousarray(lo4).reshape(-1, 16).view("<u4").T)  # [word, lane]
+    hi = np.ascontiguousarray(np.ascontiguousarray(hi2).reshape(-1, 8).view("<u4").T)
+    four = np.empty((32, lo.shape[1]), np.uint8)
+    two = np.empty((32, lo.shape[1]), np.uint8)
+    for w in range(32):
+        word, first = divmod(int(lo_bits[w, 0]), 32)
+        four[w] = _rotl32(lo[word], -first) & np.uint32(0xF)
+        (w0, b0), (w1, b1) = divmod(int(hi_bits[w, 0]), 32), divmod(int(hi_bits[w, 1]), 32)
+        two[w] = ((hi[w0] >> np.uint32(b0)) & np.uint32(1)) | (
+            ((hi[w1] >> np.uint32(b1)) & np.uint32(1)) << np.uint32(1)
+        )
+    four, two = four.T, two.T
+    lanes = fp6_v2_codes(four, two, fmt_name)
     tiles = [n // 16, k // 64, 8, 4, 2, 16]
     return np.ascontiguousarray(lanes.reshape(tiles).transpose(np.argsort(FP6_V2_ORDER)).reshape(n, k))

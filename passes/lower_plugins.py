@@ -125,36 +125,40 @@ def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir
     return b.op("BitwiseOr", [b.op("BitShift", [hi, b.const(np.uint8(4))], U8, direction="LEFT"), lo], U8)
 
 
+def _bits(b: _Builder, packed: ir.Value, lanes: int, nbytes: int) -> ir.Value:
+    """uint8 bytes -> their bits [lanes, 8 nbytes], bit j of byte i at 8 i + j (little-endian)."""
+    packed = b.reshape(_as_uint8(b, packed), [lanes, nbytes, 1], U8)
+    shifts = b.const(np.arange(8, dtype=np.uint8).reshape(1, 1, 8), "bit_shifts")
+    bits = b.op("BitShift", [packed, shifts], U8, direction="RIGHT")
+    return b.reshape(b.op("BitwiseAnd", [bits, b.const(np.uint8(1))], U8), [lanes, 8 * nbytes], U8)
+
+
 def _unpack_fp6_v2(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int, fmt_name: str) -> ir.Value:
-    """qcompile.packing.unpack_fp6_v2: each lane's 32 nibbles and 64 bits gathered into weight order
-    (fp6_v2_positions), the segments joined into codes, the tiles transposed back to [N, K]."""
+    """qcompile.packing.unpack_fp6_v2: each lane's 128 lo4 and 64 hi2 bits gathered into its weights'
+    segments (fp6_v2_positions), joined into codes, the tiles transposed back to [N, K]."""
     from qcompile.packing import FP6_V2_ORDER, fp6_v2_positions
 
     lanes = n * k // 32
-    nib_at, bit0_at, bit1_at = fp6_v2_positions(fmt_name)
-    nibbles = b.reshape(_unpack_nibbles(b, lo4, n, k), [lanes, 32], U8)
-    four = b.op("Gather", [nibbles, b.const(nib_at, "nibble_at")], U8, axis=1)
-    hi2 = b.reshape(_as_uint8(b, hi2), [lanes, 8, 1], U8)
-    shifts = b.const(np.arange(8, dtype=np.uint8).reshape(1, 1, 8), "bit_shifts")
-    bits = b.op("BitShift", [hi2, shifts], U8, direction="RIGHT")
-    bits = b.reshape(b.op("BitwiseAnd", [bits, b.const(np.uint8(1))], U8), [lanes, 64], U8)
-    bit0 = b.op("Gather", [bits, b.const(bit0_at, "bit0_at")], U8, axis=1)
-    bit1 = b.op("Gather", [bits, b.const(bit1_at, "bit1_at")], U8, axis=1)
+    lo_bits, hi_bits = fp6_v2_positions(fmt_name)
 
-    def shl(x: ir.Value, s: int) -> ir.Value:
-        return b.op("BitShift", [x, b.const(np.uint8(s))], U8, direction="LEFT") if s else x
+    def segment_bit(bits: ir.Value, at: np.ndarray, shift: int) -> ir.Value:
+        bit = b.op("Gather", [bits, b.const(at, "bit_at")], U8, axis=1)  # [lanes, 32]
+        return b.op("BitShift", [bit, b.const(np.uint8(shift))], U8, direction="LEFT") if shift else bit
 
-    def join(*parts: ir.Value) -> ir.Value:
+    def join(parts: list[ir.Value]) -> ir.Value:
         out = parts[0]
         for p in parts[1:]:
             out = b.op("BitwiseOr", [out, p], U8)
         return out
 
-    if fmt_name == "fp6_e3m2":  # code = s1 << 5 | s0 << 4 | four
-        codes = join(shl(bit1, 5), shl(bit0, 4), four)
-    else:  # E2M3: code = s1 << 5 | four << 1 | s0
-        codes = join(shl(bit1, 5), shl(four, 1), bit0)
-    tiles = b.reshape(codes, [n // 16, k // 64, 8, 4, 2, 16], U8)
+    lo, hi = _bits(b, lo4, lanes, 16), _bits(b, hi2, lanes, 8)
+    if fmt_name == "fp6_e3m2":  # code = two1 << 5 | two0 << 4 | four
+        shifts = {"four": 0, "two0": 4, "two1": 5}
+    else:  # E2M3: code = two1 << 5 | four << 1 | two0
+        shifts = {"four": 1, "two0": 0, "two1": 5}
+    parts = [segment_bit(lo, lo_bits[:, i], shifts["four"] + i) for i in range(4)]
+    parts += [segment_bit(hi, hi_bits[:, 0], shifts["two0"]), segment_bit(hi, hi_bits[:, 1], shifts["two1"])]
+    tiles = b.reshape(join(parts), [n // 16, k // 64, 8, 4, 2, 16], U8)
     order = [int(a) for a in np.argsort(FP6_V2_ORDER)]
     return b.reshape(b.op("Transpose", [tiles], U8, perm=order), [n, k], U8)
 

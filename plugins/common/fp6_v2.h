@@ -1,14 +1,18 @@
 /* Decoder of the fp6_v2 layout (docs/LAYOUTS.md, QcW6A16Gemm layout_version 2): FP6-LLM's 4+2 split
- * pre-packed per lane, so that a lane's 16 lo4 bytes (one 16-byte load) and 8 hi2 bytes (one 8-byte
- * load) hold the 32 weights of its four m16n8k16 A fragments (rows g, g + 8; k 16 t .. 16 t + 15 of
- * a 64-k block), with every segment placed for the fewest shifts:
- * - E3M2: the FP16 bits s<<15 | (c & 0x1F)<<8 are one byte [s 0 0 c4 c3 c2 c1 c0] in the high half
- *   of a half. Per four weights one lop3 merges their 4-bit segments (low nibbles of a word's bytes)
- *   with their 2-bit segments (bits 4 and 7 of a shifted hi2 word's bytes); masking bytes 1, 3 and
- *   bytes 0, 2 (after << 8) gives two A registers.
- * - E2M3: s<<15 | (c & 0x1F)<<7: 4-bit segment = code bits 1-4 (FP16 bits 8-11, nibble-aligned),
- *   2-bit segment = code bits 0 and 5 (FP16 bits 7 and 15); per A register one lop3 select of a
- *   shifted lo4 word and a shifted hi2 word and one mask.
+ * pre-packed per lane at the bit level, so that a lane's 16 lo4 bytes (one 16-byte load, words
+ * L[0..3]) and 8 hi2 bytes (one 8-byte load, words H[0..1]) hold the 32 weights of its four
+ * m16n8k16 A fragments (rows g, g + 8; k 16 t .. 16 t + 15 of a 64-k block), placed so that every A
+ * register a[i][j] is
+ *     rotl(X, s) & F,    X = lop3 select of L[i] (bits in M) and H[w] (the others)
+ * with a constant rotation s and hi2 word w per register, select mask M = rotr(M4, s) and field
+ * mask F per format:
+ * - E3M2 (4-bit segment = code bits 0-3 at FP16 bits 8-11, 2-bit segment = code bits 4, 5 at 12,
+ *   15; M4 = 0x0F0F0F0F, F = 0x9F009F00): s = (0, 4, 2, 6)[2 (i % 2) + j % 2] + 8 (j / 2),
+ *   w = i / 2; a[i][j] and a[i][j + 2] share one X (their fields, 8 bits apart, do not overlap),
+ *   so per 32 weights 8 selects, 14 rotations and 16 masks.
+ * - E2M3 (4-bit segment = code bits 1-4 at FP16 bits 8-11, 2-bit segment = code bits 0, 5 at 7,
+ *   15; M4 = 0x0F000F00, F = 0x8F808F80): s = i + 4 j, w = j / 2; one X per register (every
+ *   rotation of an E2M3 field set meets it), 16 selects, 15 rotations, 16 masks.
  * Bit operations only; the result is the same FP16 bits as qc_fp6_decode4 (decode.h) gives for
  * version 1: decode(c) * 2^-12 (E3M2) or 2^-14 (E2M3) (qc_fp6_bias_factor: the W6A16 kernel applies
  * it in its fp32 epilogue, the reference in float32; both exact).
@@ -36,36 +40,24 @@ QC_HD uint32_t qc_fp6v2_select(uint32_t a, uint32_t b, uint32_t m) {
 #endif
 }
 
-QC_HD uint32_t qc_fp6v2_rotr(uint32_t x, int s) {
+/* Rotation left by s in 0..31: one SHF.L.W (funnel shift of x with itself) on the GPU, none for 0.
+ * qc_fp6v2_rotr_c: the same in plain C shifts, for the constant select masks (folded by the compiler). */
+QC_HD uint32_t qc_fp6v2_rotr_c(uint32_t x, int s) { return (x >> (s & 31)) | (x << ((32 - s) & 31)); }
+
+QC_HD uint32_t qc_fp6v2_rotl(uint32_t x, int s) {
 #ifdef __CUDA_ARCH__
-  return __funnelshift_r(x, x, s);
+  return (s & 31) ? __funnelshift_l(x, x, s & 31) : x;
 #else
-  return (x >> s) | (x << (32 - s));
+  return qc_fp6v2_rotr_c(x, 32 - s);
 #endif
 }
 
-/* E3M2: L[i] (lo4 word i) and H[i >> 1] (hi2 word) -> a[i][0..3] of MMA i. Group (i, h), h = row:
- * staging word X = low nibbles of L[i] >> 4h under bits 4-7 of the hi2 word shifted for slot
- * q = 2 (i & 1) + h (<< 0, << 4, << 2, rotate right 2); a[i][h] = X's bytes 1 and 3,
- * a[i][h + 2] = its bytes 0 and 2. */
-QC_HD void qc_fp6v2_e3m2_mma(uint32_t l, uint32_t hw, int i, uint32_t a[4]) {
-  for (int h = 0; h < 2; ++h) {
-    const int q = 2 * (i & 1) + h;
-    const uint32_t hq = q == 0 ? hw : q == 1 ? hw << 4 : q == 2 ? hw << 2 : qc_fp6v2_rotr(hw, 2);
-    const uint32_t x = qc_fp6v2_select(h ? l >> 4 : l, hq, 0x0F0F0F0Fu);
-    a[h] = x & 0x9F009F00u;
-    a[h + 2] = (x << 8) & 0x9F009F00u;
-  }
-}
+#define QC_FP6V2_E3M2_FIELD 0x9F009F00u
+#define QC_FP6V2_E2M3_FIELD 0x8F808F80u
 
-/* E2M3: a[i][j] = (lo4 word i shifted so nibbles 2 - j (j < 3) or 3 (j = 3) and + 4 sit at bits 8-11
- * and 24-27) under (hi2 word << (7 - q), q = 4 (i & 1) + j: bit q of each byte to bit 7), masked. */
-QC_HD void qc_fp6v2_e2m3_mma(uint32_t l, uint32_t hw, int i, uint32_t a[4]) {
-  for (int j = 0; j < 4; ++j) {
-    const int q = 4 * (i & 1) + j;
-    const uint32_t ls = j == 0 ? l : j == 1 ? l << 4 : j == 2 ? l << 8 : l >> 4;
-    a[j] = qc_fp6v2_select(ls, hw << (7 - q), 0x0F000F00u) & 0x8F808F80u;
-  }
+/* The rotation of register a[i][j] (docs/LAYOUTS.md, fp6_v2). */
+QC_HD int qc_fp6v2_rotation(int e2m3, int i, int j) {
+  return e2m3 ? i + 4 * j : 2 * (i & 1) + 4 * (j & 1) + 8 * (j >> 1);  /* (0, 4, 2, 6)[q] + 8 (j / 2) */
 }
 
 /* One lane's 16 lo4 bytes (L[0..3], little-endian words) and 8 hi2 bytes (H[0..1]) -> the FP16 bits
@@ -73,10 +65,20 @@ QC_HD void qc_fp6v2_e2m3_mma(uint32_t l, uint32_t hw, int i, uint32_t a[4]) {
  * same pair; 2, 3: rows g, g + 8 of the pair (2, 3)), each decode(c) * 2^-12 / 2^-14 like v1. */
 QC_HD void qc_fp6v2_decode(const uint32_t L[4], const uint32_t H[2], int e2m3, uint32_t a[4][4]) {
   for (int i = 0; i < 4; ++i) {
-    if (e2m3)
-      qc_fp6v2_e2m3_mma(L[i], H[i >> 1], i, a[i]);
-    else
-      qc_fp6v2_e3m2_mma(L[i], H[i >> 1], i, a[i]);
+    if (e2m3) {
+      for (int j = 0; j < 4; ++j) {
+        const int s = qc_fp6v2_rotation(1, i, j);
+        const uint32_t x = qc_fp6v2_select(L[i], H[j >> 1], qc_fp6v2_rotr_c(0x0F000F00u, s));
+        a[i][j] = qc_fp6v2_rotl(x, s) & QC_FP6V2_E2M3_FIELD;
+      }
+    } else {
+      for (int h = 0; h < 2; ++h) { /* a[i][h] and a[i][h + 2] from one staging word */
+        const int s = qc_fp6v2_rotation(0, i, h);
+        const uint32_t x = qc_fp6v2_select(L[i], H[i >> 1], qc_fp6v2_rotr_c(0x0F0F0F0Fu, s));
+        a[i][h] = qc_fp6v2_rotl(x, s) & QC_FP6V2_E3M2_FIELD;
+        a[i][h + 2] = qc_fp6v2_rotl(x, s + 8) & QC_FP6V2_E3M2_FIELD;
+      }
+    }
   }
 }
 

@@ -17,22 +17,24 @@ static long failures = 0;
         if (!(cond) && failures++ < 10) std::printf(__VA_ARGS__); \
     } while (0)
 
-// docs/LAYOUTS.md, fp6_v2: weight (h, d4) of a lane (h: row g / g + 8, d4: k = 16 t + d4) -> its
-// nibble in the lane's lo4 bytes and the bits of its 2-bit segment in the lane's hi2 bytes.
+// docs/LAYOUTS.md, fp6_v2: weight (h, d4) of a lane (h: row g / g + 8, d4: k = 16 t + d4) is half e
+// of register a[i][j]; each bit of its segments lies at bit (f + 16 e - s) % 32 of lo4 word i or of
+// hi2 word w, f the FP16 bit it becomes, s the register's rotation.
 struct Position {
-    int nibble, bit0, bit1;
+    int lo[4], hi[2];  // lane bit of each 4-bit segment bit (0..127) and 2-bit segment bit (0..63)
 };
 
 static Position position(int e2m3, int h, int d4) {
-    const int i = d4 / 4, d = d4 % 4, j = h + 2 * (d / 2), e = d % 2, word = 32 * (i / 2);
-    if (!e2m3) {
-        static const int p4[4] = {4, 0, 2, 6}, p7[4] = {7, 3, 5, 9};
-        const int byte = 2 * e + (d < 2 ? 1 : 0), q = 2 * (i % 2) + h;
-        return {8 * i + 2 * byte + h, word + (8 * byte + p4[q]) % 32, word + (8 * byte + p7[q]) % 32};
-    }
-    static const int nib[4] = {2, 1, 0, 3};
-    const int q = 4 * (i % 2) + j;
-    return {8 * i + nib[j] + 4 * e, word + 16 * e + q, word + 16 * e + 8 + q};
+    const int i = d4 / 4, d = d4 % 4, j = h + 2 * (d / 2), e = d % 2;
+    static const int e3m2_rot[4] = {0, 4, 2, 6};
+    const int s = e2m3 ? i + 4 * j : e3m2_rot[2 * (i % 2) + j % 2] + 8 * (j / 2);
+    const int w = e2m3 ? j / 2 : i / 2;
+    const int f_hi0 = e2m3 ? 7 : 12, f_hi1 = 15;  // the 4-bit segment goes to FP16 bits 8-11
+    Position p;
+    for (int b = 0; b < 4; ++b) p.lo[b] = 32 * i + ((8 + b + 16 * e - s) % 32 + 32) % 32;
+    p.hi[0] = 32 * w + ((f_hi0 + 16 * e - s) % 32 + 32) % 32;
+    p.hi[1] = 32 * w + ((f_hi1 + 16 * e - s) % 32 + 32) % 32;
+    return p;
 }
 
 // Segments: E3M2 code bits 0-3 and (4, 5); E2M3 bits 1-4 and (0, 5).
@@ -41,12 +43,11 @@ static void pack_lane(int e2m3, const uint8_t codes[32], uint32_t L[4], uint32_t
     for (int h = 0; h < 2; ++h)
         for (int d4 = 0; d4 < 16; ++d4) {
             const uint32_t c = codes[16 * h + d4];
-            const uint32_t lo = e2m3 ? (c >> 1) & 0xF : c & 0xF;
-            const uint32_t s0 = e2m3 ? c & 1 : (c >> 4) & 1, s1 = c >> 5;
+            const uint32_t four = e2m3 ? (c >> 1) & 0xF : c & 0xF;
+            const uint32_t two[2] = {e2m3 ? c & 1 : (c >> 4) & 1, c >> 5};
             const Position p = position(e2m3, h, d4);
-            L[p.nibble / 8] |= lo << (4 * (p.nibble % 8));
-            H[p.bit0 / 32] |= s0 << (p.bit0 % 32);
-            H[p.bit1 / 32] |= s1 << (p.bit1 % 32);
+            for (int b = 0; b < 4; ++b) L[p.lo[b] / 32] |= ((four >> b) & 1) << (p.lo[b] % 32);
+            for (int b = 0; b < 2; ++b) H[p.hi[b] / 32] |= two[b] << (p.hi[b] % 32);
         }
 }
 
@@ -74,13 +75,15 @@ int main() {
     long lanes = 0;
     std::mt19937 rng(1234);
     for (int e2m3 = 0; e2m3 < 2; ++e2m3) {
-        int seen[2][64] = {};  // every nibble and hi2 bit used once
+        int lo_used[128] = {}, hi_used[64] = {};  // every lo4 and hi2 bit holds one segment bit
         for (int h = 0; h < 2; ++h)
             for (int d4 = 0; d4 < 16; ++d4) {
                 const Position p = position(e2m3, h, d4);
-                seen[0][p.nibble]++, seen[1][p.bit0]++, seen[1][p.bit1]++;
+                for (int b = 0; b < 4; ++b) lo_used[p.lo[b]]++;
+                hi_used[p.hi[0]]++, hi_used[p.hi[1]]++;
             }
-        for (int b = 0; b < 64; ++b) CHECK(seen[1][b] == 1 && (b >= 32 || seen[0][b] == 1), "bit %d not used once\n", b);
+        for (int b = 0; b < 128; ++b)
+            CHECK(lo_used[b] == 1 && (b >= 64 || hi_used[b] == 1), "lane bit %d not used once\n", b);
         for (int w = 0; w < 32; ++w)
             for (int c = 0; c < 64; ++c) {
                 uint8_t codes[32];

@@ -32,11 +32,12 @@ struct W6Loader {
 };
 
 // fp6_v2: one 16-byte lo4 load and one 8-byte hi2 load hold the 4 A fragments of rows r0 = 16 nt + g
-// and r1 = r0 + 8 over the thread's 16 k; fp6_v2.h assembles the FP16 bits decode(c) * 2^-12 (2^-14)
-// with a few shifts and lop3s per fragment register, and they go to the MMA as they are: the power of
-// two is applied in the fp32 epilogue with the channel scale (Marlin folds its FP8 exponent bias into
-// the scales the same way). Exact: every product x * w 2^-12 is at least 2^-40, far from the fp32
-// subnormals, so the accumulation is the layer-1 one scaled by 2^-12 and the epilogue's
+// and r1 = r0 + 8 over the thread's 16 k; fp6_v2.h makes each fragment register's FP16 bits
+// decode(c) * 2^-12 (2^-14) with a lop3 select, a rotation and a mask, and they go to the MMA as they
+// are: the power of two is applied in the fp32 epilogue with the channel scale (Marlin folds its FP8
+// exponent bias into the scales the same way). Exact if the tensor cores take FP16 subnormal
+// operands exactly: every nonzero product x * w 2^-12 is at least 2^-40, far from the fp32
+// subnormals, so the accumulation is layout 1's scaled by 2^-12 and the epilogue's
 // acc * (scale * 2^12) is the same fp32 product as layout 1's (tests/gpu compares the two outputs
 // bit for bit). The format is a template argument, so each kernel carries one decode.
 template <bool E2M3>
@@ -48,12 +49,13 @@ struct W6V2Loader {
 
 // Out-of-range rows or k load nothing and decode zero words (all-zero segments are the weight +0), so
 // the loads are predicated rather than branched around. The lane's tile base (row tile, lane) is
-// loop-invariant; only the k tile moves.
+// loop-invariant; only the k block moves: gemm_f16.cuh gives thread t = lane % 4 the k run
+// kb + 16 t .. kb + 16 t + 15 of each 64-k block kb.
 template <bool E2M3>
 __device__ __forceinline__ void qc_load_a(const W6V2Loader<E2M3>& ld, int r0, int, int k, bool kv, int N,
                                           uint32_t (&a)[4][4]) {
   const int lane = threadIdx.x & 31;
-  const size_t kb = (size_t)(k - 16 * (lane & 3));  // k = kb + 16 t, kb a multiple of 64
+  const size_t kb = (size_t)(k - 16 * (lane & 3));
   uint4 l = make_uint4(0u, 0u, 0u, 0u);
   uint2 h = make_uint2(0u, 0u);
   if (kv && r0 < N) {  // N is a multiple of 16: r1 = r0 + 8 is in range with r0

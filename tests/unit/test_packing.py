@@ -174,7 +174,8 @@ def test_int4_v2_refuses_partial_tiles(shape):
 def _fp6_v2_by_the_doc(codes: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """docs/LAYOUTS.md, fp6_v2, element by element: n = 16 nt + 8 h + g, k = 64 kt + 16 t + d4; lane
     4 g + t at lo4 byte 512 (nt K/64 + kt) + 16 lane and hi2 byte 256 (nt K/64 + kt) + 8 lane;
-    i = d4 // 4, d = d4 % 4, j = h + 2 (d // 2), e = d % 2, word = i // 2."""
+    half e = d % 2 of register a[i][j], i = d4 // 4, d = d4 % 4, j = h + 2 (d // 2); a segment bit
+    that becomes FP16 bit f at bit (f + 16 e - s) % 32 of lo4 word i or hi2 word w."""
     n, k = codes.shape
     lo4, hi2 = np.zeros(n * k // 2, np.uint8), np.zeros(n * k // 4, np.uint8)
     for row in range(n):
@@ -182,21 +183,20 @@ def _fp6_v2_by_the_doc(codes: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndar
         for col in range(k):
             kt, t, d4 = col // 64, (col % 64) // 16, col % 16
             i, d = divmod(d4, 4)
-            j, e, word = h + 2 * (d // 2), d % 2, i // 2
+            j, e = h + 2 * (d // 2), d % 2
             tile, lane, c = nt * (k // 64) + kt, 4 * g + t, int(codes[row, col])
             if fmt == "fp6_e3m2":
-                four, s0, s1 = c & 0xF, (c >> 4) & 1, c >> 5
-                b, q = 2 * e + (1 if d < 2 else 0), 2 * (i % 2) + h
-                nibble = 8 * i + 2 * b + h
-                p0 = (4, 0, 2, 6)[q]
-                bit0, bit1 = 32 * word + (8 * b + p0) % 32, 32 * word + (8 * b + p0 + 3) % 32
+                s, w = (0, 4, 2, 6)[2 * (i % 2) + j % 2] + 8 * (j // 2), i // 2
+                four, two = c & 0xF, [((c >> 4) & 1, 12), (c >> 5, 15)]
             else:
-                four, s0, s1 = (c >> 1) & 0xF, c & 1, c >> 5
-                nibble, q = 8 * i + (2, 1, 0, 3)[j] + 4 * e, 4 * (i % 2) + j
-                bit0, bit1 = 32 * word + 16 * e + q, 32 * word + 16 * e + 8 + q
-            lo4[512 * tile + 16 * lane + nibble // 2] |= four << (4 * (nibble % 2))
-            hi2[256 * tile + 8 * lane + bit0 // 8] |= s0 << (bit0 % 8)
-            hi2[256 * tile + 8 * lane + bit1 // 8] |= s1 << (bit1 % 8)
+                s, w = i + 4 * j, j // 2
+                four, two = (c >> 1) & 0xF, [(c & 1, 7), (c >> 5, 15)]
+            for b in range(4):
+                bit = 32 * i + (8 + b + 16 * e - s) % 32
+                lo4[512 * tile + 16 * lane + bit // 8] |= ((four >> b) & 1) << (bit % 8)
+            for value, f in two:
+                bit = 32 * w + (f + 16 * e - s) % 32
+                hi2[256 * tile + 8 * lane + bit // 8] |= value << (bit % 8)
     return lo4.reshape(n, k // 2), hi2.reshape(n, k // 4)
 
 
@@ -224,15 +224,14 @@ def test_fp6_v2_round_trip(fmt, n, k):
 
 
 def test_fp6_v2_first_lane_by_hand():
-    # lane 0, row 0, k 0 (i = d = j = e = 0). E3M2 code 0x3F: staging byte 1, nibble 2 (lo4 byte 1,
-    # low nibble), its 2-bit segment at hi2 bits 12 and 15. E2M3 code 0x3F: nibble 2 = code bits 1-4
-    # (0xF), bit 0 at hi2 bit 0, bit 5 at hi2 bit 8.
+    # lane 0, row 0, k 0: half 0 of a[0][0], rotation 0. The 4-bit segment (E3M2 code bits 0-3, E2M3
+    # bits 1-4) at lo4 bits 8-11; the 2-bit segment at hi2 bits 12, 15 (E3M2) or 7, 15 (E2M3).
     codes = np.zeros((16, 64), np.uint8)
     codes[0, 0] = 0x3F
     lo4, hi2 = pack_fp6_v2(codes, "fp6_e3m2")
     assert lo4.reshape(-1)[:2].tolist() == [0x00, 0x0F] and hi2.reshape(-1)[:2].tolist() == [0x00, 0x90]
     lo4, hi2 = pack_fp6_v2(codes, "fp6_e2m3")
-    assert lo4.reshape(-1)[:2].tolist() == [0x00, 0x0F] and hi2.reshape(-1)[:2].tolist() == [0x01, 0x01]
+    assert lo4.reshape(-1)[:2].tolist() == [0x00, 0x0F] and hi2.reshape(-1)[:2].tolist() == [0x80, 0x80]
     assert not lo4.reshape(-1)[2:].any() and not hi2.reshape(-1)[2:].any()
 
 
