@@ -11,7 +11,8 @@ Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; numbers parsed; `opt.NAME
 algorithm option, `search` meaning None; `calib=none` compiles without calibration data, so
 qcompile generates its own, `calib=random` passes --calib random; `seq=true` calibrates block by
 block on the quantized blocks' outputs, --sequential), `ort:static:sym|asym`,
-`ort:nbits:RTN|GPTQ|HQQ:BLOCK`.
+`ort:nbits:RTN|GPTQ|HQQ|KQUANT:BLOCK`, `mo:awq_lite|awq_clip|rtn_dq:BLOCK` (NVIDIA ModelOpt's
+ONNX INT4 path; installed apart: `pip install nvidia-modelopt onnx_graphsurgeon onnxslim lief`).
 """
 
 from __future__ import annotations
@@ -126,14 +127,27 @@ def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool
     return (
         path,
         True,
-        f"{4 + (64 if algo == 'HQQ' else 32) / block:.2f}",
-    )  # fp32 scales (+ fp32 zero points: HQQ)
+        f"{4 + {'HQQ': 64, 'KQUANT': 36}.get(algo, 32) / block:.2f}",
+    )  # fp32 scales (+ fp32 zero points: HQQ; 4-bit zero points: KQUANT)
+
+
+def _modelopt(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
+    from bench.common import modelopt_int4
+
+    with np.load(bench.calib) as data:
+        calib = {k: data[k] for k in data.files}
+    method, block = spec[0], int(spec[1])
+    path = out / f"mo_{method}_{block}.onnx"
+    modelopt_int4(bench.model, path, method=method, block_size=block, calib=calib)
+    return path, True, f"{4 + 16 / block:.2f}"  # int4 codes, one fp16 scale per block
 
 
 def _label(row: str) -> str:
     kind, *spec = row.split(":")
     if kind == "qc":
         return "qcompile " + " ".join(spec)
+    if kind == "mo":
+        return f"ModelOpt INT4 {spec[0]} block {spec[1]}"
     if spec[0] == "static":
         kind = "int8 symmetric" if spec[1] == "sym" else "uint8 asymmetric"
         return f"onnxruntime quantize_static ({kind} act.)"
@@ -181,9 +195,8 @@ def main(argv=None) -> int:
             if args.reuse and row in built:
                 path, optimize, bits = Path(built[row][0]), built[row][1], built[row][2]
             else:
-                path, optimize, bits = (_qcompile if kind == "qc" else _ort)(
-                    bench, out, spec, args.group_size
-                )
+                quantize = {"qc": _qcompile, "mo": _modelopt}.get(kind, _ort)
+                path, optimize, bits = quantize(bench, out, spec, args.group_size)
                 built[row] = [str(path), optimize, bits]
                 built_file.write_text(json.dumps(built, indent=1))
             score = bench.score(path, optimize)

@@ -71,6 +71,7 @@ def ort_matmulnbits(
         "RTN": lambda: mnb.RTNWeightOnlyQuantConfig(),
         "HQQ": lambda: mnb.HQQWeightOnlyQuantConfig(block_size=block_size, bits=4),
         "DEFAULT": lambda: mnb.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True),
+        "KQUANT": lambda: mnb.KQuantWeightOnlyQuantConfig(),  # llama.cpp's k-quant search, zero points
     }
     # GPTQ needs the path: its calibration saves an augmented copy next to the model
     model = str(src) if algo == "GPTQ" else onnx.load(str(src))
@@ -80,9 +81,38 @@ def ort_matmulnbits(
         config = mnb.GPTQWeightOnlyQuantConfig(calibration_data_reader=reader, block_size=block_size)
     else:
         config = configs[algo]()
-    quantizer = mnb.MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True, algo_config=config)
+    quantizer = mnb.MatMulNBitsQuantizer(
+        model, block_size=block_size, is_symmetric=algo != "KQUANT", algo_config=config
+    )
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    return dst
+
+
+def modelopt_int4(
+    src: Path, dst: Path, *, method: str, block_size: int, calib: dict[str, np.ndarray]
+) -> Path:
+    """NVIDIA ModelOpt's ONNX INT4 path (`awq_lite`, `awq_clip` or `rtn_dq`), onnxruntime on the CPU
+    for its calibration, every MatMul quantized (its default leaves out a node named /lm_head).
+    Needs `pip install nvidia-modelopt onnx_graphsurgeon onnxslim lief` (not a qcompile dependency)."""
+    import onnx
+
+    try:
+        from modelopt.onnx.quantization.int4 import quantize
+    except ImportError as exc:
+        raise RuntimeError(f"ModelOpt is not installed ({exc})") from exc
+    count = len(next(iter(calib.values())))
+    model = quantize(
+        str(src),
+        calibration_method=method,
+        calibration_data_reader=_reader(calib, count),
+        calibration_eps=["cpu"],
+        block_size=block_size,
+        nodes_to_exclude=[],
+        log_level="WARNING",
+        awqlite_fuse_nodes=False,  # its fusion of the AWQ scales into a parent's constant fails without CuPy
+    )
+    onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + ".data")
     return dst
 
 

@@ -369,12 +369,22 @@ def compile_command(
             progress.close()
 
 
+def _samples_from_model(model) -> bool:
+    import onnx_ir as ir
+
+    from qcompile.synthetic_calibration import samples_from_model
+
+    return samples_from_model(ir.load(model))  # weights stay on disk: ir.load reads them lazily
+
+
 def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
     """One preset for every layer (with overrides); returns the Python code when only printing it."""
     from qcompile.defaults import measured_default
     from qcompile.recipe import Recipe
 
-    fields, note = measured_default(settings.recipe, settings.run["calib"])
+    fields, note = measured_default(
+        settings.recipe, settings.run["calib"], settings.run["calib"] is None and _samples_from_model(model)
+    )
     if note:
         logger.debug(note)  # the recipe in the report says which algorithm ran
     recipe, run = Recipe.from_dict(fields), settings.run

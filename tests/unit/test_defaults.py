@@ -32,6 +32,14 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     assert measured_default({"precision": "fp8"}, "c.npz")[1] is None
 
 
+def test_without_data_text_sampled_from_the_model_gets_smoothquant():
+    fields, note = measured_default({"precision": "w8a8"}, None, samples_from_model=True)
+    assert fields["algorithm"] == "smoothquant" and "sampled from the model" in note
+    assert measured_default({"precision": "w8a8"}, None)[1] is None  # random tokens: rtn
+    assert measured_default({"precision": "w8a8"}, "random", samples_from_model=True)[1] is None
+    assert measured_default({"precision": "w4a16"}, None, samples_from_model=True)[0]["algorithm"] == "hqq"
+
+
 def test_cli_records_the_default_it_used(mlp, tmp_path):
     np.savez(tmp_path / "c.npz", **tiny_models.calibration())
     runner = CliRunner()

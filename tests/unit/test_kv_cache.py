@@ -3,6 +3,8 @@ built in kv_models.py; and data-free calibration (self-generated token sequences
 
 from __future__ import annotations
 
+import json
+
 import kv_models
 import numpy as np
 import onnx
@@ -117,6 +119,21 @@ def test_inconsistent_data_is_a_one_line_error(decoder, tmp_path):
     assert (
         result.exit_code == 2 and "past 4 + sequence 8" in result.output and "Traceback" not in result.output
     )
+
+
+def test_only_a_model_with_logits_over_its_table_samples_its_own_text(decoder, mlp):
+    from qcompile.synthetic_calibration import samples_from_model
+
+    assert samples_from_model(ir.load(decoder))
+    assert not samples_from_model(ir.load(mlp))
+
+
+def test_w8a8_without_data_on_a_decoder_runs_smoothquant(decoder, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(main, [str(decoder), "-p", "w8a8", "-o", str(out), "-q", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "q.recipe.json").read_text())
+    assert recipe["algorithm"] == "smoothquant" and recipe["algorithm_options"] == {"alpha": None}
 
 
 def test_random_calibration_keeps_its_meaning(decoder, tmp_path):
