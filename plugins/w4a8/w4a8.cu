@@ -1,10 +1,11 @@
 // W4A8 (ZeroQuant-FP): 4-bit weights turned into FP8 E4M3 by integer arithmetic on the exponent
 // (decode.h), activations rounded to E4M3 in the kernel, mma.sync m16n8k32 e4m3 (sm_89+), scales
-// in the fp32 epilogue. Compiled only for sm_89 / sm_90a; other devices get QC_ERR_UNSUPPORTED_ARCH.
+// in the fp32 epilogue, on the pipelined loop of common/pipeline.cuh (cp.async ring, split-K in the
+// launch). Compiled only for sm_89 / sm_90a; other devices get QC_ERR_UNSUPPORTED_ARCH.
 #include <cuda_fp8.h>
 
 #include "decode.h"
-#include "gemm_common.cuh"
+#include "pipeline.cuh"
 #include "w4a8.h"
 
 namespace {
@@ -21,24 +22,6 @@ __device__ __forceinline__ void qc_mma_e4m3(float c[4], const uint32_t a[4], con
 #endif
 }
 
-// 32 weights of row `row` from k (one group): 16 bytes -> 8 words of E4M3 bytes; word 2i holds
-// k+8i..k+8i+3, word 2i+1 holds k+8i+4..k+8i+7.
-__device__ __forceinline__ void qc_load_w4_fp8(const uint8_t* w, const int8_t* gexp, int row, int k, int K,
-                                               int group_shift, int fmt, bool valid, uint32_t a[8]) {
-  if (!valid) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) a[j] = 0u;
-    return;
-  }
-  const uint4 p = *reinterpret_cast<const uint4*>(w + (size_t)row * (K / 2) + k / 2);
-  uint32_t lut[4];
-  qc_w4a8_lut(fmt, gexp[(size_t)row * (K >> group_shift) + (k >> group_shift)], lut);
-  qc_w4a8_convert8(p.x, lut, &a[0], &a[1]);
-  qc_w4a8_convert8(p.y, lut, &a[2], &a[3]);
-  qc_w4a8_convert8(p.z, lut, &a[4], &a[5]);
-  qc_w4a8_convert8(p.w, lut, &a[6], &a[7]);
-}
-
 __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) {
   const float2 l = __half22float2(lo), h = __half22float2(hi);
   const uint32_t b01 = __nv_cvt_float2_to_fp8x2(make_float2(l.x * inv, l.y * inv), __NV_SATFINITE, __NV_E4M3);
@@ -46,61 +29,95 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
   return (b01 & 0xFFFFu) | (b23 << 16);
 }
 
-// CTA: 4 warps x 16 output channels, 8*MF tokens; K block 128 = 4 MMAs of k32, thread t owning
-// k in [kb + 32t, kb + 32t + 32). Slot (logical k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j /
-// 32t+8i+4+j, for A and B alike.
-template <int MF>
-__global__ void __launch_bounds__(128) qc_w4a8_kernel(const __half* __restrict__ x, const uint8_t* __restrict__ w,
-                                                      const int8_t* __restrict__ gexp, __half* __restrict__ y,
-                                                      float* __restrict__ ws, int M, int N, int K, int group_shift,
-                                                      int fmt, int k_chunk, QcEpilogue epi) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = blockIdx.x * QC_TILE_N + warp * 16 + g, r1 = r0 + 8;
-  const int m_base = blockIdx.y * (8 * MF);
-  const int k_begin = blockIdx.z * k_chunk;
-  const int k_end = min(K, k_begin + k_chunk);
-  float acc[MF][4], inv[MF];
-#pragma unroll
-  for (int f = 0; f < MF; ++f) {
-    acc[f][0] = acc[f][1] = acc[f][2] = acc[f][3] = 0.0f;
-    const int m = m_base + 8 * f + g;
-    inv[f] = 1.0f / (epi.row_scale ? (m < M ? epi.row_scale[m] : 1.0f) : *epi.act_scale);
-  }
+// Weight-tile operator of the pipelined loop (common/pipeline.cuh). Stage: 128 k = 4 x m16n8k32,
+// thread t owning k in [kb + 32t, kb + 32t + 32) of rows r0, r1 and of its tokens; MMA slot (logical
+// k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j / 32t+8i+4+j, for A and B alike (as before the
+// pipeline). Weights: QcNibbleRows (one 16-byte read per row and stage); per (row, group) the
+// 16-entry code -> E4M3 table of decode.h, built one block ahead; eight nibbles become eight bytes
+// with four prmt lookups and a sign-select. Activations: 64 bytes of the token row from the
+// swizzled tile, fp8(x * (1 / s)) as before.
+struct W4A8Op {
+  static constexpr int kBlock = 128, kSub = 1, kWBytes = QcNibbleRows::kBytes;
+  template <int MF>
+  static constexpr int kStages = MF == 1 ? 8 : (MF == 2 ? 6 : 4);  // S x (4 + 2 MF) KB = 48 KB
 
-  for (int kb = k_begin; kb < k_end; kb += 128) {
-    const int k = kb + 32 * t;
-    const bool kv = k < k_end;
-    uint32_t a0[8], a1[8], xb[MF][8];
-    qc_load_w4_fp8(w, gexp, r0, k, K, group_shift, fmt, kv && r0 < N, a0);
-    qc_load_w4_fp8(w, gexp, r1, k, K, group_shift, fmt, kv && r1 < N, a1);
+  const uint8_t* w;
+  const int8_t* gexp;
+  int N, K, group_shift, fmt;
+  QcEpilogue epi;
+  QcNibbleRows rows;
+  const int8_t* erow0;  // group exponents of rows r0, r1 (clamped to N - 1)
+  const int8_t* erow1;
+  float inv[4];  // 1 / activation scale of the thread's tokens g + 8f
+
+  struct Params {
+    uint32_t lut0[4], lut1[4];
+  };
+
+  // quarter warp = rows g, g + 1 x t = 0..3 reading chunks 4t + q: the (c >> 3) flip separates t and
+  // t + 2, the row flip the two rows
+  __device__ __forceinline__ static int x_slot(int r, int c) { return c ^ ((c >> 3) & 1) ^ ((r & 1) << 1); }
+
+  template <int MF>
+  __device__ __forceinline__ void begin(int m_base, int M) {
+    rows.begin(w, N, K);
+    const int r0 = blockIdx.x * QC_TILE_N + (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2);
+    const int groups = K >> group_shift;
+    erow0 = gexp + (size_t)min(r0, N - 1) * groups;
+    erow1 = gexp + (size_t)min(r0 + 8, N - 1) * groups;
 #pragma unroll
     for (int f = 0; f < MF; ++f) {
-      const int m = m_base + 8 * f + g;
-      if (kv && m < M) {
-        const uint4* p = reinterpret_cast<const uint4*>(x + (size_t)m * K + k);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const uint4 u = p[q];
-          xb[f][2 * q] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[f]);
-          xb[f][2 * q + 1] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[f]);
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) xb[f][j] = 0u;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint32_t a[4] = {a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1]};
-#pragma unroll
-      for (int f = 0; f < MF; ++f) {
-        const uint32_t b[2] = {xb[f][2 * i], xb[f][2 * i + 1]};
-        qc_mma_e4m3(acc[f], a, b);
-      }
+      const int m = min(m_base + 8 * f + (int)((threadIdx.x & 31) >> 2), M - 1);
+      inv[f] = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
     }
   }
-  qc_store_tile<MF>(acc, m_base, r0, r1, M, N, y, ws, epi);
-}
+
+  __device__ __forceinline__ void params(Params& p, int kb) const {
+    const int gi = min((kb + 32 * (int)(threadIdx.x & 3)) >> group_shift, (K >> group_shift) - 1);
+    qc_w4a8_lut(fmt, __ldg(erow0 + gi), p.lut0);
+    qc_w4a8_lut(fmt, __ldg(erow1 + gi), p.lut1);
+  }
+
+  __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const { rows.copy(sw, kb, k_end, K); }
+
+  __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params& p, uint32_t (&a)[4][4]) const {
+    const int rl = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2), t = threadIdx.x & 3;
+    const uint4 p0 = *reinterpret_cast<const uint4*>(sw + QcNibbleRows::offset(rl, t));
+    const uint4 p1 = *reinterpret_cast<const uint4*>(sw + QcNibbleRows::offset(rl + 8, t));
+    uint32_t a0[8], a1[8];
+    qc_w4a8_convert8(p0.x, p.lut0, &a0[0], &a0[1]);
+    qc_w4a8_convert8(p0.y, p.lut0, &a0[2], &a0[3]);
+    qc_w4a8_convert8(p0.z, p.lut0, &a0[4], &a0[5]);
+    qc_w4a8_convert8(p0.w, p.lut0, &a0[6], &a0[7]);
+    qc_w4a8_convert8(p1.x, p.lut1, &a1[0], &a1[1]);
+    qc_w4a8_convert8(p1.y, p.lut1, &a1[2], &a1[3]);
+    qc_w4a8_convert8(p1.z, p.lut1, &a1[4], &a1[5]);
+    qc_w4a8_convert8(p1.w, p.lut1, &a1[6], &a1[7]);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      a[i][0] = a0[2 * i];
+      a[i][1] = a1[2 * i];
+      a[i][2] = a0[2 * i + 1];
+      a[i][3] = a1[2 * i + 1];
+    }
+  }
+
+  template <int MF>
+  __device__ __forceinline__ void b_frags(const uint8_t* sx, int, int f, uint32_t (&b)[4][2]) const {
+    const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
+    const uint8_t* row = sx + r * (2 * kBlock);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const uint4 u = *reinterpret_cast<const uint4*>(row + 16 * x_slot(r, 4 * t + q));
+      b[q][0] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[f]);
+      b[q][1] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[f]);
+    }
+  }
+
+  __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    qc_mma_e4m3(c, a, b);
+  }
+};
 
 // Per-token scale: amax(|x[m, :]|) / 448, or 1 when that is 0 or not finite.
 __global__ void __launch_bounds__(256) qc_row_scale_kernel(const __half* __restrict__ x, int K,
@@ -147,9 +164,9 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
 
   const size_t rows_bytes = per_token ? qc_align256((size_t)M * sizeof(float)) : 0;
   if (per_token && (!workspace || workspace_bytes < rows_bytes)) return QC_ERR_WORKSPACE;
-  qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, 128), M, N, K, rows_bytes, workspace, workspace_bytes);
+  qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, QC_W4A8_K_BLOCK), M, N, K, rows_bytes, workspace,
+                               workspace_bytes);
   float* row_scale = per_token ? static_cast<float*>(workspace) : nullptr;
-  float* ws = p.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace) + rows_bytes) : nullptr;
   cudaStream_t s = stream;
   const __half* xh = static_cast<const __half*>(x);
   if (per_token) {
@@ -158,20 +175,14 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
   }
   QcEpilogue epi{nullptr, static_cast<const float*>(channel_scale),
                  per_token ? nullptr : static_cast<const float*>(act_scale), row_scale};
-  const int m_tile = 8 * p.m_frags;
-  const unsigned gy = (unsigned)((M + m_tile - 1) / m_tile);
-  if (gy > 65535u) return QC_ERR_SHAPE;
-  dim3 grid((unsigned)((N + QC_TILE_N - 1) / QC_TILE_N), gy, (unsigned)p.splits);
-  const uint8_t* wb = static_cast<const uint8_t*>(w);
-  const int8_t* ge = static_cast<const int8_t*>(group_exp);
-  __half* yh = static_cast<__half*>(y);
-  const int gs = qc_group_shift(group_size);
-  switch (p.m_frags) {
-    case 1: qc_w4a8_kernel<1><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-    case 2: qc_w4a8_kernel<2><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-    default: qc_w4a8_kernel<4><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-  }
-  if (qc_cuda_status() != QC_OK) return QC_ERR_CUDA;
-  qc_launch_reduce(p, ws, M, N, epi, yh, s);
-  return qc_cuda_status();
+  W4A8Op op{};
+  op.w = static_cast<const uint8_t*>(w);
+  op.gexp = static_cast<const int8_t*>(group_exp);
+  op.N = N;
+  op.K = K;
+  op.group_shift = qc_group_shift(group_size);
+  op.fmt = format;
+  op.epi = epi;
+  void* ws = p.splits > 1 ? static_cast<char*>(workspace) + rows_bytes : nullptr;
+  return qc_launch_pipe(p, xh, static_cast<__half*>(y), ws, M, N, K, op, epi, s);
 }

@@ -1,0 +1,23 @@
+/* FP16x2 bit patterns of the W4A16 dequantization constants, built from the zero point by integer
+ * arithmetic inside the kernel's main loop. Each equals the round-to-nearest FP16 of the float
+ * constant of decode.h / decode_v2.h (all exact: small integers), checked for every zero point by
+ * the ctest qc_w4a16_params_test. */
+#ifndef QC_W4A16_PARAMS_H
+#define QC_W4A16_PARAMS_H
+
+#include <stdint.h>
+
+#include "decode.h"
+
+/* layout 1: qc_w4_half_offset(fmt, zero) = 1024 + zero (INT4: zero 8), FP4: 0 */
+QC_HD uint32_t qc_w4_offset_bits(int fmt, uint32_t zero) {
+  return fmt == QC_FMT_FP4_E2M1 ? 0u : (0x6400u + zero) * 0x10001u;
+}
+
+/* layout 2, row r0: qc_w4v2_low_offset = 1024 + zero (the ulp of [1024, 2048) is 1) */
+QC_HD uint32_t qc_w4v2_low_bits(uint32_t zero) { return (0x6400u + zero) * 0x10001u; }
+
+/* layout 2, row r1: qc_w4v2_high_addend = -(64 + zero) (sign bit, 64 = 0x5400, ulp 1/16) */
+QC_HD uint32_t qc_w4v2_high_bits(uint32_t zero) { return (0xD400u + 16u * zero) * 0x10001u; }
+
+#endif
