@@ -125,6 +125,13 @@ def weights_per_thread(mmas: list[str], mf: int) -> float:
     return total / mf
 
 
+def variant(name: str) -> str:
+    """The weight operator of a W4A16 instantiation: layout 2 (int4_v2) and / or zero points."""
+    label = " int4_v2" if ("V2Loader" in name or "V2Op" in name) else ""
+    label += " zeros" if re.search(r"W4(?:V2)?OpILb1E", name) else ""
+    return label + (" fp4" if re.search(r"W4OpILb\dELb1E", name) else "")
+
+
 def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
     cubin = tmp / f"{Path(source).stem}_{arch}.cubin"
     info = ptxas_info(compile_cubin(source, arch, cubin))
@@ -140,7 +147,7 @@ def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
         w = weights_per_thread(mmas, mf) if mmas else 0
         rows.append(
             {
-                "kernel": Path(source).stem + (" int4_v2" if "V2Loader" in name else ""),
+                "kernel": Path(source).stem + variant(name),
                 "arch": f"sm_{arch}",
                 "mf": mf,
                 **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),

@@ -95,7 +95,7 @@ struct W4OpBase : QcPipeF16 {
 // Layout 1 (`nibble`): per stage the CTA's 64 rows x 64 bytes (QcNibbleRows); thread (g, t) reads 8 bytes of rows r0 and r1 per
 // sub-block and decodes them exactly as before the pipeline: decode.h to FP16 bits, then
 // (h - offset) * scale, or FP4 h * 2^14 * scale, one FP16 rounding per weight.
-template <bool Z>
+template <bool Z, bool FP4>
 struct W4Op : W4OpBase<false, Z> {
   using Base = W4OpBase<false, Z>;
   using typename Base::Params;
@@ -111,8 +111,8 @@ struct W4Op : W4OpBase<false, Z> {
   __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const { rows.copy(sw, kb, k_end, a.K); }
 
   __device__ __forceinline__ void decode_row(uint2 p, uint32_t off, uint32_t s, uint32_t (&h)[8]) const {
-    qc_w4_decode16_half(p.x, p.y, a.fmt, h);
-    if (a.fmt == QC_FMT_FP4_E2M1) {
+    qc_w4_decode16_half(p.x, p.y, FP4 ? QC_FMT_FP4_E2M1 : a.fmt, h);
+    if constexpr (FP4) {
       const __half2 factor = __float2half2_rn(qc_w4_half_factor(QC_FMT_FP4_E2M1));
 #pragma unroll
       for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(__hmul2(qc_as_h2(h[j]), factor), qc_as_h2(s)));
@@ -210,6 +210,7 @@ extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, c
   auto* yh = static_cast<__half*>(y);
   if (layout == 2) return zeros ? launch<W4V2Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
                                 : launch<W4V2Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
-  return zeros ? launch<W4Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
-               : launch<W4Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  if (format == QC_FMT_FP4_E2M1) return launch<W4Op<false, true>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  return zeros ? launch<W4Op<true, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
+               : launch<W4Op<false, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
 }
