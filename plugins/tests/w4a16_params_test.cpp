@@ -1,7 +1,8 @@
 // ctest: the FP16x2 constants the pipelined W4A16 kernel builds from a zero point by integer
 // arithmetic (w4a16_params.h) are, in both halves, the FP16 values of decode.h / decode_v2.h's float
 // constants (qc_w4_half_offset, qc_w4v2_low_offset, qc_w4v2_high_addend), for every format and
-// zero point 0..15: the kernel's arithmetic per weight is the one the CPU tests check.
+// zero point 0..15; and the layout 1 pair path (prmt + lop3 + one HFMA2) gives decode.h's integers
+// for every byte: the kernel's arithmetic per weight is the one the CPU tests check.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +35,28 @@ int main() {
       expect(qc_w4_offset_bits(fmt, zero), qc_w4_half_offset(fmt, (int)z), "layout 1 offset", fmt, z);
       expect(qc_w4v2_low_bits(zero), qc_w4v2_low_offset(fmt, (int)z), "int4_v2 low", fmt, z);
       expect(qc_w4v2_high_bits(zero), qc_w4v2_high_addend(fmt, (int)z), "int4_v2 high", fmt, z);
+    }
+  }
+  // the layout 1 pair path: every byte, every zero point, INT4 and UINT4, against decode.h's integer
+  for (int fmt : {QC_FMT_INT4, QC_FMT_UINT4}) {
+    for (uint32_t z = 0; z < 16; ++z) {
+      const uint32_t zero = fmt == QC_FMT_INT4 ? 8 : z;
+      const uint32_t add = qc_w4_pair_addend_bits(zero);
+      for (uint32_t b = 0; b < 256; ++b) {
+        uint32_t h[8];
+        qc_w4_decode16_half(b, 0, fmt, h);  // element 0, 1 = low, high nibble of byte 0
+        const double off = qc_w4_half_offset(fmt, (int)z);
+        const double want_lo = half_value(h[0] & 0xFFFF) - off, want_hi = half_value(h[0] >> 16) - off;
+        const uint32_t m = (((b << 16) | b) & 0x00F0000Fu) ^ qc_w4_pair_magic(fmt);  // prmt, then lop3
+        // exact: every product and sum below is a small integer or a multiple of 1/16
+        const double lo = half_value(m & 0xFFFF) * half_value(QC_W4_PAIR_FACTOR_BITS & 0xFFFF) +
+                          half_value(add & 0xFFFF);
+        const double hi = half_value(m >> 16) * half_value(QC_W4_PAIR_FACTOR_BITS >> 16) + half_value(add >> 16);
+        if (lo != want_lo || hi != want_hi) {
+          if (failures < 10) std::printf("FAIL pair fmt=%d zero=%u byte=0x%02x: %g %g, want %g %g\n", fmt, z, b, lo, hi, want_lo, want_hi);
+          ++failures;
+        }
+      }
     }
   }
   expect(qc_w4_offset_bits(QC_FMT_FP4_E2M1, 0), qc_w4_half_offset(QC_FMT_FP4_E2M1, 0), "fp4 offset",

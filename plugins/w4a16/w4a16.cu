@@ -11,6 +11,9 @@
 
 namespace {
 
+// The fp16 in the low half of `u` in both halves (folds into the HMUL2 operand as .H0_H0).
+__device__ __forceinline__ __half2 qc_splat_low(uint32_t u) { return __low2half2(qc_as_h2(u)); }
+
 struct W4Args {
   const uint8_t* w;
   const __half* scales;
@@ -24,8 +27,8 @@ struct W4Args {
 // FP16x2 constants of the zero points (w4a16_params.h: the bits of the float constants of decode.h
 // / decode_v2.h, exact).
 struct W4Sub {
-  uint32_t s0, s1;  // scale of r0, r1 in both halves
-  uint32_t c0, c1;  // layout 1: offsets of r0, r1; layout 2: low (r0) and high (r1) addends
+  uint32_t s0, s1;  // scale of r0, r1 in the low half (HMUL2 reads it with .H0_H0)
+  uint32_t c0, c1;  // layout 1: pair addends of r0, r1; layout 2: low (r0) and high (r1) addends
 };
 
 // Stages are 128 k and start at multiples of 128 (the plan's k_block), so a thread's groups are
@@ -62,8 +65,8 @@ struct W4OpBase : QcPipeF16 {
       d.c0 = qc_w4v2_low_bits(z0);
       d.c1 = qc_w4v2_high_bits(z1);
     } else {
-      d.c0 = qc_w4_offset_bits(a.fmt, z0);
-      d.c1 = qc_w4_offset_bits(a.fmt, z1);
+      d.c0 = qc_w4_pair_addend_bits(z0);  // unused by FP4
+      d.c1 = qc_w4_pair_addend_bits(z1);
     }
   }
 
@@ -76,10 +79,10 @@ struct W4OpBase : QcPipeF16 {
     const uint32_t s01 = __ldg(reinterpret_cast<const unsigned short*>(srow1) + g0);
     const uint32_t s10 = qc_ldg_u16_if(srow0 + g1, split, s00);
     const uint32_t s11 = qc_ldg_u16_if(srow1 + g1, split, s01);
-    p.sub[0].s0 = s00 * 0x10001u;
-    p.sub[0].s1 = s01 * 0x10001u;
-    p.sub[1].s0 = s10 * 0x10001u;
-    p.sub[1].s1 = s11 * 0x10001u;
+    p.sub[0].s0 = s00;
+    p.sub[0].s1 = s01;
+    p.sub[1].s0 = s10;
+    p.sub[1].s1 = s11;
     if constexpr (Z) {
       const uint32_t z00 = __ldg(zrow0 + g0), z01 = __ldg(zrow1 + g0);
       constants(p.sub[0], z00, z01);
@@ -92,9 +95,9 @@ struct W4OpBase : QcPipeF16 {
   }
 };
 
-// Layout 1 (`nibble`): per stage the CTA's 64 rows x 64 bytes (QcNibbleRows); thread (g, t) reads 8 bytes of rows r0 and r1 per
-// sub-block and decodes them exactly as before the pipeline: decode.h to FP16 bits, then
-// (h - offset) * scale, or FP4 h * 2^14 * scale, one FP16 rounding per weight.
+// Layout 1 (`nibble`): per stage the CTA's 64 rows x 64 bytes (QcNibbleRows); thread (g, t) reads
+// 8 bytes of rows r0 and r1 per sub-block and decodes them to the FP16 weights of decode.h: the exact
+// integer u - zero (or FP4 value * 2^-14, times 2^14), then * scale, one FP16 rounding per weight.
 template <bool Z, bool FP4>
 struct W4Op : W4OpBase<false, Z> {
   using Base = W4OpBase<false, Z>;
@@ -110,15 +113,24 @@ struct W4Op : W4OpBase<false, Z> {
 
   __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const { rows.copy(sw, kb, k_end, a.K); }
 
-  __device__ __forceinline__ void decode_row(uint2 p, uint32_t off, uint32_t s, uint32_t (&h)[8]) const {
-    qc_w4_decode16_half(p.x, p.y, FP4 ? QC_FMT_FP4_E2M1 : a.fmt, h);
+  // 16 codes of one row (8 bytes) -> 8 FP16 pairs: INT4 / UINT4 one byte at a time, placed at bytes
+  // 0 and 2 by a prmt, one lop3 to (1024 + u_lo, 1024 + 16 u_hi), one HFMA2 to the exact integers
+  // (w4a16_params.h), one HMUL2 by the scale; FP4 decode.h's field moves, * 2^14, * scale.
+  __device__ __forceinline__ void decode_row(uint2 p, uint32_t add, uint32_t s, uint32_t (&h)[8]) const {
     if constexpr (FP4) {
+      qc_w4_decode16_half(p.x, p.y, QC_FMT_FP4_E2M1, h);
       const __half2 factor = __float2half2_rn(qc_w4_half_factor(QC_FMT_FP4_E2M1));
 #pragma unroll
-      for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(__hmul2(qc_as_h2(h[j]), factor), qc_as_h2(s)));
+      for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(__hmul2(qc_as_h2(h[j]), factor), qc_splat_low(s)));
     } else {
+      const uint32_t magic = qc_w4_pair_magic(a.fmt);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(__hsub2(qc_as_h2(h[j]), qc_as_h2(off)), qc_as_h2(s)));
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t b = j & 3, placed = __byte_perm(j < 4 ? p.x : p.y, 0u, b | 0x40u | (b << 8) | 0x4000u);
+        const uint32_t m = qc_lop3_and_xor(placed, 0x00F0000Fu, magic);
+        const __half2 q = __hfma2(qc_as_h2(m), qc_as_h2(QC_W4_PAIR_FACTOR_BITS), qc_as_h2(add));
+        h[j] = qc_as_u32(__hmul2(q, qc_splat_low(s)));
+      }
     }
   }
 
@@ -161,7 +173,7 @@ struct W4V2Op : W4OpBase<true, Z> {
 #pragma unroll
     for (int sb = 0; sb < 2; ++sb) {
       const int k = kb + 64 * sb;
-      const uint8_t* src = wsrc + (size_t)(min(k, a.K - 64) >> 6) * QC_W4V2_TILE_BYTES;
+      const uint8_t* src = wsrc + (size_t)min(k, a.K - 64) * (QC_W4V2_TILE_BYTES / 64);  // k / 64 tiles
       qc_cp_async16(sw + 2048 * sb + 16 * threadIdx.x, src, k < k_end && row_ok);
     }
   }
@@ -169,16 +181,17 @@ struct W4V2Op : W4OpBase<true, Z> {
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int sb, const Params& p, uint32_t (&af)[4][4]) const {
     const uint4 v = *reinterpret_cast<const uint4*>(sw + 2048 * sb + 16 * threadIdx.x);
     const W4Sub& s = p.sub[sb];
+    const __half2 s0 = qc_splat_low(s.s0), s1 = qc_splat_low(s.s1);
     const __half2 sixteenth = __float2half2_rn(QC_W4V2_HIGH_FACTOR);
     const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t m[4];
       qc_w4v2_magic(words[i], a.fmt, m);
-      af[i][0] = qc_as_u32(__hmul2(__hsub2(qc_as_h2(m[0]), qc_as_h2(s.c0)), qc_as_h2(s.s0)));
-      af[i][1] = qc_as_u32(__hmul2(__hfma2(qc_as_h2(m[1]), sixteenth, qc_as_h2(s.c1)), qc_as_h2(s.s1)));
-      af[i][2] = qc_as_u32(__hmul2(__hsub2(qc_as_h2(m[2]), qc_as_h2(s.c0)), qc_as_h2(s.s0)));
-      af[i][3] = qc_as_u32(__hmul2(__hfma2(qc_as_h2(m[3]), sixteenth, qc_as_h2(s.c1)), qc_as_h2(s.s1)));
+      af[i][0] = qc_as_u32(__hmul2(__hsub2(qc_as_h2(m[0]), qc_as_h2(s.c0)), s0));
+      af[i][1] = qc_as_u32(__hmul2(__hfma2(qc_as_h2(m[1]), sixteenth, qc_as_h2(s.c1)), s1));
+      af[i][2] = qc_as_u32(__hmul2(__hsub2(qc_as_h2(m[2]), qc_as_h2(s.c0)), s0));
+      af[i][3] = qc_as_u32(__hmul2(__hfma2(qc_as_h2(m[3]), sixteenth, qc_as_h2(s.c1)), s1));
     }
   }
 };

@@ -20,4 +20,17 @@ QC_HD uint32_t qc_w4v2_low_bits(uint32_t zero) { return (0x6400u + zero) * 0x100
 /* layout 2, row r1: qc_w4v2_high_addend = -(64 + zero) (sign bit, 64 = 0x5400, ulp 1/16) */
 QC_HD uint32_t qc_w4v2_high_bits(uint32_t zero) { return (0xD400u + 16u * zero) * 0x10001u; }
 
+/* layout 1, INT4 / UINT4, one byte of a row (codes k, k + 1 in its low / high nibble) placed by a
+ * prmt at bytes 0 and 2 and masked by one lop3 to the FP16 pair (1024 + u_lo, 1024 + 16 u_hi):
+ * HFMA2(h, {1, 1/16}, {-(1024 + zero), -(64 + zero)}) gives (u_lo - zero, u_hi - zero) exactly, the
+ * layout 1 integer of qc_w4_decode16_half minus qc_w4_half_offset. Low half the addend of the low
+ * nibble, high half of the high nibble. */
+QC_HD uint32_t qc_w4_pair_addend_bits(uint32_t zero) {
+  return ((0xD400u + 16u * zero) << 16) | (0xE400u + zero);
+}
+#define QC_W4_PAIR_FACTOR_BITS 0x2C003C00u /* {1, 1/16}: 1.0 = 0x3C00, 0.0625 = 0x2C00 */
+/* the lop3 constant: exponent of 1024 in both halves, INT4's two's complement flip (bit 3 of each
+ * nibble: bit 3 low, bit 23 high) */
+QC_HD uint32_t qc_w4_pair_magic(int fmt) { return fmt == QC_FMT_INT4 ? 0x64806408u : 0x64006400u; }
+
 #endif
