@@ -29,6 +29,7 @@
 #pragma once
 
 #include "gemm_common.cuh"
+#include "pipeline_layout.h"
 
 // ---------------------------------------------------------------- cp.async and shared memory
 
@@ -71,27 +72,28 @@ __device__ __forceinline__ uint32_t qc_ldg_u8_if(const void* p, bool pred, uint3
 
 // ---------------------------------------------------------------- the activation tile
 
-// One stage holds x[m_base + r][kb + c] for r < 8*MF, c < KB as 16-byte chunks (8 halves), row r
-// at r * 2KB bytes, chunk c at slot Op::x_slot(r, c) (an XOR swizzle that makes the Op's fragment
-// reads conflict-free). Per thread the chunks i = tid + 128 j, all with the same chunk column
-// (128 is a multiple of the chunks per row), so only the row differs between j.
+// One stage holds x[m_base + r][kb + 8c .. + 7] for r < 8*MF, c < 16 as 16-byte chunks, row r at
+// r * 256 bytes, chunk c at slot Op::x_slot(r, c) (an XOR swizzle that makes the Op's fragment
+// reads conflict-free; pipeline_layout.h, checked by the ctest qc_pipeline_layout_test). Thread tid
+// copies chunk tid % 16 of rows tid / 16 + 8 j.
 template <int MF, class Op>
 struct QcXCopy {
-  static constexpr int kPerRow = Op::kBlock / 8, kChunks = 8 * MF * kPerRow;
-  static constexpr int kPer = (kChunks + 127) / 128, kRowStep = 128 / kPerRow;
-  const __half* src[kPer];  // row start, row clamped to M - 1
-  int dst[kPer];            // byte offset in the stage's activation tile
+  static_assert(Op::kBlock == QC_PIPE_K_BLOCK, "pipeline_layout.h describes 128-k stages");
+  static constexpr int kPer = MF;  // 8 MF rows x 16 chunks / 128 threads
+  const __half* src[kPer];         // row start, row clamped to M - 1
+  int dst[kPer];                   // byte offset in the stage's activation tile
   int c, K;
-  bool row_ok[kPer];
+  int row_ok;  // bit j: row of round j < M
 
   __device__ __forceinline__ QcXCopy(const __half* __restrict__ x, int m_base, int M, int K_) : K(K_) {
-    c = threadIdx.x % kPerRow;
+    c = qc_x_copy_chunk(threadIdx.x);
+    row_ok = 0;
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
-      const int r = threadIdx.x / kPerRow + kRowStep * j, m = m_base + r;
+      const int r = qc_x_copy_row(threadIdx.x, j), m = m_base + r;
       src[j] = x + (size_t)min(m, M - 1) * K;
-      dst[j] = r * (2 * Op::kBlock) + 16 * Op::x_slot(r, c);
-      row_ok[j] = m < M && (kChunks % 128 == 0 || threadIdx.x + 128 * j < kChunks);
+      dst[j] = qc_x_offset(r, Op::x_slot(r, c));
+      row_ok |= (m < M) << j;
     }
   }
 
@@ -101,42 +103,38 @@ struct QcXCopy {
     const int kc = min(k, K - 8);
     const bool valid = k < k_end;
 #pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      if (kChunks % 128 != 0 && threadIdx.x + 128 * j >= kChunks) break;  // MF 1, KB 64: half the CTA
-      qc_cp_async16(sx + dst[j], src[j] + kc, valid && row_ok[j]);
-    }
+    for (int j = 0; j < kPer; ++j) qc_cp_async16(sx + dst[j], src[j] + kc, valid && ((row_ok >> j) & 1));
   }
 };
 
 // ---------------------------------------------------------------- a row-major packed weight tile
 
 // The CTA's 64 rows x 128 k of a row-major [N, K/2] byte array (4-bit codes: `nibble`, FP6 `lo4`)
-// per stage: 64 bytes per row, 16-byte chunk q (k 32q .. 32q + 31) of row r at byte
-// 64 r + 16 (q ^ (r & 2)); two cp.async per thread. The swizzle keeps 8-byte reads of a half warp
-// (rows g, 4 t, k run of 16) and 16-byte reads of a quarter warp conflict-free.
+// per stage: 64 bytes per row, 16-byte chunk q (k 32q .. 32q + 31) of row r at qc_w_offset(r, q)
+// (pipeline_layout.h: the swizzle keeps 8-byte reads of a half warp and 16-byte reads of a quarter
+// warp conflict-free); two cp.async per thread.
 struct QcNibbleRows {
   static constexpr int kBytes = 64 * 64;
-  const uint8_t* src[2];  // rows tid / 4 and tid / 4 + 32 of the CTA (clamped to N - 1) at k = 0
-  int n_ok;               // bit j: row j in range
+  const uint8_t* src[2];  // the rows of rounds 0 and 1 (clamped to N - 1) at k = 0
+  int n_ok;               // bit j: row of round j < N
 
   __device__ __forceinline__ void begin(const uint8_t* w, int N, int K) {
     n_ok = 0;
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      const int n = blockIdx.x * QC_TILE_N + (threadIdx.x >> 2) + 32 * j;
+      const int n = blockIdx.x * QC_TILE_N + qc_w_copy_row(threadIdx.x, j);
       src[j] = w + (size_t)min(n, N - 1) * (K / 2);
       n_ok |= (n < N) << j;
     }
   }
 
-  __device__ __forceinline__ static int offset(int r, int q) { return r * 64 + 16 * (q ^ (r & 2)); }
-
   __device__ __forceinline__ void copy(uint8_t* sw, int kb, int k_end, int K) const {
-    const int q = threadIdx.x & 3, k = kb + 32 * q;
+    const int q = qc_w_copy_chunk(threadIdx.x), k = kb + 32 * q;
     const int kc = min(k, K - 32) / 2;
 #pragma unroll
     for (int j = 0; j < 2; ++j)
-      qc_cp_async16(sw + offset((threadIdx.x >> 2) + 32 * j, q), src[j] + kc, k < k_end && ((n_ok >> j) & 1));
+      qc_cp_async16(sw + qc_w_offset(qc_w_copy_row(threadIdx.x, j), q), src[j] + kc,
+                    k < k_end && ((n_ok >> j) & 1));
   }
 };
 
@@ -298,16 +296,13 @@ struct QcPipeF16 {
   template <int MF>
   __device__ __forceinline__ void begin(int, int) {}
 
-  // quarter warp = rows g, g + 1 (one even, one odd) x t = 0..3 reading chunks 2t + q (+ 8 sb):
-  // the odd row's flip puts them in the other four 16-byte bank groups
-  __device__ __forceinline__ static int x_slot(int r, int c) { return c ^ (r & 1); }
+  __device__ __forceinline__ static int x_slot(int r, int c) { return qc_x_slot_f16(r, c); }
 
   template <int MF>
   __device__ __forceinline__ void b_frags(const uint8_t* sx, int sb, int f, uint32_t (&b)[4][2]) const {
     const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
-    const uint8_t* row = sx + r * (2 * kBlock);
-    const uint4 u0 = *reinterpret_cast<const uint4*>(row + 16 * x_slot(r, 8 * sb + 2 * t));
-    const uint4 u1 = *reinterpret_cast<const uint4*>(row + 16 * x_slot(r, 8 * sb + 2 * t + 1));
+    const uint4 u0 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_f16(sb, t, 0))));
+    const uint4 u1 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_f16(sb, t, 1))));
     b[0][0] = u0.x; b[0][1] = u0.y; b[1][0] = u0.z; b[1][1] = u0.w;
     b[2][0] = u1.x; b[2][1] = u1.y; b[3][0] = u1.z; b[3][1] = u1.w;
   }

@@ -136,11 +136,10 @@ struct W4Op : W4OpBase<false, Z> {
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int sb, const Params& p, uint32_t (&af)[4][4]) const {
     const int lane = threadIdx.x & 31, rl = (threadIdx.x >> 5) * 16 + (lane >> 2), t = lane & 3;
-    const int q = 2 * sb + (t >> 1), within = 8 * (t & 1);
     const W4Sub& s = p.sub[sb];
     uint32_t h0[8], h1[8];
-    decode_row(*reinterpret_cast<const uint2*>(sw + QcNibbleRows::offset(rl, q) + within), s.c0, s.s0, h0);
-    decode_row(*reinterpret_cast<const uint2*>(sw + QcNibbleRows::offset(rl + 8, q) + within), s.c1, s.s1, h1);
+    decode_row(*reinterpret_cast<const uint2*>(sw + qc_w_read_offset_f16(rl, sb, t)), s.c0, s.s0, h0);
+    decode_row(*reinterpret_cast<const uint2*>(sw + qc_w_read_offset_f16(rl + 8, sb, t)), s.c1, s.s1, h1);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       af[i][0] = h0[2 * i];
@@ -174,12 +173,12 @@ struct W4V2Op : W4OpBase<true, Z> {
     for (int sb = 0; sb < 2; ++sb) {
       const int k = kb + 64 * sb;
       const uint8_t* src = wsrc + (size_t)min(k, a.K - 64) * (QC_W4V2_TILE_BYTES / 64);  // k / 64 tiles
-      qc_cp_async16(sw + 2048 * sb + 16 * threadIdx.x, src, k < k_end && row_ok);
+      qc_cp_async16(sw + qc_w4v2_smem_offset(sb, threadIdx.x), src, k < k_end && row_ok);
     }
   }
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int sb, const Params& p, uint32_t (&af)[4][4]) const {
-    const uint4 v = *reinterpret_cast<const uint4*>(sw + 2048 * sb + 16 * threadIdx.x);
+    const uint4 v = *reinterpret_cast<const uint4*>(sw + qc_w4v2_smem_offset(sb, threadIdx.x));
     const W4Sub& s = p.sub[sb];
     const __half2 s0 = qc_splat_low(s.s0), s1 = qc_splat_low(s.s1);
     const __half2 sixteenth = __float2half2_rn(QC_W4V2_HIGH_FACTOR);

@@ -54,9 +54,7 @@ struct W4A8Op {
     uint32_t lut0[4], lut1[4];
   };
 
-  // quarter warp = rows g, g + 1 x t = 0..3 reading chunks 4t + q: the (c >> 3) flip separates t and
-  // t + 2, the row flip the two rows
-  __device__ __forceinline__ static int x_slot(int r, int c) { return c ^ ((c >> 3) & 1) ^ ((r & 1) << 1); }
+  __device__ __forceinline__ static int x_slot(int r, int c) { return qc_x_slot_w4a8(r, c); }
 
   template <int MF>
   __device__ __forceinline__ void begin(int m_base, int M) {
@@ -82,8 +80,8 @@ struct W4A8Op {
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params& p, uint32_t (&a)[4][4]) const {
     const int rl = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2), t = threadIdx.x & 3;
-    const uint4 p0 = *reinterpret_cast<const uint4*>(sw + QcNibbleRows::offset(rl, t));
-    const uint4 p1 = *reinterpret_cast<const uint4*>(sw + QcNibbleRows::offset(rl + 8, t));
+    const uint4 p0 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl, t));
+    const uint4 p1 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl + 8, t));
     uint32_t a0[8], a1[8];
     qc_w4a8_convert8(p0.x, p.lut0, &a0[0], &a0[1]);
     qc_w4a8_convert8(p0.y, p.lut0, &a0[2], &a0[3]);
@@ -105,10 +103,9 @@ struct W4A8Op {
   template <int MF>
   __device__ __forceinline__ void b_frags(const uint8_t* sx, int, int f, uint32_t (&b)[4][2]) const {
     const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
-    const uint8_t* row = sx + r * (2 * kBlock);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const uint4 u = *reinterpret_cast<const uint4*>(row + 16 * x_slot(r, 4 * t + q));
+      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_w4a8(t, q))));
       b[q][0] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[f]);
       b[q][1] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[f]);
     }
