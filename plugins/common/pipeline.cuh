@@ -192,7 +192,7 @@ __device__ __forceinline__ void qc_pipe_store(const float (&acc)[MF][4], int m_b
 // ---------------------------------------------------------------- the kernel
 
 template <int MF, class Op>
-__global__ void __launch_bounds__(128) qc_pipe_kernel(const __half* __restrict__ x, __half* __restrict__ y,
+__global__ void __launch_bounds__(128, 3) qc_pipe_kernel(const __half* __restrict__ x, __half* __restrict__ y,
                                                       float* __restrict__ ws, int* __restrict__ counters, int M,
                                                       int N, int K, int k_chunk, Op op, QcEpilogue epi) {
   constexpr int KB = Op::kBlock, S = Op::template kStages<MF>;
