@@ -24,6 +24,8 @@
 //   copy_w(smem_w, kb, k_end)               cp.async of this thread's share of the weight tile,
 //                                            zero-filled at and past k_end
 //   a_frags(smem_w, sb, params, a)          the A fragments of sub-block sb's 4 MMAs, dequantized
+//   kConvertX, convert_x<MF>(smem_x, dst)   optional: rewrite the thread's own activation chunks
+//                                            in place (W4A8: to E4M3), then a barrier
 //   b_frags<MF>(smem_x, sb, f, b)           the B fragments of token fragment f
 //   mma(acc, a, b)
 #pragma once
@@ -233,7 +235,11 @@ __global__ void __launch_bounds__(128, 3) qc_pipe_kernel(const __half* __restric
     typename Op::Params next;
     op.params(next, kb + KB);  // the next block's group parameters, loaded one block ahead
 
-    const uint8_t* stage = smem + read;
+    uint8_t* stage = smem + read;
+    if constexpr (Op::kConvertX) {  // each thread converts the chunks it copied, in place
+      op.template convert_x<MF>(stage + Op::kWBytes, xc.dst);
+      __syncthreads();
+    }
 #pragma unroll
     for (int sb = 0; sb < Op::kSub; ++sb) {
       uint32_t a[4][4];
@@ -291,6 +297,7 @@ int qc_launch_pipe(const qc_plan& p, const __half* x, __half* y, void* ws, int M
 // and 2i + 1 the B fragment of MMA i (gemm_f16.cuh's slot order).
 struct QcPipeF16 {
   static constexpr int kBlock = 128, kSub = 2;
+  static constexpr bool kConvertX = false;
   template <int MF>
   static constexpr int kStages = MF == 1 ? 8 : (MF == 2 ? 6 : 4);  // S x (4 + 2 MF) KB = 48 KB
   template <int MF>

@@ -34,6 +34,11 @@ QC_HD int qc_x_offset(int r, int slot) { return r * QC_PIPE_X_ROW_BYTES + 16 * s
 QC_HD int qc_x_read_chunk_f16(int sb, int t, int q) { return 8 * sb + 2 * t + q; }
 QC_HD int qc_x_read_chunk_w4a8(int t, int q) { return 4 * t + q; }
 
+/* W4A8 converts each chunk in place to E4M3 (8 bytes, by the thread that copied it) and reads the
+ * B fragments from there: the 8 bytes sit in the first or second half of the chunk's slot by bit 1
+ * of the row, so a half warp's 8-byte reads (rows g..g+3, chunks 4t + q) hit 32 distinct banks. */
+QC_HD int qc_x_fp8_offset(int r, int slot) { return qc_x_offset(r, slot) + 8 * ((r >> 1) & 1); }
+
 /* ---- packed 4-bit weights, row-major [N, K/2] (QcNibbleRows): 64 rows x 64 bytes per stage */
 
 /* Round j of thread tid: row tid / 4 + 32 j, chunk tid % 4 (k 32 q .. 32 q + 31). */

@@ -55,6 +55,29 @@ static void check_x(int mf, bool w4a8) {
         }
 }
 
+// W4A8's E4M3 activations: converted in place (inside the slot its thread copied), read as 8 bytes
+// per chunk 4t + q by half warps without bank conflicts.
+static void check_x_fp8(int mf) {
+  for (int tid = 0; tid < QC_PIPE_THREADS; ++tid)
+    for (int j = 0; j < mf; ++j) {
+      const int r = qc_x_copy_row(tid, j), slot = qc_x_slot_w4a8(r, qc_x_copy_chunk(tid));
+      const int d = qc_x_fp8_offset(r, slot) - qc_x_offset(r, slot);
+      CHECK(d == 0 || d == 8, "fp8 outside its slot mf=%d tid=%d\n", mf, tid);
+    }
+  for (int f = 0; f < mf; ++f)
+    for (int q = 0; q < 4; ++q)
+      for (int half = 0; half < 2; ++half) {
+        std::set<int> banks;
+        for (int lane = 16 * half; lane < 16 * half + 16; ++lane) {
+          const int g = lane / 4, t = lane % 4, r = 8 * f + g;
+          const int off = qc_x_fp8_offset(r, qc_x_slot_w4a8(r, qc_x_read_chunk_w4a8(t, q)));
+          banks.insert((off / 4) % 32);
+          banks.insert((off / 4 + 1) % 32);
+        }
+        CHECK(banks.size() == 32, "fp8 read bank conflict mf=%d f=%d q=%d half=%d\n", mf, f, q, half);
+      }
+}
+
 // Packed weight tile (64 rows x 64 bytes): tag = 4 r + q (row r, k 32q .. 32q + 31).
 static void check_w() {
   std::vector<int> tag(64 * 4, -1);
@@ -106,6 +129,7 @@ int main() {
   for (int mf : {1, 2, 4}) {
     check_x(mf, false);
     check_x(mf, true);
+    check_x_fp8(mf);
   }
   check_w();
   if (!failures) std::printf("pipeline_layout_test: ok\n");

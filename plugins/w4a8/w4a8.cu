@@ -34,10 +34,12 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
 // k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j / 32t+8i+4+j, for A and B alike (as before the
 // pipeline). Weights: QcNibbleRows (one 16-byte read per row and stage); per (row, group) the
 // 16-entry code -> E4M3 table of decode.h, built one block ahead; eight nibbles become eight bytes
-// with four prmt lookups and a sign-select. Activations: 64 bytes of the token row from the
-// swizzled tile, fp8(x * (1 / s)) as before.
+// with four prmt lookups and a sign-select. Activations: each thread turns the 16-byte chunks it
+// copied into E4M3 in place, fp8(x * (1 / s)) as before (once per CTA instead of once per warp),
+// then every warp reads its B fragments as 8-byte words (pipeline_layout.h).
 struct W4A8Op {
   static constexpr int kBlock = 128, kSub = 1, kWBytes = QcNibbleRows::kBytes;
+  static constexpr bool kConvertX = true;
   template <int MF>
   static constexpr int kStages = MF == 1 ? 8 : (MF == 2 ? 6 : 4);  // S x (4 + 2 MF) KB = 48 KB
 
@@ -48,7 +50,7 @@ struct W4A8Op {
   QcNibbleRows rows;
   const int8_t* erow0;  // group exponents of rows r0, r1 (clamped to N - 1)
   const int8_t* erow1;
-  float inv[4];  // 1 / activation scale of the thread's tokens g + 8f
+  float inv[4];  // 1 / activation scale of the token rows the thread copies (qc_x_copy_row)
 
   struct Params {
     uint32_t lut0[4], lut1[4];
@@ -64,9 +66,9 @@ struct W4A8Op {
     erow0 = gexp + (size_t)min(r0, N - 1) * groups;
     erow1 = gexp + (size_t)min(r0 + 8, N - 1) * groups;
 #pragma unroll
-    for (int f = 0; f < MF; ++f) {
-      const int m = min(m_base + 8 * f + (int)((threadIdx.x & 31) >> 2), M - 1);
-      inv[f] = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
+    for (int j = 0; j < MF; ++j) {
+      const int m = min(m_base + qc_x_copy_row(threadIdx.x, j), M - 1);
+      inv[j] = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
     }
   }
 
@@ -100,14 +102,28 @@ struct W4A8Op {
     }
   }
 
+  // the chunks of round j (row qc_x_copy_row(tid, j)): 8 halves -> 8 E4M3 bytes at qc_x_fp8_offset
+  template <int MF>
+  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&dst)[MF]) const {
+#pragma unroll
+    for (int j = 0; j < MF; ++j) {
+      const int r = qc_x_copy_row(threadIdx.x, j);
+      const uint4 u = *reinterpret_cast<const uint4*>(sx + dst[j]);
+      uint2 v;
+      v.x = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[j]);
+      v.y = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[j]);
+      *reinterpret_cast<uint2*>(sx + dst[j] + 8 * ((r >> 1) & 1)) = v;  // = qc_x_fp8_offset
+    }
+  }
+
   template <int MF>
   __device__ __forceinline__ void b_frags(const uint8_t* sx, int, int f, uint32_t (&b)[4][2]) const {
     const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_w4a8(t, q))));
-      b[q][0] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[f]);
-      b[q][1] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[f]);
+      const uint2 v = *reinterpret_cast<const uint2*>(sx + qc_x_fp8_offset(r, x_slot(r, qc_x_read_chunk_w4a8(t, q))));
+      b[q][0] = v.x;  // k 32t + 8q .. + 3
+      b[q][1] = v.y;  // k 32t + 8q + 4 .. + 7
     }
   }
 
