@@ -7,8 +7,12 @@
 #include "decode.h"
 #include "pipeline.cuh"
 #include "w4a8.h"
+#include "w4a8_luts.h"
 
 namespace {
+
+// qc_w4a8_lut for every (format, exponent), w4a8_luts.h: one 16-byte load per row and group.
+__device__ const uint4 qc_w4a8_lut_table[32] = {QC_W4A8_LUT_TABLE};
 
 __device__ __forceinline__ void qc_mma_e4m3(float c[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
@@ -33,7 +37,8 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
 // thread t owning k in [kb + 32t, kb + 32t + 32) of rows r0, r1 and of its tokens; MMA slot (logical
 // k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j / 32t+8i+4+j, for A and B alike (as before the
 // pipeline). Weights: QcNibbleRows (one 16-byte read per row and stage); per (row, group) the
-// 16-entry code -> E4M3 table of decode.h, built one block ahead; eight nibbles become eight bytes
+// 16-entry code -> E4M3 table of decode.h (precomputed for every exponent, w4a8_luts.h), loaded
+// one block ahead; eight nibbles become eight bytes
 // with four prmt lookups and a sign-select. Activations: each thread turns the 16-byte chunks it
 // copied into E4M3 in place, fp8(x * (1 / s)) as before (once per CTA instead of once per warp),
 // then every warp reads its B fragments as 8-byte words (pipeline_layout.h).
@@ -53,7 +58,7 @@ struct W4A8Op {
   float inv[4];  // 1 / activation scale of the token rows the thread copies (qc_x_copy_row)
 
   struct Params {
-    uint32_t lut0[4], lut1[4];
+    uint4 lut0, lut1;
   };
 
   __device__ __forceinline__ static int x_slot(int r, int c) { return qc_x_slot_w4a8(r, c); }
@@ -74,8 +79,8 @@ struct W4A8Op {
 
   __device__ __forceinline__ void params(Params& p, int kb) const {
     const int gi = min((kb + 32 * (int)(threadIdx.x & 3)) >> group_shift, (K >> group_shift) - 1);
-    qc_w4a8_lut(fmt, __ldg(erow0 + gi), p.lut0);
-    qc_w4a8_lut(fmt, __ldg(erow1 + gi), p.lut1);
+    p.lut0 = __ldg(&qc_w4a8_lut_table[qc_w4a8_lut_index(fmt, __ldg(erow0 + gi))]);
+    p.lut1 = __ldg(&qc_w4a8_lut_table[qc_w4a8_lut_index(fmt, __ldg(erow1 + gi))]);
   }
 
   __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const { rows.copy(sw, kb, k_end, K); }
@@ -84,15 +89,17 @@ struct W4A8Op {
     const int rl = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2), t = threadIdx.x & 3;
     const uint4 p0 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl, t));
     const uint4 p1 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl + 8, t));
+    const uint32_t lut0[4] = {p.lut0.x, p.lut0.y, p.lut0.z, p.lut0.w};
+    const uint32_t lut1[4] = {p.lut1.x, p.lut1.y, p.lut1.z, p.lut1.w};
     uint32_t a0[8], a1[8];
-    qc_w4a8_convert8(p0.x, p.lut0, &a0[0], &a0[1]);
-    qc_w4a8_convert8(p0.y, p.lut0, &a0[2], &a0[3]);
-    qc_w4a8_convert8(p0.z, p.lut0, &a0[4], &a0[5]);
-    qc_w4a8_convert8(p0.w, p.lut0, &a0[6], &a0[7]);
-    qc_w4a8_convert8(p1.x, p.lut1, &a1[0], &a1[1]);
-    qc_w4a8_convert8(p1.y, p.lut1, &a1[2], &a1[3]);
-    qc_w4a8_convert8(p1.z, p.lut1, &a1[4], &a1[5]);
-    qc_w4a8_convert8(p1.w, p.lut1, &a1[6], &a1[7]);
+    qc_w4a8_convert8(p0.x, lut0, &a0[0], &a0[1]);
+    qc_w4a8_convert8(p0.y, lut0, &a0[2], &a0[3]);
+    qc_w4a8_convert8(p0.z, lut0, &a0[4], &a0[5]);
+    qc_w4a8_convert8(p0.w, lut0, &a0[6], &a0[7]);
+    qc_w4a8_convert8(p1.x, lut1, &a1[0], &a1[1]);
+    qc_w4a8_convert8(p1.y, lut1, &a1[2], &a1[3]);
+    qc_w4a8_convert8(p1.z, lut1, &a1[4], &a1[5]);
+    qc_w4a8_convert8(p1.w, lut1, &a1[6], &a1[7]);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       a[i][0] = a0[2 * i];
