@@ -2,7 +2,8 @@
 // arithmetic (w4a16_params.h) are, in both halves, the FP16 values of decode.h / decode_v2.h's float
 // constants (qc_w4_half_offset, qc_w4v2_low_offset, qc_w4v2_high_addend), for every format and
 // zero point 0..15; and the layout 1 pair path (prmt + lop3 + one HFMA2) gives decode.h's integers
-// for every byte: the kernel's arithmetic per weight is the one the CPU tests check.
+// for every byte; and FP4 through a byte table gives decode.h's values (sign of zero included): the
+// kernel's arithmetic per weight is the one the CPU tests check.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -59,6 +60,25 @@ int main() {
       }
     }
   }
+  // FP4 through the byte table: every code in every position, against decode.h times 2^14
+  for (int pos = 0; pos < 8; ++pos)
+    for (uint32_t code = 0; code < 16; ++code)
+      for (uint32_t background : {0x00000000u, 0x12345678u, 0xFFFFFFFFu, 0x9ABCDEF0u}) {
+        const uint32_t w = (background & ~(0xFu << (4 * pos))) | (code << (4 * pos));
+        uint32_t got[4], ref[8];
+        qc_fp4_to_half8(w, got);
+        qc_w4_decode16_half(w, 0, QC_FMT_FP4_E2M1, ref);
+        for (int j = 0; j < 4; ++j)
+          for (int half = 0; half < 2; ++half) {
+            const double g = half_value((got[j] >> (16 * half)) & 0xFFFF);
+            const double r = half_value((ref[j] >> (16 * half)) & 0xFFFF) * qc_w4_half_factor(QC_FMT_FP4_E2M1);
+            const bool neg_zero_ok = g == 0 && r == 0 && (((got[j] >> (16 * half)) ^ (ref[j] >> (16 * half))) & 0x8000) == 0;
+            if (g != r || (g == 0 && !neg_zero_ok)) {
+              if (failures < 10) std::printf("FAIL fp4 w=0x%08x pair %d half %d: %g, want %g\n", w, j, half, g, r);
+              ++failures;
+            }
+          }
+      }
   expect(qc_w4_offset_bits(QC_FMT_FP4_E2M1, 0), qc_w4_half_offset(QC_FMT_FP4_E2M1, 0), "fp4 offset",
          QC_FMT_FP4_E2M1, 0);
   if (!failures) std::printf("w4a16_params_test: ok\n");

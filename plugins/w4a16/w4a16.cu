@@ -97,7 +97,7 @@ struct W4OpBase : QcPipeF16 {
 
 // Layout 1 (`nibble`): per stage the CTA's 64 rows x 64 bytes (QcNibbleRows); thread (g, t) reads
 // 8 bytes of rows r0 and r1 per sub-block and decodes them to the FP16 weights of decode.h: the exact
-// integer u - zero (or FP4 value * 2^-14, times 2^14), then * scale, one FP16 rounding per weight.
+// integer u - zero (or the FP4 value), then * scale, one FP16 rounding per weight.
 template <bool Z, bool FP4>
 struct W4Op : W4OpBase<false, Z> {
   using Base = W4OpBase<false, Z>;
@@ -115,13 +115,14 @@ struct W4Op : W4OpBase<false, Z> {
 
   // 16 codes of one row (8 bytes) -> 8 FP16 pairs: INT4 / UINT4 one byte at a time, placed at bytes
   // 0 and 2 by a prmt, one lop3 to (1024 + u_lo, 1024 + 16 u_hi), one HFMA2 to the exact integers
-  // (w4a16_params.h), one HMUL2 by the scale; FP4 decode.h's field moves, * 2^14, * scale.
+  // (w4a16_params.h), one HMUL2 by the scale; FP4 through a table of FP16 high bytes (the values
+  // exactly, w4a16_params.h), one HMUL2 by the scale.
   __device__ __forceinline__ void decode_row(uint2 p, uint32_t add, uint32_t s, uint32_t (&h)[8]) const {
     if constexpr (FP4) {
-      qc_w4_decode16_half(p.x, p.y, QC_FMT_FP4_E2M1, h);
-      const __half2 factor = __float2half2_rn(qc_w4_half_factor(QC_FMT_FP4_E2M1));
+      qc_fp4_to_half8(p.x, h);
+      qc_fp4_to_half8(p.y, h + 4);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(__hmul2(qc_as_h2(h[j]), factor), qc_splat_low(s)));
+      for (int j = 0; j < 8; ++j) h[j] = qc_as_u32(__hmul2(qc_as_h2(h[j]), qc_splat_low(s)));
     } else {
       const uint32_t magic = qc_w4_pair_magic(a.fmt);
 #pragma unroll

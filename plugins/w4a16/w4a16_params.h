@@ -33,4 +33,19 @@ QC_HD uint32_t qc_w4_pair_addend_bits(uint32_t zero) {
  * nibble: bit 3 low, bit 23 high) */
 QC_HD uint32_t qc_w4_pair_magic(int fmt) { return fmt == QC_FMT_INT4 ? 0x64806408u : 0x64006400u; }
 
+/* FP4 E2M1: every value (0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives) is an FP16 whose low byte
+ * is 0, so eight codes become FP16 through decode.h's byte lookup (qc_w4a8_convert8: four prmt and a
+ * sign select) on this table of high bytes, then one prmt per pair interleaves the zero low bytes.
+ * Out: h[j] = the FP16 pair of elements 2j, 2j + 1 of word w (element i in bits 4i .. 4i + 3), the
+ * FP4 values exactly (decode.h's qc_w4_decode4_half times qc_w4_half_factor). */
+QC_HD void qc_fp4_to_half8(uint32_t w, uint32_t h[4]) {
+  const uint32_t lut[4] = {0x3E3C3800u, 0x46444240u, 0xBEBCB880u, 0xC6C4C2C0u};
+  uint32_t lo, hi;
+  qc_w4a8_convert8(w, lut, &lo, &hi);
+  h[0] = qc_prmt(lo, 0u, 0x1404u);
+  h[1] = qc_prmt(lo, 0u, 0x3424u);
+  h[2] = qc_prmt(hi, 0u, 0x1404u);
+  h[3] = qc_prmt(hi, 0u, 0x3424u);
+}
+
 #endif
