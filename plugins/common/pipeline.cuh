@@ -54,6 +54,15 @@ __device__ __forceinline__ void qc_cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// Four 8x8 b16 matrices from shared memory: lane L gives the address of row L % 8 of matrix L / 8;
+// register j of thread (g, t) is word t of row g of matrix j.
+__device__ __forceinline__ void qc_ldmatrix_x4(uint32_t (&d)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(qc_smem_u32(smem))
+               : "memory");
+}
+
 // ---------------------------------------------------------------- predicated loads
 
 // A group parameter loaded only when `pred` (e.g. the sub-block has a group of its own), else

@@ -22,22 +22,33 @@ QC_HD int qc_x_copy_chunk(int tid) { return tid % 16; }
 
 /* Swizzles (slot of chunk c in row r). W4A16 / FP16 MMAs: a quarter warp reads rows g, g + 1 at
  * chunks 8 sb + 2t + q: flipping bit 0 on odd rows puts the two rows in different bank groups.
- * W4A8: a quarter warp reads chunks 4t + q of rows g, g + 1: bit 3 of c flips bit 0 (t vs t + 2),
- * odd rows flip bit 1. */
+ * W4A8: the same chunk of 8 consecutive rows is read at once (conversion tasks, ldmatrix phases):
+ * the row's low 3 bits spread them over the 8 bank groups. */
 QC_HD int qc_x_slot_f16(int r, int c) { return c ^ (r & 1); }
-QC_HD int qc_x_slot_w4a8(int r, int c) { return c ^ ((c >> 3) & 1) ^ ((r & 1) << 1); }
+QC_HD int qc_x_slot_w4a8(int r, int c) { return c ^ (r & 7); }
 
 QC_HD int qc_x_offset(int r, int slot) { return r * QC_PIPE_X_ROW_BYTES + 16 * slot; }
 
-/* The chunks a thread reads for its B fragments (token row 8 f + g). FP16 MMAs: sub-block sb
- * (64 k), q = 0, 1: k 64 sb + 16 t + 8 q. W4A8: q = 0..3: k 32 t + 8 q. */
+/* The chunks a thread reads for its B fragments (token row 8 f + g), FP16 MMAs: sub-block sb
+ * (64 k), q = 0, 1: k 64 sb + 16 t + 8 q. */
 QC_HD int qc_x_read_chunk_f16(int sb, int t, int q) { return 8 * sb + 2 * t + q; }
-QC_HD int qc_x_read_chunk_w4a8(int t, int q) { return 4 * t + q; }
 
-/* W4A8 converts each chunk in place to E4M3 (8 bytes, by the thread that copied it) and reads the
- * B fragments from there: the 8 bytes sit in the first or second half of the chunk's slot by bit 1
- * of the row, so a half warp's 8-byte reads (rows g..g+3, chunks 4t + q) hit 32 distinct banks. */
-QC_HD int qc_x_fp8_offset(int r, int slot) { return qc_x_offset(r, slot) + 8 * ((r >> 1) & 1); }
+/* W4A8 turns the stage's activations into E4M3 in place, laid out for ldmatrix. Thread t of the
+ * MMAs needs, for MMA i (k32), the words W(t, i, h) = E4M3 of k 32t + 8i + 4h .. + 3 (h = 0: b0,
+ * h = 1: b1); ldmatrix gives thread (g, t) word t of row g of each 8 x 16-byte matrix, so matrix
+ * (i, h) row r holds W(0..3, i, h) of token row r. Conversion task (r, i), one per thread while
+ * tid < 32 MF: reads chunks 4t + i (t = 0..3: the fp16 of all four W(t, i, .)) and writes matrix
+ * row (i, h) into the slot of its chunk 4h + i: inside the chunks it alone reads. */
+QC_HD int qc_w4a8_task_row(int tid, int mf) { return tid % (8 * mf); }
+QC_HD int qc_w4a8_task_i(int tid, int mf) { return tid / (8 * mf); }
+QC_HD int qc_w4a8_task_chunk(int i, int t) { return 4 * t + i; }
+QC_HD int qc_w4a8_matrix_chunk(int i, int h) { return 4 * h + i; }
+/* ldmatrix.x4 number p (MMAs 2p, 2p + 1) of token fragment f: lane L gives the address of row
+ * L % 8 of matrix L / 8 = (i = 2p + (L / 8) / 2, h = (L / 8) % 2); register j is b[2p + j / 2][j % 2]. */
+QC_HD int qc_w4a8_ldsm_offset(int f, int p, int lane) {
+  const int j = lane / 8, r = 8 * f + lane % 8;
+  return qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_matrix_chunk(2 * p + j / 2, j % 2)));
+}
 
 /* ---- packed 4-bit weights, row-major [N, K/2] (QcNibbleRows): 64 rows x 64 bytes per stage */
 

@@ -2,9 +2,11 @@
 // thread of a CTA on the CPU, for MF = 1, 2, 4:
 // - the cp.async of a stage write every 16-byte chunk of the tile exactly once, inside the tile;
 // - every fragment read finds the chunk holding the (row, k) its MMA slots need: thread t's run of
-//   16 k per 64-k sub-block (FP16 MMAs, the k order int4_v2 bakes in) or 32 k (W4A8);
-// - no shared-memory bank conflicts: 16-byte reads of each quarter warp hit 8 distinct 16-byte bank
-//   groups, 8-byte reads of each half warp 32 distinct banks.
+//   16 k per 64-k sub-block (FP16 MMAs, the k order int4_v2 bakes in); W4A8's in-place E4M3
+//   conversion stays inside chunks its task alone reads, and ldmatrix then hands every thread the
+//   words of its 32-k run;
+// - no shared-memory bank conflicts: 16-byte accesses of each quarter warp and each ldmatrix phase
+//   hit 8 distinct 16-byte bank groups, 8-byte reads of each half warp 32 distinct banks.
 #include <cstdio>
 #include <set>
 #include <vector>
@@ -35,47 +37,76 @@ static void check_x(int mf, bool w4a8) {
     }
   for (int i = 0; i < chunks; ++i) CHECK(tag[i] >= 0, "x chunk %d never written (mf=%d)\n", i, mf);
 
-  const int subs = w4a8 ? 1 : 2, reads = w4a8 ? 4 : 2;
+  if (w4a8) return;  // W4A8 reads the tile after converting it: check_x_w4a8
   for (int f = 0; f < mf; ++f)
-    for (int sb = 0; sb < subs; ++sb)
-      for (int q = 0; q < reads; ++q)
+    for (int sb = 0; sb < 2; ++sb)
+      for (int q = 0; q < 2; ++q)
         for (int quarter = 0; quarter < 4; ++quarter) {
           std::set<int> banks;
           for (int lane = 8 * quarter; lane < 8 * quarter + 8; ++lane) {
-            const int g = lane / 4, t = lane % 4, r = 8 * f + g;
-            const int c = w4a8 ? qc_x_read_chunk_w4a8(t, q) : qc_x_read_chunk_f16(sb, t, q);
-            const int want_k = w4a8 ? 32 * t + 8 * q : 64 * sb + 16 * t + 8 * q;
+            const int g = lane / 4, t = lane % 4, r = 8 * f + g, c = qc_x_read_chunk_f16(sb, t, q);
             const int off = qc_x_offset(r, slot(r, c));
-            CHECK(8 * c == want_k, "x read k mf=%d w4a8=%d lane=%d\n", mf, w4a8, lane);
-            CHECK(tag[off / 16] == 16 * r + c, "x read finds the wrong chunk mf=%d w4a8=%d f=%d lane=%d\n", mf,
-                  w4a8, f, lane);
+            CHECK(8 * c == 64 * sb + 16 * t + 8 * q, "x read k mf=%d lane=%d\n", mf, lane);
+            CHECK(tag[off / 16] == 16 * r + c, "x read finds the wrong chunk mf=%d f=%d lane=%d\n", mf, f, lane);
             banks.insert((off / 16) % 8);
           }
-          CHECK(banks.size() == 8, "x read bank conflict mf=%d w4a8=%d f=%d sb=%d q=%d\n", mf, w4a8, f, sb, q);
+          CHECK(banks.size() == 8, "x read bank conflict mf=%d f=%d sb=%d q=%d\n", mf, f, sb, q);
         }
 }
 
-// W4A8's E4M3 activations: converted in place (inside the slot its thread copied), read as 8 bytes
-// per chunk 4t + q by half warps without bank conflicts.
-static void check_x_fp8(int mf) {
-  for (int tid = 0; tid < QC_PIPE_THREADS; ++tid)
-    for (int j = 0; j < mf; ++j) {
-      const int r = qc_x_copy_row(tid, j), slot = qc_x_slot_w4a8(r, qc_x_copy_chunk(tid));
-      const int d = qc_x_fp8_offset(r, slot) - qc_x_offset(r, slot);
-      CHECK(d == 0 || d == 8, "fp8 outside its slot mf=%d tid=%d\n", mf, tid);
+// W4A8: conversion tasks (r, i) read chunks 4t + i of row r (the chunks of every task are disjoint
+// and cover the tile) and write matrix rows (i, h) into their own chunks; then ldmatrix hands thread
+// (g, t) of token fragment f the E4M3 word of k 32t + 8i + 4h of token row 8f + g in register j of
+// load p (i = 2p + j / 2, h = j % 2). Word tags: 1000 * row + k of its first element.
+static void check_x_w4a8(int mf) {
+  const int rows = 8 * mf, chunks = rows * 16;
+  std::vector<int> owner(chunks, -1), word(chunks * 4, -1);
+  for (int tid = 0; tid < 32 * mf; ++tid) {
+    const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
+    CHECK(r < rows && i < 4, "task out of range mf=%d tid=%d\n", mf, tid);
+    for (int t = 0; t < 4; ++t) {
+      const int off = qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_task_chunk(i, t)));
+      CHECK(owner[off / 16] == -1, "chunk read by two tasks mf=%d tid=%d\n", mf, tid);
+      owner[off / 16] = tid;
+    }
+  }
+  for (int tid = 0; tid < 32 * mf; ++tid) {
+    const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
+    for (int h = 0; h < 2; ++h) {
+      const int off = qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_matrix_chunk(i, h)));
+      CHECK(owner[off / 16] == tid, "task writes a chunk it does not own mf=%d tid=%d\n", mf, tid);
+      for (int t = 0; t < 4; ++t) word[off / 4 + t] = 1000 * r + 32 * t + 8 * i + 4 * h;
+    }
+  }
+  for (int c = 0; c < chunks; ++c) CHECK(owner[c] >= 0, "chunk %d never converted (mf=%d)\n", c, mf);
+  // conversion: each quarter warp's reads (per t) and writes (per h) hit 8 distinct bank groups
+  for (int quarter = 0; quarter < 4 * mf; ++quarter)
+    for (int a = 0; a < 6; ++a) {
+      std::set<int> banks;
+      for (int tid = 8 * quarter; tid < 8 * quarter + 8; ++tid) {
+        const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
+        const int c = a < 4 ? qc_w4a8_task_chunk(i, a) : qc_w4a8_matrix_chunk(i, a - 4);
+        banks.insert(qc_x_slot_w4a8(r, c) % 8);
+      }
+      CHECK(banks.size() == 8, "conversion bank conflict mf=%d quarter=%d access=%d\n", mf, quarter, a);
     }
   for (int f = 0; f < mf; ++f)
-    for (int q = 0; q < 4; ++q)
-      for (int half = 0; half < 2; ++half) {
+    for (int p = 0; p < 2; ++p) {
+      for (int j = 0; j < 4; ++j) {  // phase j: the 8 row addresses of matrix j
         std::set<int> banks;
-        for (int lane = 16 * half; lane < 16 * half + 16; ++lane) {
-          const int g = lane / 4, t = lane % 4, r = 8 * f + g;
-          const int off = qc_x_fp8_offset(r, qc_x_slot_w4a8(r, qc_x_read_chunk_w4a8(t, q)));
-          banks.insert((off / 4) % 32);
-          banks.insert((off / 4 + 1) % 32);
-        }
-        CHECK(banks.size() == 32, "fp8 read bank conflict mf=%d f=%d q=%d half=%d\n", mf, f, q, half);
+        for (int lane = 8 * j; lane < 8 * j + 8; ++lane) banks.insert((qc_w4a8_ldsm_offset(f, p, lane) / 16) % 8);
+        CHECK(banks.size() == 8, "ldmatrix bank conflict mf=%d f=%d p=%d matrix=%d\n", mf, f, p, j);
       }
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane / 4, t = lane % 4;
+        for (int j = 0; j < 4; ++j) {
+          const int row_addr = qc_w4a8_ldsm_offset(f, p, 8 * j + g);
+          const int i = 2 * p + j / 2, h = j % 2;
+          CHECK(word[row_addr / 4 + t] == 1000 * (8 * f + g) + 32 * t + 8 * i + 4 * h,
+                "ldmatrix register mf=%d f=%d p=%d lane=%d j=%d\n", mf, f, p, lane, j);
+        }
+      }
+    }
 }
 
 // Packed weight tile (64 rows x 64 bytes): tag = 4 r + q (row r, k 32q .. 32q + 31).
@@ -129,7 +160,7 @@ int main() {
   for (int mf : {1, 2, 4}) {
     check_x(mf, false);
     check_x(mf, true);
-    check_x_fp8(mf);
+    check_x_w4a8(mf);
   }
   check_w();
   if (!failures) std::printf("pipeline_layout_test: ok\n");

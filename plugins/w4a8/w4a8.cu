@@ -39,9 +39,9 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
 // pipeline). Weights: QcNibbleRows (one 16-byte read per row and stage); per (row, group) the
 // 16-entry code -> E4M3 table of decode.h (precomputed for every exponent, w4a8_luts.h), loaded
 // one block ahead; eight nibbles become eight bytes
-// with four prmt lookups and a sign-select. Activations: each thread turns the 16-byte chunks it
-// copied into E4M3 in place, fp8(x * (1 / s)) as before (once per CTA instead of once per warp),
-// then every warp reads its B fragments as 8-byte words (pipeline_layout.h).
+// with four prmt lookups and a sign-select. Activations: converted to E4M3 once per CTA (not once
+// per warp), in place and laid out as ldmatrix matrices (pipeline_layout.h), then every warp loads
+// its B fragments with two ldmatrix.x4 per token fragment.
 struct W4A8Op {
   static constexpr int kBlock = 128, kSub = 1, kWBytes = QcNibbleRows::kBytes;
   static constexpr bool kConvertX = true;
@@ -55,7 +55,7 @@ struct W4A8Op {
   QcNibbleRows rows;
   const int8_t* erow0;  // group exponents of rows r0, r1 (clamped to N - 1)
   const int8_t* erow1;
-  float inv[4];  // 1 / activation scale of the token rows the thread copies (qc_x_copy_row)
+  float inv;  // 1 / activation scale of the token row of the thread's conversion task
 
   struct Params {
     uint4 lut0, lut1;
@@ -70,11 +70,8 @@ struct W4A8Op {
     const int groups = K >> group_shift;
     erow0 = gexp + (size_t)min(r0, N - 1) * groups;
     erow1 = gexp + (size_t)min(r0 + 8, N - 1) * groups;
-#pragma unroll
-    for (int j = 0; j < MF; ++j) {
-      const int m = min(m_base + qc_x_copy_row(threadIdx.x, j), M - 1);
-      inv[j] = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
-    }
+    const int m = min(m_base + qc_w4a8_task_row(threadIdx.x % (32 * MF), MF), M - 1);
+    inv = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
   }
 
   __device__ __forceinline__ void params(Params& p, int kb) const {
@@ -109,28 +106,38 @@ struct W4A8Op {
     }
   }
 
-  // the chunks of round j (row qc_x_copy_row(tid, j)): 8 halves -> 8 E4M3 bytes at qc_x_fp8_offset
+  // conversion task (r, i) of this thread (pipeline_layout.h): chunks 4t + i of token row r, 32
+  // halves -> 32 E4M3 bytes, fp8(x * (1 / s)) as before; written as matrix rows (i, 0) and (i, 1)
+  // (word t = k 32t + 8i + 4h .. + 3) into its chunks i and 4 + i, ready for ldmatrix
   template <int MF>
-  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&dst)[MF]) const {
+  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&)[MF]) const {
+    if (MF < 4 && threadIdx.x >= 32 * MF) return;  // 32 MF tasks
+    const int r = qc_w4a8_task_row(threadIdx.x, MF), i = qc_w4a8_task_i(threadIdx.x, MF);
+    uint32_t m0[4], m1[4];
 #pragma unroll
-    for (int j = 0; j < MF; ++j) {
-      const int r = qc_x_copy_row(threadIdx.x, j);
-      const uint4 u = *reinterpret_cast<const uint4*>(sx + dst[j]);
-      uint2 v;
-      v.x = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[j]);
-      v.y = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[j]);
-      *reinterpret_cast<uint2*>(sx + dst[j] + 8 * ((r >> 1) & 1)) = v;  // = qc_x_fp8_offset
+    for (int t = 0; t < 4; ++t) {
+      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_task_chunk(i, t))));
+      m0[t] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv);
+      m1[t] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv);
     }
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_matrix_chunk(i, 0)))) =
+        make_uint4(m0[0], m0[1], m0[2], m0[3]);
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_matrix_chunk(i, 1)))) =
+        make_uint4(m1[0], m1[1], m1[2], m1[3]);
   }
 
+  // two ldmatrix.x4 per token fragment: register j of load p is b[2p + j / 2][j % 2]
   template <int MF>
   __device__ __forceinline__ void b_frags(const uint8_t* sx, int, int f, uint32_t (&b)[4][2]) const {
-    const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
+    const int lane = threadIdx.x & 31;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint2 v = *reinterpret_cast<const uint2*>(sx + qc_x_fp8_offset(r, x_slot(r, qc_x_read_chunk_w4a8(t, q))));
-      b[q][0] = v.x;  // k 32t + 8q .. + 3
-      b[q][1] = v.y;  // k 32t + 8q + 4 .. + 7
+    for (int p = 0; p < 2; ++p) {
+      uint32_t d[4];
+      qc_ldmatrix_x4(d, sx + qc_w4a8_ldsm_offset(f, p, lane));
+      b[2 * p][0] = d[0];
+      b[2 * p][1] = d[1];
+      b[2 * p + 1][0] = d[2];
+      b[2 * p + 1][1] = d[3];
     }
   }
 
