@@ -8,14 +8,14 @@
 // Op::kBlock. Per K block each thread owns a contiguous run of k (16 for m16n8k16, 32 for m16n8k32)
 // of its rows r0 = 16 w + g, r1 = r0 + 8 and of its tokens g + 8f (the k permutation of
 // gemm_common.cuh, which int4_v2 bakes into its bytes), so its activation fragments are 32 or 64
-// contiguous bytes of one token row: read with ld.shared.v4 from an XOR-swizzled tile, conflict
-// free (ldmatrix hands a thread 4 bytes of each of 4 rows at a stride of 4 bytes; that matches the
-// MMA's standard k slots, not this permutation).
+// contiguous bytes of one token row. ldmatrix hands thread (g, t) word t of a 16-byte row, the
+// MMA's standard k slots; so once per stage the CTA rearranges the landed activation tile in place
+// (W4A16: a 4 x 4 word transposition per task; W4A8: the E4M3 conversion, written transposed), a
+// barrier, then every warp loads its B fragments with ldmatrix.x4 (pipeline_layout.h).
 //
 // An Op provides:
 //   kBlock, kWBytes, kStages<MF>            K per block, weight bytes per CTA and stage, ring depth
 //   kSub                                    sub-blocks of 4 MMAs per block
-//   x_slot(r, c)                            the activation tile's swizzle (see QcXCopy)
 //   begin<MF>(m_base, M)                    per-thread set-up (source pointers, token scales)
 //   Params, params(p, kb)                   per-thread group parameters (scales, zeros, LUTs) of
 //                                            the block at kb (k_chunk is a multiple of kBlock, so
@@ -24,8 +24,8 @@
 //   copy_w(smem_w, kb, k_end)               cp.async of this thread's share of the weight tile,
 //                                            zero-filled at and past k_end
 //   a_frags(smem_w, sb, params, a)          the A fragments of sub-block sb's 4 MMAs, dequantized
-//   kConvertX, convert_x<MF>(smem_x, dst)   optional: rewrite the thread's own activation chunks
-//                                            in place (W4A8: to E4M3), then a barrier
+//   kConvertX, convert_x<MF>(smem_x, dst)   optional: rearrange the landed activation tile in
+//                                            place (tasks own disjoint chunks), then a barrier
 //   b_frags<MF>(smem_x, sb, f, b)           the B fragments of token fragment f
 //   mma(acc, a, b)
 #pragma once
@@ -84,8 +84,8 @@ __device__ __forceinline__ uint32_t qc_ldg_u8_if(const void* p, bool pred, uint3
 // ---------------------------------------------------------------- the activation tile
 
 // One stage holds x[m_base + r][kb + 8c .. + 7] for r < 8*MF, c < 16 as 16-byte chunks, row r at
-// r * 256 bytes, chunk c at slot Op::x_slot(r, c) (an XOR swizzle that makes the Op's fragment
-// reads conflict-free; pipeline_layout.h, checked by the ctest qc_pipeline_layout_test). Thread tid
+// r * 256 bytes, chunk c at slot qc_x_slot(r, c) (an XOR swizzle that keeps the fragment reads
+// conflict-free; pipeline_layout.h, checked by the ctest qc_pipeline_layout_test). Thread tid
 // copies chunk tid % 16 of rows tid / 16 + 8 j.
 template <int MF, class Op>
 struct QcXCopy {
@@ -103,7 +103,7 @@ struct QcXCopy {
     for (int j = 0; j < kPer; ++j) {
       const int r = qc_x_copy_row(threadIdx.x, j), m = m_base + r;
       src[j] = x + (size_t)min(m, M - 1) * K;
-      dst[j] = qc_x_offset(r, Op::x_slot(r, c));
+      dst[j] = qc_x_offset(r, qc_x_slot(r, c));
       row_ok |= (m < M) << j;
     }
   }
@@ -302,25 +302,63 @@ int qc_launch_pipe(const qc_plan& p, const __half* x, __half* y, void* ws, int M
 // ---------------------------------------------------------------- FP16 MMA side (W4A16, W6A16)
 
 // A stage is 128 k = 2 sub-blocks of 64 (4 x m16n8k16 each); in sub-block sb thread t's k run is
-// [64 sb + 16t, 64 sb + 16t + 16): chunks 8 sb + 2t and 8 sb + 2t + 1 of its token row, words 2i
-// and 2i + 1 the B fragment of MMA i (gemm_f16.cuh's slot order).
+// [64 sb + 16t, 64 sb + 16t + 16), words 2i and 2i + 1 of it the B fragment of MMA i (gemm_f16.cuh's
+// slot order). QC_PIPE_F16_LDSM 1 (default): one pass per CTA and stage transposes the activation
+// tile in place (4 x 4 words per task, no arithmetic) so that warps load their B fragments with
+// ldmatrix.x4; 0: warps read their 32-byte runs directly with two ld.shared.v4 per sub-block
+// (one barrier and one pass less). Same fragments either way (qc_pipeline_layout_test).
+#ifndef QC_PIPE_F16_LDSM
+#define QC_PIPE_F16_LDSM 1
+#endif
+
 struct QcPipeF16 {
   static constexpr int kBlock = 128, kSub = 2;
-  static constexpr bool kConvertX = false;
+  static constexpr bool kConvertX = QC_PIPE_F16_LDSM != 0;
   template <int MF>
   static constexpr int kStages = MF == 1 ? 8 : (MF == 2 ? 6 : 4);  // S x (4 + 2 MF) KB = 48 KB
   template <int MF>
   __device__ __forceinline__ void begin(int, int) {}
 
-  __device__ __forceinline__ static int x_slot(int r, int c) { return qc_x_slot_f16(r, c); }
+  // transposition task (r, sb, q) of this thread: chunks 8 sb + 2t + q of token row r, in place
+  template <int MF>
+  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&)[MF]) const {
+    if (MF < 4 && threadIdx.x >= 32 * MF) return;  // 32 MF tasks
+    const int r = qc_f16_task_row(threadIdx.x, MF), sb = qc_f16_task_sb(threadIdx.x, MF);
+    const int q = qc_f16_task_q(threadIdx.x, MF);
+    uint4 u[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+      u[t] = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, t, q))));
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, 0, q)))) =
+        make_uint4(u[0].x, u[1].x, u[2].x, u[3].x);
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, 1, q)))) =
+        make_uint4(u[0].y, u[1].y, u[2].y, u[3].y);
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, 2, q)))) =
+        make_uint4(u[0].z, u[1].z, u[2].z, u[3].z);
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, 3, q)))) =
+        make_uint4(u[0].w, u[1].w, u[2].w, u[3].w);
+  }
 
   template <int MF>
   __device__ __forceinline__ void b_frags(const uint8_t* sx, int sb, int f, uint32_t (&b)[4][2]) const {
-    const int lane = threadIdx.x & 31, r = 8 * f + (lane >> 2), t = lane & 3;
-    const uint4 u0 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_f16(sb, t, 0))));
-    const uint4 u1 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_x_read_chunk_f16(sb, t, 1))));
-    b[0][0] = u0.x; b[0][1] = u0.y; b[1][0] = u0.z; b[1][1] = u0.w;
-    b[2][0] = u1.x; b[2][1] = u1.y; b[3][0] = u1.z; b[3][1] = u1.w;
+    const int lane = threadIdx.x & 31;
+    if constexpr (kConvertX) {
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        uint32_t d[4];
+        qc_ldmatrix_x4(d, sx + qc_f16_ldsm_offset(f, sb, p, lane));
+        b[2 * p][0] = d[0];
+        b[2 * p][1] = d[1];
+        b[2 * p + 1][0] = d[2];
+        b[2 * p + 1][1] = d[3];
+      }
+    } else {
+      const int r = 8 * f + (lane >> 2), t = lane & 3;
+      const uint4 u0 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, t, 0))));
+      const uint4 u1 = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, t, 1))));
+      b[0][0] = u0.x; b[0][1] = u0.y; b[1][0] = u0.z; b[1][1] = u0.w;
+      b[2][0] = u1.x; b[2][1] = u1.y; b[3][0] = u1.z; b[3][1] = u1.w;
+    }
   }
 
   __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {

@@ -20,18 +20,30 @@
 QC_HD int qc_x_copy_row(int tid, int j) { return tid / 16 + 8 * j; }
 QC_HD int qc_x_copy_chunk(int tid) { return tid % 16; }
 
-/* Swizzles (slot of chunk c in row r). W4A16 / FP16 MMAs: a quarter warp reads rows g, g + 1 at
- * chunks 8 sb + 2t + q: flipping bit 0 on odd rows puts the two rows in different bank groups.
- * W4A8: the same chunk of 8 consecutive rows is read at once (conversion tasks, ldmatrix phases):
- * the row's low 3 bits spread them over the 8 bank groups. */
-QC_HD int qc_x_slot_f16(int r, int c) { return c ^ (r & 1); }
-QC_HD int qc_x_slot_w4a8(int r, int c) { return c ^ (r & 7); }
+/* Swizzle (slot of chunk c in row r): the low 3 bits of the row spread 8 consecutive rows at one
+ * chunk (conversion tasks, ldmatrix phases) over the 8 16-byte bank groups, and keep the direct
+ * 16-byte fragment reads (rows g, g + 1 at chunks 8 sb + 2t + q) conflict-free too. */
+QC_HD int qc_x_slot(int r, int c) { return c ^ (r & 7); }
 
 QC_HD int qc_x_offset(int r, int slot) { return r * QC_PIPE_X_ROW_BYTES + 16 * slot; }
 
-/* The chunks a thread reads for its B fragments (token row 8 f + g), FP16 MMAs: sub-block sb
- * (64 k), q = 0, 1: k 64 sb + 16 t + 8 q. */
+/* FP16 MMAs (W4A16). Thread t's k run in sub-block sb (64 k) is 64 sb + 16 t .. + 15: words
+ * 32 sb + 8 t + 2 i + h (h = 0: b0, h = 1: b1 of MMA i) of its token row, in chunks 8 sb + 2t + q.
+ * Direct reads (QC_PIPE_F16_LDSM 0): chunk q = 0, 1 of the run. With ldmatrix (1): transposition task
+ * (r, sb, q), one per thread while tid < 32 MF, reads chunks 8 sb + 2t + q (t = 0..3) as a 4 x 4
+ * word matrix and writes it back transposed, so that chunk 8 sb + 2e + q holds matrix row (i, h) =
+ * words of t = 0..3 with e = 2 (i - 2q) + h, i.e. i = 2q + e / 2, h = e % 2. */
 QC_HD int qc_x_read_chunk_f16(int sb, int t, int q) { return 8 * sb + 2 * t + q; }
+QC_HD int qc_f16_task_row(int tid, int mf) { return tid % (8 * mf); }
+QC_HD int qc_f16_task_sb(int tid, int mf) { return (tid / (8 * mf)) >> 1; }
+QC_HD int qc_f16_task_q(int tid, int mf) { return (tid / (8 * mf)) & 1; }
+QC_HD int qc_f16_matrix_chunk(int sb, int i, int h) { return 8 * sb + 2 * (2 * (i % 2) + h) + i / 2; }
+/* ldmatrix.x4 number p (MMAs 2p, 2p + 1) of sub-block sb, token fragment f: lane L gives row L % 8
+ * of matrix L / 8 = (i = 2p + (L / 8) / 2, h = (L / 8) % 2); register j is b[2p + j / 2][j % 2]. */
+QC_HD int qc_f16_ldsm_offset(int f, int sb, int p, int lane) {
+  const int j = lane / 8, r = 8 * f + lane % 8;
+  return qc_x_offset(r, qc_x_slot(r, qc_f16_matrix_chunk(sb, 2 * p + j / 2, j % 2)));
+}
 
 /* W4A8 turns the stage's activations into E4M3 in place, laid out for ldmatrix. Thread t of the
  * MMAs needs, for MMA i (k32), the words W(t, i, h) = E4M3 of k 32t + 8i + 4h .. + 3 (h = 0: b0,
@@ -47,7 +59,7 @@ QC_HD int qc_w4a8_matrix_chunk(int i, int h) { return 4 * h + i; }
  * L % 8 of matrix L / 8 = (i = 2p + (L / 8) / 2, h = (L / 8) % 2); register j is b[2p + j / 2][j % 2]. */
 QC_HD int qc_w4a8_ldsm_offset(int f, int p, int lane) {
   const int j = lane / 8, r = 8 * f + lane % 8;
-  return qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_matrix_chunk(2 * p + j / 2, j % 2)));
+  return qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(2 * p + j / 2, j % 2)));
 }
 
 /* ---- packed 4-bit weights, row-major [N, K/2] (QcNibbleRows): 64 rows x 64 bytes per stage */

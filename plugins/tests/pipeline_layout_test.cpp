@@ -23,9 +23,9 @@ static int failures = 0;
   } while (0)
 
 // Activation tile: tag = 16 r + c (token row r, k 8c .. 8c + 7).
-static void check_x(int mf, bool w4a8) {
+static void check_x(int mf) {
   const int rows = 8 * mf, chunks = rows * 16;
-  auto slot = [&](int r, int c) { return w4a8 ? qc_x_slot_w4a8(r, c) : qc_x_slot_f16(r, c); };
+  auto slot = [](int r, int c) { return qc_x_slot(r, c); };
   std::vector<int> tag(chunks, -1);
   for (int tid = 0; tid < QC_PIPE_THREADS; ++tid)
     for (int j = 0; j < mf; ++j) {
@@ -37,7 +37,7 @@ static void check_x(int mf, bool w4a8) {
     }
   for (int i = 0; i < chunks; ++i) CHECK(tag[i] >= 0, "x chunk %d never written (mf=%d)\n", i, mf);
 
-  if (w4a8) return;  // W4A8 reads the tile after converting it: check_x_w4a8
+  // direct reads of the W4A16 fragments (QC_PIPE_F16_LDSM 0)
   for (int f = 0; f < mf; ++f)
     for (int sb = 0; sb < 2; ++sb)
       for (int q = 0; q < 2; ++q)
@@ -54,6 +54,59 @@ static void check_x(int mf, bool w4a8) {
         }
 }
 
+// W4A16 with ldmatrix: transposition tasks (r, sb, q) read chunks 8 sb + 2t + q (disjoint, covering
+// the tile) and write them back transposed; ldmatrix then hands thread (g, t) the words 32 sb + 8t +
+// 2i + h of token row 8f + g, exactly the direct reads' b[i][h]. Word tags: 1000 * row + word.
+static void check_x_f16_ldsm(int mf) {
+  const int rows = 8 * mf, chunks = rows * 16;
+  std::vector<int> owner(chunks, -1), word(chunks * 4, -1);
+  for (int r = 0; r < rows; ++r)  // after the copies: word w of row r in chunk w / 4
+    for (int c = 0; c < 16; ++c)
+      for (int e = 0; e < 4; ++e) word[qc_x_offset(r, qc_x_slot(r, c)) / 4 + e] = 1000 * r + 4 * c + e;
+  std::vector<int> after = word;
+  for (int tid = 0; tid < 32 * mf; ++tid) {
+    const int r = qc_f16_task_row(tid, mf), sb = qc_f16_task_sb(tid, mf), q = qc_f16_task_q(tid, mf);
+    CHECK(r < rows && sb < 2, "f16 task out of range mf=%d tid=%d\n", mf, tid);
+    for (int t = 0; t < 4; ++t) {
+      const int off = qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, t, q)));
+      CHECK(owner[off / 16] == -1, "f16 chunk read by two tasks mf=%d tid=%d\n", mf, tid);
+      owner[off / 16] = tid;
+    }
+    for (int e = 0; e < 4; ++e)  // write row e of the transposed 4 x 4 into chunk 8 sb + 2e + q
+      for (int t = 0; t < 4; ++t)
+        after[qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, e, q))) / 4 + t] =
+            word[qc_x_offset(r, qc_x_slot(r, qc_x_read_chunk_f16(sb, t, q))) / 4 + e];
+  }
+  for (int c = 0; c < chunks; ++c) CHECK(owner[c] >= 0, "f16 chunk %d never transposed (mf=%d)\n", c, mf);
+  for (int quarter = 0; quarter < 4 * mf; ++quarter)
+    for (int t = 0; t < 4; ++t) {
+      std::set<int> banks;
+      for (int tid = 8 * quarter; tid < 8 * quarter + 8; ++tid) {
+        const int r = qc_f16_task_row(tid, mf);
+        banks.insert(qc_x_slot(r, qc_x_read_chunk_f16(qc_f16_task_sb(tid, mf), t, qc_f16_task_q(tid, mf))) % 8);
+      }
+      CHECK(banks.size() == 8, "f16 transposition bank conflict mf=%d quarter=%d\n", mf, quarter);
+    }
+  for (int f = 0; f < mf; ++f)
+    for (int sb = 0; sb < 2; ++sb)
+      for (int p = 0; p < 2; ++p) {
+        for (int j = 0; j < 4; ++j) {
+          std::set<int> banks;
+          for (int lane = 8 * j; lane < 8 * j + 8; ++lane) banks.insert((qc_f16_ldsm_offset(f, sb, p, lane) / 16) % 8);
+          CHECK(banks.size() == 8, "f16 ldmatrix bank conflict mf=%d f=%d\n", mf, f);
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          const int g = lane / 4, t = lane % 4;
+          for (int j = 0; j < 4; ++j) {
+            const int i = 2 * p + j / 2, h = j % 2;
+            const int got = after[qc_f16_ldsm_offset(f, sb, p, 8 * j + g) / 4 + t];
+            CHECK(got == 1000 * (8 * f + g) + 32 * sb + 8 * t + 2 * i + h, "f16 ldmatrix register mf=%d f=%d sb=%d lane=%d j=%d\n",
+                  mf, f, sb, lane, j);
+          }
+        }
+      }
+}
+
 // W4A8: conversion tasks (r, i) read chunks 4t + i of row r (the chunks of every task are disjoint
 // and cover the tile) and write matrix rows (i, h) into their own chunks; then ldmatrix hands thread
 // (g, t) of token fragment f the E4M3 word of k 32t + 8i + 4h of token row 8f + g in register j of
@@ -65,7 +118,7 @@ static void check_x_w4a8(int mf) {
     const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
     CHECK(r < rows && i < 4, "task out of range mf=%d tid=%d\n", mf, tid);
     for (int t = 0; t < 4; ++t) {
-      const int off = qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_task_chunk(i, t)));
+      const int off = qc_x_offset(r, qc_x_slot(r, qc_w4a8_task_chunk(i, t)));
       CHECK(owner[off / 16] == -1, "chunk read by two tasks mf=%d tid=%d\n", mf, tid);
       owner[off / 16] = tid;
     }
@@ -73,7 +126,7 @@ static void check_x_w4a8(int mf) {
   for (int tid = 0; tid < 32 * mf; ++tid) {
     const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
     for (int h = 0; h < 2; ++h) {
-      const int off = qc_x_offset(r, qc_x_slot_w4a8(r, qc_w4a8_matrix_chunk(i, h)));
+      const int off = qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(i, h)));
       CHECK(owner[off / 16] == tid, "task writes a chunk it does not own mf=%d tid=%d\n", mf, tid);
       for (int t = 0; t < 4; ++t) word[off / 4 + t] = 1000 * r + 32 * t + 8 * i + 4 * h;
     }
@@ -86,7 +139,7 @@ static void check_x_w4a8(int mf) {
       for (int tid = 8 * quarter; tid < 8 * quarter + 8; ++tid) {
         const int r = qc_w4a8_task_row(tid, mf), i = qc_w4a8_task_i(tid, mf);
         const int c = a < 4 ? qc_w4a8_task_chunk(i, a) : qc_w4a8_matrix_chunk(i, a - 4);
-        banks.insert(qc_x_slot_w4a8(r, c) % 8);
+        banks.insert(qc_x_slot(r, c) % 8);
       }
       CHECK(banks.size() == 8, "conversion bank conflict mf=%d quarter=%d access=%d\n", mf, quarter, a);
     }
@@ -158,8 +211,8 @@ static void check_w() {
 
 int main() {
   for (int mf : {1, 2, 4}) {
-    check_x(mf, false);
-    check_x(mf, true);
+    check_x(mf);
+    check_x_f16_ldsm(mf);
     check_x_w4a8(mf);
   }
   check_w();

@@ -61,7 +61,6 @@ struct W4A8Op {
     uint4 lut0, lut1;
   };
 
-  __device__ __forceinline__ static int x_slot(int r, int c) { return qc_x_slot_w4a8(r, c); }
 
   template <int MF>
   __device__ __forceinline__ void begin(int m_base, int M) {
@@ -116,13 +115,13 @@ struct W4A8Op {
     uint32_t m0[4], m1[4];
 #pragma unroll
     for (int t = 0; t < 4; ++t) {
-      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_task_chunk(i, t))));
+      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_task_chunk(i, t))));
       m0[t] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv);
       m1[t] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv);
     }
-    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_matrix_chunk(i, 0)))) =
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(i, 0)))) =
         make_uint4(m0[0], m0[1], m0[2], m0[3]);
-    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, x_slot(r, qc_w4a8_matrix_chunk(i, 1)))) =
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(i, 1)))) =
         make_uint4(m1[0], m1[1], m1[2], m1[3]);
   }
 
