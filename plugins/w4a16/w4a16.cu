@@ -1,11 +1,12 @@
 // W4A16: INT4 / UINT4 (+ zeros) / FP4 E2M1 (nibble layout, or int4_v2 for INT4 / UINT4) x FP16 on
 // FP16 tensor cores, one fp16 scale per group of K applied at dequantization. Both layouts run the
-// pipelined loop of common/pipeline.cuh (cp.async ring, split-K in the launch); they differ in the
-// weight-tile operator. Same FP16 arithmetic per weight as before the pipeline, and the same MMA
-// slots for the same (n, k) in both layouts, so their outputs stay bit-identical.
+// pipelined loop of common/pipeline.cuh with its FP16 side, common/pipeline_f16.cuh (cp.async ring,
+// ldmatrix fragments, split-K in the launch); they differ in the weight-tile operator. Same FP16
+// arithmetic per weight as before the pipeline, and the same MMA slots for the same (n, k) in both
+// layouts, so their outputs stay bit-identical.
 #include "decode.h"
 #include "decode_v2.h"
-#include "pipeline.cuh"
+#include "pipeline_f16.cuh"
 #include "w4a16.h"
 #include "w4a16_params.h"
 
