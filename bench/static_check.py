@@ -4,12 +4,16 @@ registers, spills, shared memory per CTA, the main loop's SASS instructions per 
 pipeline instructions present (LDGSTS/LDSM on sm_80/89; UTMALDG and HGMMA/QGMMA on sm_90a).
 
 Main loop: the backward branch of the kernel whose body holds the most MMA instructions (on a tie,
-the shortest). Weights per iteration and thread: each MMA's A operand (16 x k weights, k from the
-SASS shape: HMMA.16816 -> 16, QMMA.16832 -> 32) over the warp's 32 threads, divided by the token
-fragments MF that reuse it (the template argument of qc_*_kernel<MF, ...>). Instructions per
+the shortest). In the pipelined kernels (plugins/common/pipeline.cuh) that is one 128-k stage:
+its wait and barriers, the cp.async of a later stage, the next stage's group parameters, the
+activation rearrangement pass (which only the first MF warps run, so the count overstates it for
+MF < 4), the fragment loads, dequantization and MMAs. Weights per iteration and thread: each MMA's
+A operand (16 x k weights, k from the SASS shape: HMMA.16816 -> 16, QMMA.16832 -> 32) over the
+warp's 32 threads, divided by the token fragments MF that reuse it (the template argument of
+qc_*_kernel<MF, ...>). Instructions per
 weight = SASS instructions in the loop body (NOPs excluded) / weights per iteration and thread.
 
-Usage: python bench/static_check.py [--arch 80 89 90a] [--markdown OUT.md]
+Usage: python bench/static_check.py [--arch 80 89 90a] [--markdown OUT.md] [--define NAME=VALUE]
 Needs nvcc, and cuobjdump + nvdisasm (on PATH, or the pip wheels nvidia-cuda-cuobjdump and
 nvidia-cuda-nvdisasm: `pip install -e '.[kernels-static]'`).
 """
@@ -56,8 +60,9 @@ def tool(name: str) -> str:
     sys.exit(f"static_check: {name} not found (install nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm)")
 
 
-def compile_cubin(source: str, arch: str, out: Path) -> str:
+def compile_cubin(source: str, arch: str, out: Path, defines: list[str]) -> str:
     cmd = ["nvcc", "-cubin", f"-arch=sm_{arch}", "-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v"]
+    cmd += [f"-D{d}" for d in defines]
     cmd += ["-o", str(out)]
     cmd += [f"-I{PLUGINS / d}" for d in INCLUDES] + [str(PLUGINS / source)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -125,18 +130,18 @@ def weights_per_thread(mmas: list[str], mf: int) -> float:
     return total / mf
 
 
-def _layout_label(name: str) -> str:
-    """The packed layout a kernel instantiation reads, from its loader type (mangled name)."""
-    if "W4V2Loader" in name:
-        return " int4_v2"
+def variant(name: str) -> str:
+    """The weight operator of an instantiation: fp6_v2 (E3M2 / E2M3), int4_v2, zero points, FP4."""
     if "W6V2Loader" in name:  # W6V2Loader<E2M3>: ILb0E E3M2, ILb1E E2M3
         return " fp6_v2 e2m3" if "W6V2LoaderILb1E" in name else " fp6_v2 e3m2"
-    return ""
+    label = " int4_v2" if ("V2Loader" in name or "V2Op" in name) else ""
+    label += " zeros" if re.search(r"W4(?:V2)?OpILb1E", name) else ""
+    return label + (" fp4" if re.search(r"W4OpILb\dELb1E", name) else "")
 
 
-def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
+def kernel_rows(source: str, arch: str, tmp: Path, defines: list[str]) -> list[dict]:
     cubin = tmp / f"{Path(source).stem}_{arch}.cubin"
-    info = ptxas_info(compile_cubin(source, arch, cubin))
+    info = ptxas_info(compile_cubin(source, arch, cubin, defines))
     rows = []
     for name, instrs in sass_functions(cubin).items():
         if "reduce" in name or "row_scale" in name:
@@ -149,7 +154,7 @@ def kernel_rows(source: str, arch: str, tmp: Path) -> list[dict]:
         w = weights_per_thread(mmas, mf) if mmas else 0
         rows.append(
             {
-                "kernel": Path(source).stem + _layout_label(name),
+                "kernel": Path(source).stem + variant(name),
                 "arch": f"sm_{arch}",
                 "mf": mf,
                 **info.get(name, {"regs": "?", "spill": "?", "smem": "?"}),
@@ -184,6 +189,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", nargs="+", default=["80", "89", "90a"])
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
+    ap.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a preprocessor definition for every kernel, e.g. QC_PIPE_F16_LDSM=0 (direct fragment reads)",
+    )
     args = ap.parse_args()
     if not shutil.which("nvcc"):
         sys.exit("static_check: nvcc not on PATH")
@@ -192,8 +204,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for source, archs in SOURCES.items():
             for arch in (a for a in args.arch if a in archs):
-                rows += kernel_rows(source, arch, Path(tmp))
-    text = table(rows, version)
+                rows += kernel_rows(source, arch, Path(tmp), args.define)
+    text = table(rows, version + "".join(f", -D{d}" for d in args.define))
     print(text)
     if args.markdown:
         args.markdown.write_text(text)

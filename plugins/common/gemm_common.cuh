@@ -1,4 +1,4 @@
-// Device pieces shared by the GEMM kernels: MMA wrappers, epilogue, split-K reduction.
+// Device pieces shared by the GEMM kernels: MMA wrappers, epilogue, fragment stores.
 //
 // Every kernel computes y^T = W x^T with the weights as the MMA A operand (16 output channels)
 // and the activations as B (8 tokens), FP6-LLM style. Inside one K block each thread owns a
@@ -53,7 +53,8 @@ __device__ __forceinline__ void qc_mma_f16(float c[4], const uint32_t a[4], cons
 }
 
 // One accumulator of the C fragment: the final fp16 output without split-K, else the fp32
-// partial sum of slice blockIdx.z.
+// partial sum of slice blockIdx.z (the unpipelined loop of gemm_f16.cuh; the pipelined kernels
+// finish split-K in the launch, pipeline.cuh).
 __device__ __forceinline__ void qc_store_acc(float acc, int m, int n, int M, int N, __half* y,
                                              float* ws, const QcEpilogue& epi) {
   if (m >= M || n >= N) return;
@@ -77,28 +78,6 @@ __device__ __forceinline__ void qc_store_tile(const float (&acc)[MF][4], int m_b
     qc_store_acc(acc[f][2], m, r1, M, N, y, ws, epi);
     qc_store_acc(acc[f][3], m + 1, r1, M, N, y, ws, epi);
   }
-}
-
-static __global__ void __launch_bounds__(256) qc_splitk_reduce_kernel(const float* __restrict__ ws, int splits,
-                                                                      int M, int N, QcEpilogue epi,
-                                                               __half* __restrict__ y) {
-  const size_t total = (size_t)M * N;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    float s = 0.0f;
-    for (int z = 0; z < splits; ++z) s += ws[z * total + i];
-    int m = (int)(i / N), n = (int)(i % N);
-    y[i] = __float2half_rn(s * epi.factor(m, n));
-  }
-}
-
-inline int qc_launch_reduce(const qc_plan& p, const float* ws, int M, int N, const QcEpilogue& epi,
-                            __half* y, cudaStream_t stream) {
-  if (p.splits <= 1) return QC_OK;
-  size_t total = (size_t)M * N;
-  unsigned blocks = (unsigned)((total + 255) / 256);
-  if (blocks > 65535u * 8u) blocks = 65535u * 8u;
-  qc_splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(ws, p.splits, M, N, epi, y);
-  return QC_OK;
 }
 
 inline int qc_cuda_status() { return cudaGetLastError() == cudaSuccess ? QC_OK : QC_ERR_CUDA; }

@@ -1,8 +1,31 @@
-// The FP16 tensor-core GEMM loop shared by W6A16 and W4A16; a Loader turns 16 packed weights of
-// one row into 8 half2 words.
+// The unpipelined FP16 tensor-core GEMM loop (W6A16; W4A16 and W4A8 run common/pipeline.cuh): a
+// Loader turns 16 packed weights of one row into 8 half2 words, loaded straight from global memory
+// one K block at a time; split-K reduces in a second kernel.
 #pragma once
 
 #include "gemm_common.cuh"
+
+static __global__ void __launch_bounds__(256) qc_splitk_reduce_kernel(const float* __restrict__ ws, int splits,
+                                                                      int M, int N, QcEpilogue epi,
+                                                               __half* __restrict__ y) {
+  const size_t total = (size_t)M * N;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z) s += ws[z * total + i];
+    int m = (int)(i / N), n = (int)(i % N);
+    y[i] = __float2half_rn(s * epi.factor(m, n));
+  }
+}
+
+inline int qc_launch_reduce(const qc_plan& p, const float* ws, int M, int N, const QcEpilogue& epi,
+                            __half* y, cudaStream_t stream) {
+  if (p.splits <= 1) return QC_OK;
+  size_t total = (size_t)M * N;
+  unsigned blocks = (unsigned)((total + 255) / 256);
+  if (blocks > 65535u * 8u) blocks = 65535u * 8u;
+  qc_splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(ws, p.splits, M, N, epi, y);
+  return QC_OK;
+}
 
 // The A fragments of the 4 MMAs of one K block from a loader of single rows (16 k of row r into
 // 8 half2 words): MMA i takes pairs 2i, 2i+1 of rows r0 and r1. A loader that reads both rows at

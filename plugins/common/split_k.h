@@ -10,6 +10,13 @@
 #define QC_TARGET_CTAS 264  /* about two waves on a 132-SM H100 */
 #define QC_MAX_SPLITS 16
 
+/* K per main-loop block of each kernel: split-K slices are whole blocks (plan and workspace use
+ * the same value). W4A16 and W4A8 run the pipelined loop of common/pipeline.cuh (128 k per stage),
+ * W6A16 the unpipelined loop of common/gemm_f16.cuh (64 k). */
+#define QC_W6A16_K_BLOCK 64
+#define QC_W4A16_K_BLOCK 128
+#define QC_W4A8_K_BLOCK 128
+
 typedef struct {
   int m_frags; /* 8-column MMA fragments of M per warp: 1, 2 or 4 */
   int splits;  /* K slices (grid.z) */
@@ -30,9 +37,19 @@ static inline qc_plan qc_plan_gemm(int M, int N, int K, int k_block) {
   return p;
 }
 
-/* fp32 partial sums [splits, M, N] (none without split-K) */
+static inline size_t qc_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* fp32 partial sums [splits, M, N], 256-byte rounded (none without split-K) */
+static inline size_t qc_splitk_partial_bytes(qc_plan p, int M, int N) {
+  return p.splits > 1 ? qc_align256((size_t)p.splits * (size_t)M * (size_t)N * sizeof(float)) : 0;
+}
+
+/* The split-K workspace: the partial sums, then one int counter per output tile (the pipelined
+ * kernels' last-CTA reduction, common/pipeline.cuh); none without split-K. */
 static inline size_t qc_splitk_bytes(qc_plan p, int M, int N) {
-  return p.splits > 1 ? (size_t)p.splits * (size_t)M * (size_t)N * sizeof(float) : 0;
+  if (p.splits <= 1) return 0;
+  size_t tiles = (size_t)((N + QC_TILE_N - 1) / QC_TILE_N) * (size_t)((M + 8 * p.m_frags - 1) / (8 * p.m_frags));
+  return qc_splitk_partial_bytes(p, M, N) + qc_align256(tiles * sizeof(int));
 }
 
 /* The largest qc_splitk_bytes over every M' in [1, M]: what a caller that reserves once for a
@@ -64,8 +81,6 @@ static inline qc_plan qc_fit_workspace(qc_plan p, int M, int N, int K, size_t of
 
 /* log2 of a group size the shape checks admit (32, 64 or 128): kernels index groups by shifts. */
 static inline int qc_group_shift(int group) { return group == 32 ? 5 : (group == 64 ? 6 : 7); }
-
-static inline size_t qc_align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static inline int qc_is_aligned16(const void* p) { return ((size_t)p & 15) == 0; }
 

@@ -34,7 +34,7 @@ static size_t rows_bytes(int kind, int M) {
 }
 
 static void check_profile(int kind, int max_m, int N, int K) {
-  const int k_block = kind == W6A16 || kind == W4A16 ? 64 : 128;
+  const int k_block = kind == W6A16 ? QC_W6A16_K_BLOCK : (kind == W4A16 ? QC_W4A16_K_BLOCK : QC_W4A8_K_BLOCK);
   const size_t reserved = workspace(kind, max_m, N, K);
   static char dummy;
   size_t prev = 0;

@@ -19,7 +19,8 @@ struct CUstream_st;
  * (else QC_ERR_FORMAT), N a multiple of 16 and K of 64 (else QC_ERR_SHAPE). */
 int qc_w4a16_check_shape(int M, int N, int K, int group_size, int format, int has_zeros, int layout);
 
-/* Split-K bytes for every M' <= M: non-decreasing in M (one reservation per profile). */
+/* Split-K bytes (fp32 partial sums, then per-tile counters; split-K finishes inside the one launch)
+ * for every M' <= M: non-decreasing in M (one reservation per profile). */
 size_t qc_w4a16_workspace_size(int M, int N, int K, int group_size);
 
 /* x fp16 [M,K], w uint8 [N,K/2] (layout 1 or 2), scales fp16 [N,K/g], zeros uint8 [N,K/g] or NULL, y fp16

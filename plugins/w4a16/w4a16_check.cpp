@@ -15,5 +15,5 @@ extern "C" int qc_w4a16_check_shape(int M, int N, int K, int group_size, int for
 
 extern "C" size_t qc_w4a16_workspace_size(int M, int N, int K, int group_size) {
   if (qc_w4a16_check_shape(M, N, K, group_size, QC_FMT_INT4, 0, 1) != QC_OK || M == 0) return 0;
-  return qc_splitk_bytes_upto(M, N, K, 64);
+  return qc_splitk_bytes_upto(M, N, K, QC_W4A16_K_BLOCK);
 }

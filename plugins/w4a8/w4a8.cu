@@ -1,13 +1,18 @@
 // W4A8 (ZeroQuant-FP): 4-bit weights turned into FP8 E4M3 by integer arithmetic on the exponent
 // (decode.h), activations rounded to E4M3 in the kernel, mma.sync m16n8k32 e4m3 (sm_89+), scales
-// in the fp32 epilogue. Compiled only for sm_89 / sm_90a; other devices get QC_ERR_UNSUPPORTED_ARCH.
+// in the fp32 epilogue, on the pipelined loop of common/pipeline.cuh (cp.async ring, split-K in the
+// launch). Compiled only for sm_89 / sm_90a; other devices get QC_ERR_UNSUPPORTED_ARCH.
 #include <cuda_fp8.h>
 
 #include "decode.h"
-#include "gemm_common.cuh"
+#include "pipeline.cuh"
 #include "w4a8.h"
+#include "w4a8_luts.h"
 
 namespace {
+
+// qc_w4a8_lut for every (format, exponent), w4a8_luts.h: one 16-byte load per row and group.
+__device__ const uint4 qc_w4a8_lut_table[32] = {QC_W4A8_LUT_TABLE};
 
 __device__ __forceinline__ void qc_mma_e4m3(float c[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
@@ -21,24 +26,6 @@ __device__ __forceinline__ void qc_mma_e4m3(float c[4], const uint32_t a[4], con
 #endif
 }
 
-// 32 weights of row `row` from k (one group): 16 bytes -> 8 words of E4M3 bytes; word 2i holds
-// k+8i..k+8i+3, word 2i+1 holds k+8i+4..k+8i+7.
-__device__ __forceinline__ void qc_load_w4_fp8(const uint8_t* w, const int8_t* gexp, int row, int k, int K,
-                                               int group_shift, int fmt, bool valid, uint32_t a[8]) {
-  if (!valid) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) a[j] = 0u;
-    return;
-  }
-  const uint4 p = *reinterpret_cast<const uint4*>(w + (size_t)row * (K / 2) + k / 2);
-  uint32_t lut[4];
-  qc_w4a8_lut(fmt, gexp[(size_t)row * (K >> group_shift) + (k >> group_shift)], lut);
-  qc_w4a8_convert8(p.x, lut, &a[0], &a[1]);
-  qc_w4a8_convert8(p.y, lut, &a[2], &a[3]);
-  qc_w4a8_convert8(p.z, lut, &a[4], &a[5]);
-  qc_w4a8_convert8(p.w, lut, &a[6], &a[7]);
-}
-
 __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) {
   const float2 l = __half22float2(lo), h = __half22float2(hi);
   const uint32_t b01 = __nv_cvt_float2_to_fp8x2(make_float2(l.x * inv, l.y * inv), __NV_SATFINITE, __NV_E4M3);
@@ -46,61 +33,117 @@ __device__ __forceinline__ uint32_t qc_fp8x4(__half2 lo, __half2 hi, float inv) 
   return (b01 & 0xFFFFu) | (b23 << 16);
 }
 
-// CTA: 4 warps x 16 output channels, 8*MF tokens; K block 128 = 4 MMAs of k32, thread t owning
-// k in [kb + 32t, kb + 32t + 32). Slot (logical k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j /
-// 32t+8i+4+j, for A and B alike.
-template <int MF>
-__global__ void __launch_bounds__(128) qc_w4a8_kernel(const __half* __restrict__ x, const uint8_t* __restrict__ w,
-                                                      const int8_t* __restrict__ gexp, __half* __restrict__ y,
-                                                      float* __restrict__ ws, int M, int N, int K, int group_shift,
-                                                      int fmt, int k_chunk, QcEpilogue epi) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = blockIdx.x * QC_TILE_N + warp * 16 + g, r1 = r0 + 8;
-  const int m_base = blockIdx.y * (8 * MF);
-  const int k_begin = blockIdx.z * k_chunk;
-  const int k_end = min(K, k_begin + k_chunk);
-  float acc[MF][4], inv[MF];
-#pragma unroll
-  for (int f = 0; f < MF; ++f) {
-    acc[f][0] = acc[f][1] = acc[f][2] = acc[f][3] = 0.0f;
-    const int m = m_base + 8 * f + g;
-    inv[f] = 1.0f / (epi.row_scale ? (m < M ? epi.row_scale[m] : 1.0f) : *epi.act_scale);
+// Weight-tile operator of the pipelined loop (common/pipeline.cuh). Stage: 128 k = 4 x m16n8k32,
+// thread t owning k in [kb + 32t, kb + 32t + 32) of rows r0, r1 and of its tokens; MMA slot (logical
+// k 4t+j / 4t+16+j of MMA i) <- actual k 32t+8i+j / 32t+8i+4+j, for A and B alike (as before the
+// pipeline). Weights: QcNibbleRows (one 16-byte read per row and stage); per (row, group) the
+// 16-entry code -> E4M3 table of decode.h (precomputed for every exponent, w4a8_luts.h), loaded
+// one block ahead; eight nibbles become eight bytes
+// with four prmt lookups and a sign-select. Activations: converted to E4M3 once per CTA (not once
+// per warp), in place and laid out as ldmatrix matrices (pipeline_layout.h), then every warp loads
+// its B fragments with two ldmatrix.x4 per token fragment.
+struct W4A8Op {
+  static constexpr int kBlock = 128, kSub = 1, kWBytes = QcNibbleRows::kBytes;
+  static constexpr bool kConvertX = true;
+  template <int MF>
+  static constexpr int kStages = MF == 1 ? 8 : (MF == 2 ? 6 : 4);  // S x (4 + 2 MF) KB = 48 KB
+
+  const uint8_t* w;
+  const int8_t* gexp;
+  int N, K, group_shift, fmt;
+  QcEpilogue epi;
+  QcNibbleRows rows;
+  const int8_t* erow0;  // group exponents of rows r0, r1 (clamped to N - 1)
+  const int8_t* erow1;
+  float inv;  // 1 / activation scale of the token row of the thread's conversion task
+
+  struct Params {
+    uint4 lut0, lut1;
+  };
+
+
+  template <int MF>
+  __device__ __forceinline__ void begin(int m_base, int M) {
+    rows.begin(w, N, K);
+    const int r0 = blockIdx.x * QC_TILE_N + (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2);
+    const int groups = K >> group_shift;
+    erow0 = gexp + (size_t)min(r0, N - 1) * groups;
+    erow1 = gexp + (size_t)min(r0 + 8, N - 1) * groups;
+    const int m = min(m_base + qc_w4a8_task_row(threadIdx.x % (32 * MF), MF), M - 1);
+    inv = 1.0f / (epi.row_scale ? epi.row_scale[m] : *epi.act_scale);
   }
 
-  for (int kb = k_begin; kb < k_end; kb += 128) {
-    const int k = kb + 32 * t;
-    const bool kv = k < k_end;
-    uint32_t a0[8], a1[8], xb[MF][8];
-    qc_load_w4_fp8(w, gexp, r0, k, K, group_shift, fmt, kv && r0 < N, a0);
-    qc_load_w4_fp8(w, gexp, r1, k, K, group_shift, fmt, kv && r1 < N, a1);
-#pragma unroll
-    for (int f = 0; f < MF; ++f) {
-      const int m = m_base + 8 * f + g;
-      if (kv && m < M) {
-        const uint4* p = reinterpret_cast<const uint4*>(x + (size_t)m * K + k);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const uint4 u = p[q];
-          xb[f][2 * q] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv[f]);
-          xb[f][2 * q + 1] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv[f]);
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) xb[f][j] = 0u;
-      }
-    }
+  __device__ __forceinline__ void params(Params& p, int kb) const {
+    const int gi = min((kb + 32 * (int)(threadIdx.x & 3)) >> group_shift, (K >> group_shift) - 1);
+    p.lut0 = __ldg(&qc_w4a8_lut_table[qc_w4a8_lut_index(fmt, __ldg(erow0 + gi))]);
+    p.lut1 = __ldg(&qc_w4a8_lut_table[qc_w4a8_lut_index(fmt, __ldg(erow1 + gi))]);
+  }
+
+  __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const { rows.copy(sw, kb, k_end, K); }
+
+  __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params& p, uint32_t (&a)[4][4]) const {
+    const int rl = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2), t = threadIdx.x & 3;
+    const uint4 p0 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl, t));
+    const uint4 p1 = *reinterpret_cast<const uint4*>(sw + qc_w_read_offset_w4a8(rl + 8, t));
+    const uint32_t lut0[4] = {p.lut0.x, p.lut0.y, p.lut0.z, p.lut0.w};
+    const uint32_t lut1[4] = {p.lut1.x, p.lut1.y, p.lut1.z, p.lut1.w};
+    uint32_t a0[8], a1[8];
+    qc_w4a8_convert8(p0.x, lut0, &a0[0], &a0[1]);
+    qc_w4a8_convert8(p0.y, lut0, &a0[2], &a0[3]);
+    qc_w4a8_convert8(p0.z, lut0, &a0[4], &a0[5]);
+    qc_w4a8_convert8(p0.w, lut0, &a0[6], &a0[7]);
+    qc_w4a8_convert8(p1.x, lut1, &a1[0], &a1[1]);
+    qc_w4a8_convert8(p1.y, lut1, &a1[2], &a1[3]);
+    qc_w4a8_convert8(p1.z, lut1, &a1[4], &a1[5]);
+    qc_w4a8_convert8(p1.w, lut1, &a1[6], &a1[7]);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const uint32_t a[4] = {a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1]};
-#pragma unroll
-      for (int f = 0; f < MF; ++f) {
-        const uint32_t b[2] = {xb[f][2 * i], xb[f][2 * i + 1]};
-        qc_mma_e4m3(acc[f], a, b);
-      }
+      a[i][0] = a0[2 * i];
+      a[i][1] = a1[2 * i];
+      a[i][2] = a0[2 * i + 1];
+      a[i][3] = a1[2 * i + 1];
     }
   }
-  qc_store_tile<MF>(acc, m_base, r0, r1, M, N, y, ws, epi);
-}
+
+  // conversion task (r, i) of this thread (pipeline_layout.h): chunks 4t + i of token row r, 32
+  // halves -> 32 E4M3 bytes, fp8(x * (1 / s)) as before; written as matrix rows (i, 0) and (i, 1)
+  // (word t = k 32t + 8i + 4h .. + 3) into its chunks i and 4 + i, ready for ldmatrix
+  template <int MF>
+  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&)[MF]) const {
+    if (MF < 4 && threadIdx.x >= 32 * MF) return;  // 32 MF tasks
+    const int r = qc_w4a8_task_row(threadIdx.x, MF), i = qc_w4a8_task_i(threadIdx.x, MF);
+    uint32_t m0[4], m1[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const uint4 u = *reinterpret_cast<const uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_task_chunk(i, t))));
+      m0[t] = qc_fp8x4(qc_as_h2(u.x), qc_as_h2(u.y), inv);
+      m1[t] = qc_fp8x4(qc_as_h2(u.z), qc_as_h2(u.w), inv);
+    }
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(i, 0)))) =
+        make_uint4(m0[0], m0[1], m0[2], m0[3]);
+    *reinterpret_cast<uint4*>(sx + qc_x_offset(r, qc_x_slot(r, qc_w4a8_matrix_chunk(i, 1)))) =
+        make_uint4(m1[0], m1[1], m1[2], m1[3]);
+  }
+
+  // two ldmatrix.x4 per token fragment: register j of load p is b[2p + j / 2][j % 2]
+  template <int MF>
+  __device__ __forceinline__ void b_frags(const uint8_t* sx, int, int f, uint32_t (&b)[4][2]) const {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      uint32_t d[4];
+      qc_ldmatrix_x4(d, sx + qc_w4a8_ldsm_offset(f, p, lane));
+      b[2 * p][0] = d[0];
+      b[2 * p][1] = d[1];
+      b[2 * p + 1][0] = d[2];
+      b[2 * p + 1][1] = d[3];
+    }
+  }
+
+  __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    qc_mma_e4m3(c, a, b);
+  }
+};
 
 // Per-token scale: amax(|x[m, :]|) / 448, or 1 when that is 0 or not finite.
 __global__ void __launch_bounds__(256) qc_row_scale_kernel(const __half* __restrict__ x, int K,
@@ -147,9 +190,9 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
 
   const size_t rows_bytes = per_token ? qc_align256((size_t)M * sizeof(float)) : 0;
   if (per_token && (!workspace || workspace_bytes < rows_bytes)) return QC_ERR_WORKSPACE;
-  qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, 128), M, N, K, rows_bytes, workspace, workspace_bytes);
+  qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, QC_W4A8_K_BLOCK), M, N, K, rows_bytes, workspace,
+                               workspace_bytes);
   float* row_scale = per_token ? static_cast<float*>(workspace) : nullptr;
-  float* ws = p.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace) + rows_bytes) : nullptr;
   cudaStream_t s = stream;
   const __half* xh = static_cast<const __half*>(x);
   if (per_token) {
@@ -158,20 +201,14 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
   }
   QcEpilogue epi{nullptr, static_cast<const float*>(channel_scale),
                  per_token ? nullptr : static_cast<const float*>(act_scale), row_scale};
-  const int m_tile = 8 * p.m_frags;
-  const unsigned gy = (unsigned)((M + m_tile - 1) / m_tile);
-  if (gy > 65535u) return QC_ERR_SHAPE;
-  dim3 grid((unsigned)((N + QC_TILE_N - 1) / QC_TILE_N), gy, (unsigned)p.splits);
-  const uint8_t* wb = static_cast<const uint8_t*>(w);
-  const int8_t* ge = static_cast<const int8_t*>(group_exp);
-  __half* yh = static_cast<__half*>(y);
-  const int gs = qc_group_shift(group_size);
-  switch (p.m_frags) {
-    case 1: qc_w4a8_kernel<1><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-    case 2: qc_w4a8_kernel<2><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-    default: qc_w4a8_kernel<4><<<grid, 128, 0, s>>>(xh, wb, ge, yh, ws, M, N, K, gs, format, p.k_chunk, epi); break;
-  }
-  if (qc_cuda_status() != QC_OK) return QC_ERR_CUDA;
-  qc_launch_reduce(p, ws, M, N, epi, yh, s);
-  return qc_cuda_status();
+  W4A8Op op{};
+  op.w = static_cast<const uint8_t*>(w);
+  op.gexp = static_cast<const int8_t*>(group_exp);
+  op.N = N;
+  op.K = K;
+  op.group_shift = qc_group_shift(group_size);
+  op.fmt = format;
+  op.epi = epi;
+  void* ws = p.splits > 1 ? static_cast<char*>(workspace) + rows_bytes : nullptr;
+  return qc_launch_pipe(p, xh, static_cast<__half*>(y), ws, M, N, K, op, epi, s);
 }

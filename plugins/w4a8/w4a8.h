@@ -23,8 +23,8 @@ int qc_w4a8_check_shape(int M, int N, int K, int group_size, int format, int act
  * [QC_W4A8_EXP_MIN_FP4 (-8) or _INT4 (-9), 0], the range where the FP8 conversion is exact. */
 int qc_w4a8_check_group_exp(const int8_t* group_exp, long long count, int format);
 
-/* Split-K partial sums plus, per token, M fp32 row scales; non-decreasing in M (enough for every
- * M' <= M). */
+/* Per token, M fp32 row scales, then the split-K partial sums and per-tile counters; non-decreasing
+ * in M (enough for every M' <= M). */
 size_t qc_w4a8_workspace_size(int M, int N, int K, int group_size, int act_quant);
 
 /* x fp16 [M,K], w uint8 [N,K/2], group_exp int8 [N,K/g], channel_scale fp32 [N], act_scale fp32

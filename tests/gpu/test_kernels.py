@@ -212,10 +212,21 @@ def test_w4a8(fmt, act, m, n, k):
     assert err < TOL_W4A8, f"relative error {err:.3g}"
 
 
-@pytest.mark.parametrize(
-    "m,n,k,group",
-    [(3, 24, 96, 32), (17, 72, 160, 32), (5, 8, 64, 64), (33, 136, 192, 64), (17, 48, 192, 64)],
-)
+# (m, n, k, group): partial N/M tiles, K tails, fewer K blocks than pipeline stages; the last two
+# split K in the launch (one 64-channel tile, M = 1 or 3) over 33 blocks of 128 k, the last block
+# half empty (K = 4160 = 32.5 x 128): slices of 9 blocks, the last slice shorter.
+ODD_SHAPES = [
+    (3, 24, 96, 32),
+    (17, 72, 160, 32),
+    (5, 8, 64, 64),
+    (33, 136, 192, 64),
+    (17, 48, 192, 64),
+    (1, 64, 4160, 64),
+    (3, 128, 4160, 32),
+]
+
+
+@pytest.mark.parametrize("m,n,k,group", ODD_SHAPES)
 def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
     """Partial N/M tiles and a K tail; workspace of 16 bytes forces the unsplit path."""
     x = randn_x(m, k, n, group)
@@ -249,6 +260,36 @@ def test_odd_valid_shapes_and_no_workspace(m, n, k, group):
                 )
             )
             assert rel_err(y, w4a8_reference(x, wt8, "per_tensor", s)) < TOL_W4A8
+
+
+@pytest.mark.parametrize("fmt,layout", [("int4", 1), ("int4", 2), ("uint4", 2), ("fp4_e2m1", 1)])
+def test_split_k_in_one_launch_with_a_dirty_workspace(fmt, layout):
+    """Split-K finishes inside the launch: per-tile counters in the workspace, zeroed by the launch
+    itself, so a workspace full of garbage (every byte 0xFF: counters -1, partial sums NaN) gives the
+    right result, and so does a second launch on the same workspace; the last CTA of a tile adds
+    the slices in a fixed order, so both launches agree bit for bit."""
+    m, n, k, group = 2, 128, 4096, 64
+    wt = weights("w4a16", fmt, n, k, group)
+    w = wt["w4_v2"] if layout == 2 else wt["w4"]
+    x = randn_x(m, k, fmt, layout, "dirty")
+    size = LIB.qc_w4a16_workspace_size(m, n, k, group)
+    assert size > 0, "this shape is meant to split K"
+    ws = torch.full((size,), 0xFF, dtype=torch.uint8, device=DEV)
+    outs = []
+    for _ in range(2):
+        y = poisoned(m, n)
+        run(abi.w4a16(LIB, x, w, wt["scales"], wt["zeros"], y, group, fmt, ws, layout=layout))
+        err = rel_err(y, x.float() @ wt["w"].T)
+        assert err < TOL_F16, f"relative error {err:.3g}"
+        outs.append(y)
+    assert torch.equal(outs[0], outs[1])
+    if cc() >= 89 and fmt != "uint4":
+        wt8 = weights("w4a8", fmt, n, k, group)
+        size8 = LIB.qc_w4a8_workspace_size(m, n, k, group, abi.ACT["per_token"])
+        ws8 = torch.full((size8,), 0xFF, dtype=torch.uint8, device=DEV)
+        y = poisoned(m, n)
+        run(abi.w4a8(LIB, x, wt8["w4"], wt8["exps"], wt8["cscale"], None, y, group, fmt, "per_token", ws8))
+        assert rel_err(y, w4a8_reference(x, wt8, "per_token", None)) < TOL_W4A8
 
 
 def test_bad_shapes_and_alignment_rejected():
