@@ -369,12 +369,25 @@ def compile_command(
             progress.close()
 
 
-def _samples_from_model(model) -> bool:
+def _samples_from_model(model, settings) -> bool:
+    """Whether, without data, qcompile will sample its calibration text from the model (a hint for the
+    measured default only: a model that does not load is refused by compile()'s validation)."""
     import onnx_ir as ir
 
+    from qcompile.defaults import WITHOUT_DATA_SAMPLED
     from qcompile.synthetic_calibration import samples_from_model
 
-    return samples_from_model(ir.load(model))  # weights stay on disk: ir.load reads them lazily
+    precision = settings.recipe.get("precision")
+    if (
+        settings.run["calib"] is not None
+        or not isinstance(precision, str)
+        or precision not in WITHOUT_DATA_SAMPLED
+    ):
+        return False
+    try:
+        return samples_from_model(ir.load(model))  # weights stay on disk: ir.load reads them lazily
+    except Exception:  # noqa: BLE001 - validation reports it with its one-line error
+        return False
 
 
 def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
@@ -383,7 +396,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     from qcompile.recipe import Recipe
 
     fields, note = measured_default(
-        settings.recipe, settings.run["calib"], settings.run["calib"] is None and _samples_from_model(model)
+        settings.recipe, settings.run["calib"], _samples_from_model(model, settings)
     )
     if note:
         logger.debug(note)  # the recipe in the report says which algorithm ran
