@@ -6,4 +6,4 @@
 inline size_t qc_sm90_align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 // Multiprocessor count of the current device, or -1 when it cannot be read.
-int qc_sm90_sm_count();
+__attribute__((visibility("hidden"))) int qc_sm90_sm_count();
