@@ -94,7 +94,7 @@ struct MixedGemm {
     args.epilogue.dC = sy;
     args.epilogue.ptr_D = static_cast<ElementY*>(y);
     args.epilogue.dD = sy;
-    args.hw_info.device_id = 0;
+    if (cudaGetDevice(&args.hw_info.device_id) != cudaSuccess) args.hw_info.device_id = 0;
     args.hw_info.sm_count = sm_count;
     args.scheduler.decomposition_mode = stream_k ? Decomposition::Heuristic : Decomposition::DataParallel;
     return args;
