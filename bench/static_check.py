@@ -44,6 +44,7 @@ SOURCES = {
 # CUTLASS SM90 mixed-input GEMMs (plugins/sm90): sm_90a only.
 CUTLASS_SOURCES = {
     "sm90/qc_sm90_w4a16.cu": ("90a",),
+    "sm90/qc_sm90_w4a16_shuffled.cu": ("90a",),
     "sm90/qc_sm90_w4a8.cu": ("90a",),
 }
 MMA = re.compile(r"\b([HQI]G?MMA)\.(\d+(?:x\d+x\d+)?)")

@@ -33,7 +33,8 @@ int qc_sm90_available(void);
 size_t qc_sm90_w4a16_workspace_size(int M, int N, int K, int group_size, int format, int has_zeros);
 
 /* qc_w4a16_gemm's arguments. Takes INT4 (ConvertAndScale) and UINT4 with or without zeros
- * (ConvertAndScaleWithZero) in layout 1, group size 64 or 128; everything else falls back. */
+ * (ConvertAndScaleWithZero) in layout 1 (nibble) or 3 (int4_sm90, N a multiple of 16), group size 64
+ * or 128; everything else (FP4, layout 2, group 32) falls back. */
 int qc_sm90_w4a16_gemm(const void* x, const void* w, const void* scales, const void* zeros, void* y,
                        int M, int N, int K, int group_size, int format, int layout, void* workspace,
                        size_t workspace_bytes, struct CUstream_st* stream);

@@ -1,116 +1,26 @@
-// W4A16 on Hopper (sm_90a): CUTLASS's SM90 mixed-input GEMM, INT4 / UINT4 weights in layout 1
-// (nibble; CUTLASS's int4b_t / uint4b_t packing is the same: element 2j in bits 0-3 of byte j).
-//   INT4:  ConvertAndScale, w = fp16(q * s): one rounding, the weights of qc_w4a16_gemm bit for bit.
-//   UINT4: ConvertAndScaleWithZero, w = fp16(fp16(u * s) + z'), z' = fp16(-zero * s) per group,
-//          precomputed here: up to three roundings where the other kernels round (u - zero) * s
-//          once (README.md: tolerance).
-#include <cuda_fp16.h>
-
-#include "qc_sm90_gemm.h"
-#include "sm90_common.h"
-#include "sm90_mixed_gemm.cuh"
+// W4A16 on Hopper (sm_90a), the entry point: CUTLASS's SM90 mixed-input GEMM for INT4 / UINT4 in
+// layout 1 (nibble; CUTLASS's int4b_t / uint4b_t packing is the same: element 2j in bits 0-3 of
+// byte j) and, through qc_sm90_w4a16_shuffled.cu, layout 3 (int4_sm90). Launch and numerics:
+// sm90_w4a16_launch.cuh.
+#include "sm90_w4a16_launch.cuh"
 
 namespace {
-
-using Int4Gemm16 = qc_sm90::MixedGemm<cute::tuple<cutlass::int4b_t, cutlass::half_t>, cutlass::half_t, 16>;
-using Int4Gemm128 = qc_sm90::MixedGemm<cute::tuple<cutlass::int4b_t, cutlass::half_t>, cutlass::half_t, 128>;
-using Uint4Gemm16 =
-    qc_sm90::MixedGemm<cute::tuple<cutlass::uint4b_t, cutlass::half_t, cutlass::half_t>, cutlass::half_t, 16>;
-using Uint4Gemm128 =
-    qc_sm90::MixedGemm<cute::tuple<cutlass::uint4b_t, cutlass::half_t, cutlass::half_t>, cutlass::half_t, 128>;
-
-// scales [N, G] -> scales_t [G, N]; with zeros_t: zeros_t[j, n] = fp16(-zero[n, j] * s[n, j])
-// (0 without zeros): the fp32 product of an 8-bit integer and an fp16 is exact, one rounding.
-__global__ void __launch_bounds__(256) qc_sm90_w4a16_prep(const __half* __restrict__ scales,
-                                                          const uint8_t* __restrict__ zeros, int N, int G,
-                                                          __half* __restrict__ scales_t,
-                                                          __half* __restrict__ zeros_t) {
-  __shared__ __half s_tile[32][33];
-  __shared__ __half z_tile[32][33];
-  const int n0 = blockIdx.x * 32, j0 = blockIdx.y * 32;
-  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;  // 32 x 8
-  for (int r = ty; r < 32; r += 8) {
-    const int n = n0 + r, j = j0 + tx;
-    if (n < N && j < G) {
-      const __half s = scales[(size_t)n * G + j];
-      s_tile[r][tx] = s;
-      const float z = zeros ? (float)zeros[(size_t)n * G + j] : 0.0f;
-      z_tile[r][tx] = __float2half_rn(z == 0.0f ? 0.0f : -z * __half2float(s));
-    }
-  }
-  __syncthreads();
-  for (int r = ty; r < 32; r += 8) {
-    const int j = j0 + r, n = n0 + tx;
-    if (n < N && j < G) {
-      scales_t[(size_t)j * N + n] = s_tile[tx][r];
-      if (zeros_t) zeros_t[(size_t)j * N + n] = z_tile[tx][r];
-    }
-  }
-}
 
 struct Plan {
   bool taken;
   bool uint4;
-  bool small;  // 16-token tile (M <= 16), else 128
+  bool small;     // 16-token tile (M <= 16), else 128
+  bool shuffled;  // layout 3 (int4_sm90)
 };
 
 Plan plan(int M, int N, int K, int group_size, int format, int layout) {
-  Plan p{false, format == QC_FMT_UINT4, M <= 16};
-  // K tile 64: the group must be a multiple of it (CUTLASS reloads scales per K tile).
-  p.taken = M > 0 && N > 0 && N % 8 == 0 && K > 0 && layout == 1 &&
+  Plan p{false, format == QC_FMT_UINT4, M <= 16, layout == 3};
+  // K tile 64: the group must be a multiple of it (CUTLASS reloads scales per K tile). Layout 3
+  // (int4_sm90) is cut in 16 x 16 atoms.
+  p.taken = M > 0 && N > 0 && N % 8 == 0 && K > 0 && (layout == 1 || (layout == 3 && N % 16 == 0)) &&
             (format == QC_FMT_INT4 || format == QC_FMT_UINT4) && (group_size == 64 || group_size == 128) &&
             K % group_size == 0;
   return p;
-}
-
-template <class G>
-size_t cutlass_bytes(int M, int N, int K, int group_size, int sm_count) {
-  const auto args = G::arguments(nullptr, nullptr, nullptr, nullptr, nullptr, M, N, K, group_size, sm_count, true);
-  return G::Gemm::get_workspace_size(args);
-}
-
-// CUTLASS's stream-K workspace depends on M only through the number of token tiles.
-template <class G>
-size_t cutlass_bytes_upto(int M, int N, int K, int group_size, int sm_count, int tile) {
-  size_t most = 0;
-  for (int t = 1; (t - 1) * tile < M; ++t) {
-    const size_t b = cutlass_bytes<G>(t * tile < M ? t * tile : M, N, K, group_size, sm_count);
-    most = b > most ? b : most;
-  }
-  return most;
-}
-
-size_t scale_bytes(int N, int K, int group_size, bool uint4) {
-  const size_t one = qc_sm90_align256((size_t)N * (K / group_size) * sizeof(__half));
-  return uint4 ? 2 * one : one;
-}
-
-template <class G>
-int launch(const void* x, const void* w, const void* scales, const void* zeros, void* y, int M, int N, int K,
-           int group_size, int sm_count, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  const bool uint4 = !cute::is_void_v<typename G::Mainloop::ElementZero>;
-  const size_t sb = scale_bytes(N, K, group_size, uint4);
-  auto* scales_t = static_cast<__half*>(workspace);
-  auto* zeros_t = uint4 ? reinterpret_cast<__half*>(static_cast<char*>(workspace) + sb / 2) : nullptr;
-  void* ws = static_cast<char*>(workspace) + sb;
-  const size_t ws_bytes = workspace_bytes - sb;
-  auto args = G::arguments(x, w, scales_t, zeros_t, y, M, N, K, group_size, sm_count, true);
-  if (G::Gemm::get_workspace_size(args) > ws_bytes)  // too small for stream-K: one CTA per tile
-    args = G::arguments(x, w, scales_t, zeros_t, y, M, N, K, group_size, sm_count, false);
-  args.epilogue.thread.alpha = 1.0f;
-  args.epilogue.thread.beta = 0.0f;
-  typename G::Gemm gemm;
-  if (gemm.can_implement(args) != cutlass::Status::kSuccess || G::Gemm::get_workspace_size(args) > ws_bytes)
-    return QC_SM90_FALLBACK;
-
-  const int groups = K / group_size;
-  const dim3 grid((unsigned)((N + 31) / 32), (unsigned)((groups + 31) / 32));
-  qc_sm90_w4a16_prep<<<grid, 256, 0, stream>>>(static_cast<const __half*>(scales),
-                                               static_cast<const uint8_t*>(zeros), N, groups, scales_t, zeros_t);
-  if (cudaGetLastError() != cudaSuccess) return QC_ERR_CUDA;
-  if (gemm.initialize(args, ws, stream) != cutlass::Status::kSuccess) return QC_ERR_CUDA;
-  if (gemm.run(stream) != cutlass::Status::kSuccess) return QC_ERR_CUDA;
-  return cudaGetLastError() == cudaSuccess ? QC_OK : QC_ERR_CUDA;
 }
 
 }  // namespace
@@ -120,14 +30,11 @@ extern "C" size_t qc_sm90_w4a16_workspace_size(int M, int N, int K, int group_si
   const Plan p = plan(M, N, K, group_size, format, 1);
   const int sm_count = qc_sm90_sm_count();
   if (!p.taken || sm_count <= 0) return 0;
-  const size_t cut = p.uint4 ? (M <= 16 ? cutlass_bytes_upto<Uint4Gemm16>(M, N, K, group_size, sm_count, 16)
-                                        : cutlass_bytes_upto<Uint4Gemm128>(M, N, K, group_size, sm_count, 128))
-                             : (M <= 16 ? cutlass_bytes_upto<Int4Gemm16>(M, N, K, group_size, sm_count, 16)
-                                        : cutlass_bytes_upto<Int4Gemm128>(M, N, K, group_size, sm_count, 128));
-  // every M' <= M: below 17 tokens the 16-token kernel runs
-  const size_t small = (M > 16) ? (p.uint4 ? cutlass_bytes_upto<Uint4Gemm16>(16, N, K, group_size, sm_count, 16)
-                                           : cutlass_bytes_upto<Int4Gemm16>(16, N, K, group_size, sm_count, 16))
-                                : 0;
+  // CUTLASS's part depends on the tile scheduler only (tile shape, problem, SMs), the same for the
+  // layout 1 and layout 3 kernels and for INT4 and UINT4; below 17 tokens the 16-token kernel runs.
+  const size_t cut = M <= 16 ? cutlass_bytes_upto<Int4Gemm<false, 16>>(M, N, K, group_size, sm_count, 16)
+                             : cutlass_bytes_upto<Int4Gemm<false, 128>>(M, N, K, group_size, sm_count, 128);
+  const size_t small = M > 16 ? cutlass_bytes_upto<Int4Gemm<false, 16>>(16, N, K, group_size, sm_count, 16) : 0;
   return scale_bytes(N, K, group_size, p.uint4) + (cut > small ? cut : small);
 }
 
@@ -141,14 +48,9 @@ extern "C" int qc_sm90_w4a16_gemm(const void* x, const void* w, const void* scal
     return QC_SM90_FALLBACK;
   const int sm_count = qc_sm90_sm_count();
   if (sm_count <= 0) return QC_ERR_CUDA;
-  cudaStream_t s = stream;
-  if (p.uint4)
-    return p.small ? launch<Uint4Gemm16>(x, w, scales, zeros, y, M, N, K, group_size, sm_count, workspace,
-                                         workspace_bytes, s)
-                   : launch<Uint4Gemm128>(x, w, scales, zeros, y, M, N, K, group_size, sm_count, workspace,
-                                          workspace_bytes, s);
-  return p.small ? launch<Int4Gemm16>(x, w, scales, nullptr, y, M, N, K, group_size, sm_count, workspace,
-                                      workspace_bytes, s)
-                 : launch<Int4Gemm128>(x, w, scales, nullptr, y, M, N, K, group_size, sm_count, workspace,
-                                       workspace_bytes, s);
+  if (p.shuffled)
+    return qc_sm90_w4a16_run_shuffled(p.uint4, p.small, x, w, scales, zeros, y, M, N, K, group_size, sm_count,
+                                      workspace, workspace_bytes, stream);
+  return run<false>(p.uint4, p.small, x, w, scales, zeros, y, M, N, K, group_size, sm_count, workspace,
+                    workspace_bytes, stream);
 }

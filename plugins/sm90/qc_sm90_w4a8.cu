@@ -41,7 +41,7 @@ using Fusion = Sm90EVT<
 
 template <int TokenTile>
 using Fp4Gemm = qc_sm90::MixedGemm<cute::tuple<cutlass::int4b_t, cutlass::Array<cutlass::float_e4m3_t, 8>>,
-                                   cutlass::float_e4m3_t, TokenTile, Fusion<TokenTile>>;
+                                   cutlass::float_e4m3_t, TokenTile, false, Fusion<TokenTile>>;
 
 // One CTA per token row: s = amax|x[m, :]| / 448 (1 where that is 0 or not finite) per token, or
 // *act_scale; writes s[m] and xq[m, :] = fp8(x * (1 / s)), round to nearest even, saturating.

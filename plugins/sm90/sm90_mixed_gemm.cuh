@@ -27,11 +27,23 @@ using namespace cute;
 // Activations (B): ElementX, K-major [M, K]. Output: fp16, column-major [N, M] = row-major y.
 // TokenTile: the CTA's token extent (wgmma N); the weight extent is 128 (two consumer warpgroups
 // of 64 rows, cooperative schedule); K tile 128 bytes of the MMA type (64 fp16 / 128 fp8).
+// The int4_sm90 weight layout (docs/LAYOUTS.md, version 3): CUTLASS's
+// compute_memory_reordering_atom<half_t, Layout<(1,1)>, Layout<(2,4):(4,1)>>() written out (its
+// CuTe print: (((_8,_2),_1),((_2,_4,_2),_1)):(((_32,_1),_0),((_4,_8,_2),_0))): one wgmma thread's 8
+// weights in one 32-bit word, in the order of CUTLASS's [0,2,4,6,1,3,5,7] INT4 -> FP16 converter;
+// tiled over [N, K] with tile_to_shape (N-tiles fastest).
+using ShuffleAtom = Layout<Shape<Shape<Shape<_8, _2>, _1>, Shape<Shape<_2, _4, _2>, _1>>,
+                           Stride<Stride<Stride<_32, _1>, _0>, Stride<Stride<_4, _8, _2>, _0>>>;
+
+// Shuffled: the weights in the int4_sm90 layout (else layout 1, [N, K/2] row-major nibbles).
 // Fusion: the epilogue's fusion callbacks (default: D' = acc, alpha 1, no C).
-template <class WTuple, class ElementX, int TokenTile,
+template <class WTuple, class ElementX, int TokenTile, bool Shuffled = false,
           class Fusion = cutlass::epilogue::fusion::LinearCombination<cutlass::half_t, float, void, float>>
 struct MixedGemm {
-  using LayoutW = cutlass::layout::RowMajor;     // A [N, K], K contiguous
+  using StrideWRow = cutlass::detail::TagToStrideA_t<cutlass::layout::RowMajor>;
+  using LayoutWShuffled = decltype(tile_to_shape(ShuffleAtom{}, Layout<Shape<int, int, int>, StrideWRow>{}));
+  // A [N, K], K contiguous (a cute Layout in place of the tag when shuffled)
+  using LayoutW = cute::conditional_t<Shuffled, LayoutWShuffled, cutlass::layout::RowMajor>;
   using LayoutX = cutlass::layout::ColumnMajor;  // B [K, M] column-major = x [M, K] row-major
   using LayoutY = cutlass::layout::ColumnMajor;  // D' [N, M] column-major = y [M, N] row-major
   using ElementW = cute::remove_cvref_t<decltype(get<0>(WTuple{}))>;
@@ -72,7 +84,6 @@ struct MixedGemm {
   static Arguments arguments(const void* x, const void* w, const void* scales_t, const void* zeros_t,
                              void* y, int M, int N, int K, int group_size, int sm_count, bool stream_k) {
     const int groups = K / group_size;
-    const auto sw = cutlass::make_cute_packed_stride(StrideW{}, make_shape(N, K, 1));
     const auto sx = cutlass::make_cute_packed_stride(StrideX{}, make_shape(M, K, 1));
     const auto sy = cutlass::make_cute_packed_stride(StrideY{}, make_shape(N, M, 1));
     const auto ss = cutlass::make_cute_packed_stride(StrideS{}, make_shape(N, groups, 1));
@@ -81,7 +92,10 @@ struct MixedGemm {
     args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
     args.problem_shape = {N, M, K, 1};
     args.mainloop.ptr_A = static_cast<const ElementW*>(w);
-    args.mainloop.dA = sw;
+    if constexpr (Shuffled)
+      args.mainloop.dA = tile_to_shape(ShuffleAtom{}, make_shape(N, K, 1));
+    else
+      args.mainloop.dA = cutlass::make_cute_packed_stride(StrideW{}, make_shape(N, K, 1));
     args.mainloop.ptr_B = static_cast<const ElementX*>(x);
     args.mainloop.dB = sx;
     args.mainloop.ptr_S = static_cast<const ElementScale*>(scales_t);

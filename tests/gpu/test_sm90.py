@@ -32,6 +32,7 @@ from test_kernels import (  # noqa: E402  (the references and weights of the mma
     TOL_F16,
     TOL_W4A8,
     cc,
+    gpu,
     poisoned,
     randn_x,
     rel_err,
@@ -39,6 +40,8 @@ from test_kernels import (  # noqa: E402  (the references and weights of the mma
     w4a8_reference,
     weights,
 )
+
+from qcompile import packing, packing_sm90  # noqa: E402
 
 TOL_SM90_ZERO = 3e-3
 MS = [1, 16, 17, 64, 512]  # 17: the first M of the 128-token tile kernel
@@ -83,6 +86,34 @@ def test_sm90_w4a8(fmt, act, m, n, k):
     run(abi.sm90_w4a8(LIB, x, wt["w4"], wt["exps"], wt["cscale"], act_scale, y, 128, fmt, act))
     err = rel_err(y, w4a8_reference(x, wt, act, act_scale))
     assert err < TOL_W4A8, f"relative error {err:.3g}"
+
+
+def int4_sm90_bytes(wt):
+    """The layout 3 (int4_sm90) bytes of a weight set's codes (packed as layout 1 by weights())."""
+    if "w4_sm90" not in wt:
+        codes = packing.unpack_nibbles(wt["w4"].cpu().numpy())
+        wt["w4_sm90"] = gpu(packing_sm90.pack_int4_sm90(codes))
+    return wt["w4_sm90"]
+
+
+@pytest.mark.parametrize(
+    "fmt,group,m,n,k",
+    [(f, g, *c) for f, g in (("int4", 128), ("uint4", 64)) for c in CASES]
+    + [("int4", 64, 17, 48, 192), ("uint4", 128, 3, 16, 256)],
+)
+def test_sm90_w4a16_int4_sm90_layout(fmt, group, m, n, k):
+    """Layout 3 (int4_sm90): the same FP16 weights in the same wgmma slots as layout 1, so INT4 gives
+    the same bits; UINT4's zero mode may contract differently around the other converter (tolerance)."""
+    wt = weights("w4a16", fmt, n, k, group)
+    x = randn_x(m, k, fmt, group, n, "v3")
+    y1, y3 = poisoned(m, n), poisoned(m, n)
+    run(abi.sm90_w4a16(LIB, x, wt["w4"], wt["scales"], wt["zeros"], y1, group, fmt))
+    run(abi.sm90_w4a16(LIB, x, int4_sm90_bytes(wt), wt["scales"], wt["zeros"], y3, group, fmt, layout=3))
+    tol = TOL_SM90_ZERO if wt["zeros"] is not None else TOL_F16
+    err = rel_err(y3, x.float() @ wt["w"].T)
+    assert err < tol, f"relative error {err:.3g} (tolerance {tol})"
+    if wt["zeros"] is None:
+        assert torch.equal(y3, y1), f"layout 3 differs from layout 1: {rel_err(y3, y1.float()):.3g}"
 
 
 def test_sm90_without_stream_k_workspace():
