@@ -43,6 +43,8 @@ extern "C" int qc_sm90_w4a16_gemm(const void* x, const void* w, const void* scal
                                   size_t workspace_bytes, struct CUstream_st* stream) {
   const Plan p = plan(M, N, K, group_size, format, layout);
   if (!p.taken || !qc_sm90_available() || !x || !w || !scales || !y) return QC_SM90_FALLBACK;
+  // TMA: 16-byte aligned global addresses (qc_w4a16_gemm asks y for 2 bytes only)
+  if (((size_t)x & 15) || ((size_t)w & 15) || ((size_t)y & 15)) return QC_SM90_FALLBACK;
   if (zeros && !p.uint4) return QC_SM90_FALLBACK;
   if (!workspace || workspace_bytes < scale_bytes(N, K, group_size, p.uint4) || ((size_t)workspace & 15))
     return QC_SM90_FALLBACK;

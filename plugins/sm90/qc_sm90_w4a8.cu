@@ -180,6 +180,9 @@ extern "C" int qc_sm90_w4a8_gemm(const void* x, const void* w, const void* group
   if (!taken(M, N, K, group_size, format) || !qc_sm90_available()) return QC_SM90_FALLBACK;
   if (!x || !w || !group_exp || !channel_scale || !y || (!per_token && !act_scale)) return QC_SM90_FALLBACK;
   if (act_quant != QC_ACT_PER_TOKEN && act_quant != QC_ACT_PER_TENSOR) return QC_SM90_FALLBACK;
+  // TMA and the epilogue's 16-byte vector loads (qc_w4a8_gemm asks y for 2 bytes, channel_scale for 4)
+  if (((size_t)x & 15) || ((size_t)w & 15) || ((size_t)y & 15) || ((size_t)channel_scale & 15))
+    return QC_SM90_FALLBACK;
   if (!workspace || ((size_t)workspace & 15) || workspace_bytes < layout(M, N, K, group_size).fixed)
     return QC_SM90_FALLBACK;
   const int sm_count = qc_sm90_sm_count();

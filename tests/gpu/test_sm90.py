@@ -130,8 +130,8 @@ def test_sm90_without_stream_k_workspace():
 
 
 def test_sm90_declines_what_it_does_not_take():
-    """FP4 in W4A16, layout 2, group 32, INT4 in W4A8, group 64 in W4A8, a too small workspace:
-    SM90_FALLBACK, and the output is not written."""
+    """FP4 in W4A16, layout 2, group 32, INT4 in W4A8, group 64 in W4A8, a too small workspace, an
+    output not 16-byte aligned: SM90_FALLBACK, and the output is not written."""
     m, n, k = 4, 64, 256
     x = randn_x(m, k, "fallback")
     tiny = torch.empty(16, dtype=torch.uint8, device="cuda")
@@ -152,8 +152,13 @@ def test_sm90_declines_what_it_does_not_take():
     f8 = weights("w4a8", "fp4_e2m1", n, k, 64)
     status = abi.sm90_w4a8(LIB, x, f8["w4"], f8["exps"], f8["cscale"], s, y, 64, "fp4_e2m1", "per_tensor")
     assert status == abi.SM90_FALLBACK
+    # an output only 2-byte aligned (enough for qc_w4a16_gemm, not for a TMA store)
+    shifted = torch.full((m * n + 8,), float("nan"), dtype=torch.float16, device="cuda")[1 : 1 + m * n].view(
+        m, n
+    )
+    assert abi.sm90_w4a16(LIB, x, i4["w4"], i4["scales"], None, shifted, 128, "int4") == abi.SM90_FALLBACK
     torch.cuda.synchronize()
-    assert torch.isnan(y).all(), "a declined call wrote to the output"
+    assert torch.isnan(y).all() and torch.isnan(shifted).all(), "a declined call wrote to the output"
 
 
 @pytest.mark.parametrize("n,k", [(4096, 4096), (11008, 4096)])
