@@ -111,3 +111,59 @@ def w4a8(
         ws.numel(),
         _stream(),
     )
+
+
+# sm_90a CUTLASS path (plugins/sm90): the same arguments as qc_w4a16_gemm / qc_w4a8_gemm; a call it
+# does not take returns SM90_FALLBACK and writes nothing.
+SM90_FALLBACK = -1
+
+
+def _sm90_signatures(lib) -> None:
+    lib.qc_sm90_available.argtypes = []
+    lib.qc_sm90_w4a16_workspace_size.argtypes = [_I, _I, _I, _I, _I, _I]
+    lib.qc_sm90_w4a16_workspace_size.restype = _S
+    lib.qc_sm90_w4a8_workspace_size.argtypes = [_I, _I, _I, _I, _I, _I]
+    lib.qc_sm90_w4a8_workspace_size.restype = _S
+    lib.qc_sm90_w4a16_gemm.argtypes = lib.qc_w4a16_gemm.argtypes
+    lib.qc_sm90_w4a8_gemm.argtypes = lib.qc_w4a8_gemm.argtypes
+
+
+def sm90_available(lib) -> bool:
+    _sm90_signatures(lib)
+    return bool(lib.qc_sm90_available())
+
+
+def sm90_w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
+    _sm90_signatures(lib)
+    m, k = x.shape
+    n = y.shape[1]
+    if workspace is None:
+        size = lib.qc_sm90_w4a16_workspace_size(m, n, k, group, FMT[fmt], zeros is not None)
+        workspace = _workspace(size, x.device)
+    shape = (m, n, k, group, FMT[fmt], layout)
+    return lib.qc_sm90_w4a16_gemm(
+        _p(x), _p(w), _p(scales), _p(zeros), _p(y), *shape, _p(workspace), workspace.numel(), _stream()
+    )
+
+
+def sm90_w4a8(
+    lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None
+) -> int:
+    _sm90_signatures(lib)
+    m, k = x.shape
+    n = y.shape[1]
+    if workspace is None:
+        workspace = _workspace(lib.qc_sm90_w4a8_workspace_size(m, n, k, group, FMT[fmt], ACT[act]), x.device)
+    shape = (m, n, k, group, FMT[fmt], ACT[act])
+    return lib.qc_sm90_w4a8_gemm(
+        _p(x),
+        _p(w),
+        _p(group_exp),
+        _p(channel_scale),
+        _p(act_scale),
+        _p(y),
+        *shape,
+        _p(workspace),
+        workspace.numel(),
+        _stream(),
+    )
