@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 SEQUENCES = 8
 LENGTH = 64
 BATCH = 4
-GREEDY = 0  # LLM-QAT's hybrid: the first tokens after the random one taken by argmax, then sampled
 
 
 def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten")) -> list[ir.Node]:
@@ -83,7 +82,6 @@ def generate(
     seed: int = 0,
     sequences: int = SEQUENCES,
     length: int = LENGTH,
-    greedy: int = GREEDY,
 ) -> tuple[list[dict], str]:
     """Samples (batch 1 each) for `model`'s inputs and a sentence saying how they were made.
     `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if any."""
@@ -146,7 +144,7 @@ def generate(
         seq = rng.integers(0, vocab, (batch, 1)).astype(dtype)
         if logits is not None:
             past = {}
-            for step_index in range(length - 1):
+            for _ in range(length - 1):
                 step = {ids.name: seq[:, -1:] if past else seq, **past} if layout else {ids.name: seq}
                 names = [logits] + ([p for _, p in layout.pasts] if layout else [])
                 result = run(fill(dict(step)), names)
@@ -155,11 +153,7 @@ def generate(
                 z = result[0][:, -1].astype(np.float64)
                 prob = np.exp(z - z.max(axis=1, keepdims=True))
                 prob /= prob.sum(axis=1, keepdims=True)
-                nxt = (
-                    prob.argmax(axis=1)
-                    if step_index < greedy
-                    else [rng.choice(prob.shape[1], p=p) for p in prob]
-                )
+                nxt = [rng.choice(prob.shape[1], p=p) for p in prob]
                 seq = np.concatenate([seq, np.array(nxt, dtype)[:, None]], axis=1)
         else:
             seq = np.concatenate([seq, rng.integers(0, vocab, (batch, length - 1)).astype(dtype)], axis=1)

@@ -3,7 +3,10 @@
 #include <climits>
 #include <cstring>
 
+#include <algorithm>
+
 #include "qc_kernel_ops.h"
+#include "qc_sm90_gemm.h"
 #include "qc_status.h"
 #include "w4a16.h"
 #include "w4a8.h"
@@ -49,7 +52,10 @@ std::int32_t w4a16_check(const GemmProblem& p) {
                        : QC_ERR_SHAPE;
 }
 std::size_t w4a16_workspace(const GemmProblem& p) {
-    return fits_int(p) ? qc_w4a16_workspace_size(int(p.m), int(p.n), int(p.k), p.group_size) : 0;
+    if (!fits_int(p)) return 0;
+    const int m = int(p.m), n = int(p.n), k = int(p.k), fmt = format_code(p.format);  // either path may run
+    return std::max(qc_w4a16_workspace_size(m, n, k, p.group_size),
+                    qc_sm90_w4a16_workspace_size(m, n, k, p.group_size, fmt, p.has_zeros ? 1 : 0));
 }
 std::int32_t w4a16_launch(const GemmLaunch& l) {
     const GemmProblem& p = l.problem;
@@ -65,7 +71,10 @@ std::int32_t w4a8_check(const GemmProblem& p) {
                        : QC_ERR_SHAPE;
 }
 std::size_t w4a8_workspace(const GemmProblem& p) {
-    return fits_int(p) ? qc_w4a8_workspace_size(int(p.m), int(p.n), int(p.k), p.group_size, act_quant(p)) : 0;
+    if (!fits_int(p)) return 0;
+    const int m = int(p.m), n = int(p.n), k = int(p.k), fmt = format_code(p.format);  // either path may run
+    return std::max(qc_w4a8_workspace_size(m, n, k, p.group_size, act_quant(p)),
+                    qc_sm90_w4a8_workspace_size(m, n, k, p.group_size, fmt, act_quant(p)));
 }
 std::int32_t w4a8_launch(const GemmLaunch& l) {
     const GemmProblem& p = l.problem;

@@ -7,6 +7,7 @@
 #include "decode.h"
 #include "decode_v2.h"
 #include "pipeline_f16.cuh"
+#include "qc_sm90_gemm.h"
 #include "w4a16.h"
 #include "w4a16_params.h"
 
@@ -216,6 +217,10 @@ extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, c
   if (!qc_is_aligned16(x) || !qc_is_aligned16(w) || ((size_t)scales & 1) || ((size_t)y & 1))
     return QC_ERR_ALIGNMENT;
   if (workspace && !qc_is_aligned16(workspace)) return QC_ERR_ALIGNMENT;
+  // Hopper: CUTLASS's SM90 mixed-input GEMM when this library has it and the device is 9.0
+  const int sm90 = qc_sm90_w4a16_gemm(x, w, scales, zeros, y, M, N, K, group_size, format, layout, workspace,
+                                      workspace_bytes, stream);
+  if (sm90 != QC_SM90_FALLBACK) return sm90;
   qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, QC_W4A16_K_BLOCK), M, N, K, 0, workspace, workspace_bytes);
   const W4Args args{static_cast<const uint8_t*>(w), static_cast<const __half*>(scales),
                     static_cast<const uint8_t*>(zeros), N, K, qc_group_shift(group_size), format};

@@ -6,6 +6,7 @@
 
 #include "decode.h"
 #include "pipeline.cuh"
+#include "qc_sm90_gemm.h"
 #include "w4a8.h"
 #include "w4a8_luts.h"
 
@@ -184,6 +185,10 @@ extern "C" int qc_w4a8_gemm(const void* x, const void* w, const void* group_exp,
       (!per_token && ((size_t)act_scale & 3)))
     return QC_ERR_ALIGNMENT;
   if (workspace && !qc_is_aligned16(workspace)) return QC_ERR_ALIGNMENT;
+  // Hopper: CUTLASS's SM90 mixed-input GEMM (FP8 wgmma) when this library has it and the device is 9.0
+  const int sm90 = qc_sm90_w4a8_gemm(x, w, group_exp, channel_scale, act_scale, y, M, N, K, group_size, format,
+                                     act_quant, workspace, workspace_bytes, stream);
+  if (sm90 != QC_SM90_FALLBACK) return sm90;
   const int arch = device_supports_fp8_mma();
   if (arch < 0) return QC_ERR_CUDA;
   if (arch == 0) return QC_ERR_UNSUPPORTED_ARCH;
