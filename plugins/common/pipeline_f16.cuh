@@ -71,3 +71,58 @@ struct QcPipeF16K {
 };
 
 using QcPipeF16 = QcPipeF16K<128>;
+
+// The same tile, transposed by ldmatrix (pipeline_layout.h, qc_f16_tr_*): per op one ldmatrix.x4 and
+// one 16-byte store per thread instead of 4 loads, 12-16 register moves and 4 stores per task
+// (W6A16's 64-k stages use it; W4A16's 128-k stages keep the register transposition above, so their
+// SASS is unchanged). Warp w does ops w and, at MF 4, w + 4: 16 token rows (2 KB) further on, the
+// same swizzle, so one pair of offsets per thread serves both. The B-fragment ldmatrix addresses
+// are precomputed too (token fragment f is 8 rows = 1 KB further on). The offsets pass through a
+// shuffle of the thread with itself, which ptxas cannot recompute, so they stay in registers instead
+// of being rebuilt from the thread index in every iteration (about 10-18 SASS instructions per
+// stage).
+struct QcPipeF16T : QcPipeF16K<64> {
+  int tr_ld, tr_st;  // this thread's ldmatrix row address and store offset for op `warp`
+  int b_ld[2];       // the B-fragment ldmatrix row address of load p (token fragment 0)
+
+  __device__ __forceinline__ static int pinned(int v) { return __shfl_sync(0xffffffffu, v, threadIdx.x & 31); }
+
+  template <int MF>
+  __device__ __forceinline__ void begin_tr() {
+    const int o = min((int)(threadIdx.x >> 5), 2 * MF - 1), lane = threadIdx.x & 31;
+    tr_ld = pinned(qc_f16_tr_load_offset(o, lane, 64));
+    tr_st = pinned(qc_f16_tr_store_offset(o, lane, 64));
+    b_ld[0] = pinned(qc_f16_ldsm_offset_kb(0, 0, 0, lane, 64));
+    b_ld[1] = pinned(qc_f16_ldsm_offset_kb(0, 0, 1, lane, 64));
+  }
+
+  template <int MF, int P>
+  __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&)[P]) const {
+    constexpr int kOps = 2 * MF, kRows16 = 16 * 2 * 64;  // ops; bytes of 16 token rows
+#pragma unroll
+    for (int j = 0; j < (kOps + 3) / 4; ++j)
+      if (kOps % 4 == 0 || (int)(threadIdx.x >> 5) + 4 * j < kOps) {  // MF 1: warps 0, 1 (warp-uniform)
+        uint32_t d[4];
+        qc_ldmatrix_x4(d, sx + tr_ld + j * kRows16);
+        __syncwarp();  // the warp's reads before its stores (which also wait for d)
+        *reinterpret_cast<uint4*>(sx + tr_st + j * kRows16) = make_uint4(d[0], d[1], d[2], d[3]);
+      }
+  }
+
+  template <int MF>
+  __device__ __forceinline__ void b_frags(const uint8_t* sx, int sb, int f, uint32_t (&b)[4][2]) const {
+    if constexpr (!kConvertX) {
+      QcPipeF16K<64>::b_frags<MF>(sx, sb, f, b);
+    } else {
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {  // qc_f16_ldsm_offset_kb(f, 0, p, lane, 64) = b_ld[p] + 1024 f
+        uint32_t d[4];
+        qc_ldmatrix_x4(d, sx + b_ld[p] + f * 8 * 2 * 64);
+        b[2 * p][0] = d[0];
+        b[2 * p][1] = d[1];
+        b[2 * p + 1][0] = d[2];
+        b[2 * p + 1][1] = d[3];
+      }
+    }
+  }
+};

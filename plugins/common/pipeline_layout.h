@@ -53,6 +53,23 @@ QC_HD int qc_f16_ldsm_offset_kb(int f, int sb, int p, int lane, int kb) {
 QC_HD int qc_f16_ldsm_offset(int f, int sb, int p, int lane) { return qc_f16_ldsm_offset_kb(f, sb, p, lane, QC_PIPE_K_BLOCK); }
 /* A 64-k stage has one sub-block (sb = 0): its 16 MF tasks are those of threads tid < 16 MF, the
  * same functions, the chunks 2t + q of a 128-byte token row. */
+/* The same transposition by ldmatrix (W6A16's 64-k stages): op o (2 MF kb / 64 of them, warp w doing
+ * o = w, w + 4, ...) covers token rows 8 rg .. 8 rg + 7 at chunks 8 sb + 2 t + q (t = 0..3), with
+ * rg = o / (kb / 32), sb = (o / 2) % (kb / 64), q = o % 2. ldmatrix.x4 reads matrix j row g from
+ * chunk 8 sb + 2 j + q of row 8 rg + g (lane L gives row L % 8 of matrix L / 8), so thread (g, t)
+ * receives word t of those four chunks: the transposed chunk 8 sb + 2 t + q of row 8 rg + g, which
+ * it stores back there (16 bytes; every store of the warp after every read: data dependency and a
+ * __syncwarp). One ldmatrix.x4 and one 16-byte store per thread and op, no register moves. */
+QC_HD int qc_f16_tr_row(int o, int g, int kb) { return 8 * (o / (kb / 32)) + g; }
+QC_HD int qc_f16_tr_chunk(int o, int t, int kb) { return qc_x_read_chunk_f16((o / 2) % (kb / 64), t, o % 2); }
+QC_HD int qc_f16_tr_load_offset(int o, int lane, int kb) {
+  const int r = qc_f16_tr_row(o, lane % 8, kb);
+  return qc_x_offset_kb(r, qc_x_slot(r, qc_f16_tr_chunk(o, lane / 8, kb)), kb);
+}
+QC_HD int qc_f16_tr_store_offset(int o, int lane, int kb) {
+  const int r = qc_f16_tr_row(o, lane / 4, kb);
+  return qc_x_offset_kb(r, qc_x_slot(r, qc_f16_tr_chunk(o, lane % 4, kb)), kb);
+}
 
 /* W4A8 turns the stage's activations into E4M3 in place, laid out for ldmatrix. Thread t of the
  * MMAs needs, for MMA i (k32), the words W(t, i, h) = E4M3 of k 32t + 8i + 4h .. + 3 (h = 0: b0,

@@ -114,6 +114,68 @@ static void check_x_f16_ldsm(int mf, int kb) {
       }
 }
 
+// The ldmatrix transposition (qc_f16_tr_*, QcPipeF16T: W6A16's 64-k stages; checked at 128 k too):
+// op o's ldmatrix hands thread (g, t) word t of the row addresses of lanes 8 j + g (j = 0..3), which
+// it stores at its store offset; the tile must come out as the register transposition's, every
+// chunk read and written by exactly one op, without bank conflicts. QcPipeF16T also shifts op o by
+// 16 rows for op o + 4 and token fragment f by 8 rows from fragment 0: those offsets are checked.
+static void check_x_f16_tr(int mf, int kb) {
+  const int rows = 8 * mf, cpr = kb / 8, chunks = rows * cpr, ops = 2 * mf * (kb / 64);
+  auto xoff = [kb](int r, int c) { return qc_x_offset_kb(r, qc_x_slot(r, c), kb); };
+  std::vector<int> word(chunks * 4, -1), after(chunks * 4, -1), read(chunks, 0), written(chunks, 0);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cpr; ++c)
+      for (int e = 0; e < 4; ++e) word[xoff(r, c) / 4 + e] = 1000 * r + 4 * c + e;
+  for (int o = 0; o < ops; ++o) {
+    for (int lane = 0; lane < 32; ++lane) {
+      const int off = qc_f16_tr_load_offset(o, lane, kb);
+      CHECK(off % 16 == 0 && off >= 0 && off / 16 < chunks, "tr load out of range mf=%d kb=%d o=%d\n", mf, kb, o);
+      if (off >= 0 && off / 16 < chunks) ++read[off / 16];
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4, t = lane % 4, st = qc_f16_tr_store_offset(o, lane, kb);
+      CHECK(st % 16 == 0 && st >= 0 && st / 16 < chunks, "tr store out of range mf=%d kb=%d o=%d\n", mf, kb, o);
+      if (st < 0 || st / 16 >= chunks) continue;
+      ++written[st / 16];
+      for (int j = 0; j < 4; ++j) {
+        const int src = qc_f16_tr_load_offset(o, 8 * j + g, kb);
+        if (src >= 0 && src / 16 < chunks) after[st / 4 + j] = word[src / 4 + t];
+      }
+    }
+    for (int j = 0; j < 4; ++j) {  // ldmatrix phase j: 8 row addresses
+      std::set<int> banks;
+      for (int lane = 8 * j; lane < 8 * j + 8; ++lane) banks.insert((qc_f16_tr_load_offset(o, lane, kb) / 16) % 8);
+      CHECK(banks.size() == 8, "tr ldmatrix bank conflict mf=%d kb=%d o=%d\n", mf, kb, o);
+    }
+    for (int quarter = 0; quarter < 4; ++quarter) {  // 16-byte stores: quarter warps
+      std::set<int> banks;
+      for (int lane = 8 * quarter; lane < 8 * quarter + 8; ++lane) banks.insert((qc_f16_tr_store_offset(o, lane, kb) / 16) % 8);
+      CHECK(banks.size() == 8, "tr store bank conflict mf=%d kb=%d o=%d\n", mf, kb, o);
+    }
+    if (kb == 64 && o + 4 < ops)
+      for (int lane = 0; lane < 32; ++lane)
+        CHECK(qc_f16_tr_load_offset(o + 4, lane, kb) == qc_f16_tr_load_offset(o, lane, kb) + 2048 &&
+                  qc_f16_tr_store_offset(o + 4, lane, kb) == qc_f16_tr_store_offset(o, lane, kb) + 2048,
+              "tr op o + 4 is not 16 rows further mf=%d o=%d\n", mf, o);
+  }
+  for (int c = 0; c < chunks; ++c)
+    CHECK(read[c] == 1 && written[c] == 1, "tr chunk %d read %d / written %d times (mf=%d kb=%d)\n", c, read[c], written[c], mf, kb);
+  // the register transposition's result, as check_x_f16_ldsm computes it
+  for (int r = 0; r < rows; ++r)
+    for (int sb = 0; sb < kb / 64; ++sb)
+      for (int q = 0; q < 2; ++q)
+        for (int e = 0; e < 4; ++e)
+          for (int t = 0; t < 4; ++t)
+            CHECK(after[xoff(r, qc_x_read_chunk_f16(sb, e, q)) / 4 + t] == word[xoff(r, qc_x_read_chunk_f16(sb, t, q)) / 4 + e],
+                  "tr result differs mf=%d kb=%d r=%d\n", mf, kb, r);
+  if (kb == 64)
+    for (int f = 0; f < mf; ++f)
+      for (int p = 0; p < 2; ++p)
+        for (int lane = 0; lane < 32; ++lane)
+          CHECK(qc_f16_ldsm_offset_kb(f, 0, p, lane, 64) == qc_f16_ldsm_offset_kb(0, 0, p, lane, 64) + 1024 * f,
+                "B ldmatrix offset of fragment f is not 8 rows further mf=%d f=%d\n", mf, f);
+}
+
 // W4A8: conversion tasks (r, i) read chunks 4t + i of row r (the chunks of every task are disjoint
 // and cover the tile) and write matrix rows (i, h) into their own chunks; then ldmatrix hands thread
 // (g, t) of token fragment f the E4M3 word of k 32t + 8i + 4h of token row 8f + g in register j of
@@ -303,6 +365,7 @@ int main() {
     for (int kb : {128, 64}) {
       check_x(mf, kb);
       check_x_f16_ldsm(mf, kb);
+      check_x_f16_tr(mf, kb);
     }
   for (int mf : {1, 2, 4}) check_x_w4a8(mf);
   check_w();

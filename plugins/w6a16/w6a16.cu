@@ -18,8 +18,8 @@ struct W6Args {
 };
 
 // What both operators share: 64-k stages of QC_W6_STAGE_BYTES (lo4, then hi2; pipeline_layout.h),
-// the ring depth, and no group parameters.
-struct W6OpBase : QcPipeF16K<64> {
+// the ring depth, the activation transposition by ldmatrix (QcPipeF16T), no group parameters.
+struct W6OpBase : QcPipeF16T {
   static constexpr int kWBytes = QC_W6_STAGE_BYTES;
   template <int MF>
   static constexpr int kStages = MF == 1 ? 12 : (MF == 2 ? 9 : 6);  // S x (3 + MF) KB <= 48 KB
@@ -40,6 +40,7 @@ struct W6Op : W6OpBase {
 
   template <int MF>
   __device__ __forceinline__ void begin(int, int) {
+    this->template begin_tr<MF>();
     const int tid = threadIdx.x, base = blockIdx.x * QC_TILE_N;
     const int nl = base + qc_w6_lo4_copy_row(tid), nh = base + (tid & 63);
     lo_src = a.lo4 + (size_t)min(nl, a.N - 1) * (a.K / 2) + 16 * qc_w6_lo4_copy_chunk(tid);
@@ -47,10 +48,11 @@ struct W6Op : W6OpBase {
     ok = (nl < a.N) | ((nh < a.N) << 1);
   }
 
-  // k past the slice (or past K: clamped source) and rows past N are zero-filled
+  // k past the slice and rows past N are zero-filled (from k = 0 of the clamped row: a legal address)
   __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const {
-    const int tid = threadIdx.x, kc = min(kb, a.K - 64);
-    const bool kv = kb < k_end;
+    const int tid = threadIdx.x;
+    const bool kv = kb < k_end;  // k_end <= K
+    const int kc = kv ? kb : 0;
     qc_cp_async16(sw + qc_w6_lo4_offset(qc_w6_lo4_copy_row(tid), qc_w6_lo4_copy_chunk(tid)), lo_src + kc / 2,
                   kv && (ok & 1));
     if (tid < 64) qc_cp_async16(sw + qc_w6_hi2_offset(tid), hi_src + kc / 4, kv && (ok & 2));
@@ -100,6 +102,7 @@ struct W6V2Op : W6OpBase {
 
   template <int MF>
   __device__ __forceinline__ void begin(int, int) {
+    this->template begin_tr<MF>();
     const int tid = threadIdx.x, tiles = a.N >> 4;
     const int tl = blockIdx.x * 4 + (tid >> 5), th = blockIdx.x * 4 + qc_w6v2_hi2_copy_tile(tid & 63);
     lo_src = a.lo4 + qc_fp6v2_lo4_offset(min(tl, tiles - 1), 0, a.K, tid & 31);
@@ -107,12 +110,15 @@ struct W6V2Op : W6OpBase {
     ok = (tl < tiles) | ((th < tiles) << 1);
   }
 
+  // the k tile kb / 64 of a tile row is kb / 64 tiles on (512 / 256 bytes each); k past the slice
+  // is zero-filled from k tile 0 (a legal address)
   __device__ __forceinline__ void copy_w(uint8_t* sw, int kb, int k_end) const {
     const int tid = threadIdx.x;
-    const size_t kt = (size_t)(min(kb, a.K - 64) >> 6);  // k tiles of 64
-    const bool kv = kb < k_end;
-    qc_cp_async16(sw + qc_w6v2_lo4_offset(tid), lo_src + kt * QC_FP6V2_LO4_TILE_BYTES, kv && (ok & 1));
-    if (tid < 64) qc_cp_async16(sw + qc_w6v2_hi2_copy_offset(tid), hi_src + kt * QC_FP6V2_HI2_TILE_BYTES, kv && (ok & 2));
+    const bool kv = kb < k_end;  // k_end <= K
+    const int kc = kv ? kb : 0;
+    qc_cp_async16(sw + qc_w6v2_lo4_offset(tid), lo_src + kc * (QC_FP6V2_LO4_TILE_BYTES / 64), kv && (ok & 1));
+    if (tid < 64)
+      qc_cp_async16(sw + qc_w6v2_hi2_copy_offset(tid), hi_src + kc * (QC_FP6V2_HI2_TILE_BYTES / 64), kv && (ok & 2));
   }
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params&, uint32_t (&af)[4][4]) const {
