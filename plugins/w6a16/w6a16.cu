@@ -24,6 +24,7 @@ struct W6OpBase : QcPipeF16T {
   template <int MF>
   static constexpr int kStages = MF == 1 ? 12 : (MF == 2 ? 9 : 6);  // S x (3 + MF) KB <= 48 KB
   W6Args a;
+  int lo_rd, hi_rd;  // this thread's read offsets in the stage (pinned in registers, QcPipeF16T)
   struct Params {};
   __device__ __forceinline__ void params(Params&, int) const {}
 };
@@ -46,6 +47,9 @@ struct W6Op : W6OpBase {
     lo_src = a.lo4 + (size_t)min(nl, a.N - 1) * (a.K / 2) + 16 * qc_w6_lo4_copy_chunk(tid);
     hi_src = a.hi2 + (size_t)min(nh, a.N - 1) * (a.K / 4);
     ok = (nl < a.N) | ((nh < a.N) << 1);
+    const int rl = (tid >> 5) * 16 + ((tid & 31) >> 2);  // row r0 in the CTA tile; r1 = r0 + 8
+    lo_rd = pinned(qc_w6_lo4_read_offset(rl, tid & 3));
+    hi_rd = pinned(qc_w6_hi2_read_offset(rl, tid & 3));
   }
 
   // k past the slice and rows past N are zero-filled (from k = 0 of the clamped row: a legal address)
@@ -58,9 +62,10 @@ struct W6Op : W6OpBase {
     if (tid < 64) qc_cp_async16(sw + qc_w6_hi2_offset(tid), hi_src + kc / 4, kv && (ok & 2));
   }
 
-  __device__ __forceinline__ void decode_row(const uint8_t* sw, int r, int t, uint32_t (&h)[8]) const {
-    const uint2 lo = *reinterpret_cast<const uint2*>(sw + qc_w6_lo4_read_offset(r, t));
-    const uint32_t hi = *reinterpret_cast<const uint32_t*>(sw + qc_w6_hi2_read_offset(r, t));
+  // row r0 (hi = 0) or r1 = r0 + 8 (hi = 1): 8 rows further on in both arrays
+  __device__ __forceinline__ void decode_row(const uint8_t* sw, int hi8, uint32_t (&h)[8]) const {
+    const uint2 lo = *reinterpret_cast<const uint2*>(sw + lo_rd + hi8 * (qc_w6_lo4_read_offset(8, 0) - qc_w6_lo4_read_offset(0, 0)));
+    const uint32_t hi = *reinterpret_cast<const uint32_t*>(sw + hi_rd + hi8 * (qc_w6_hi2_read_offset(8, 0) - qc_w6_hi2_read_offset(0, 0)));
     qc_fp6_decode16(lo.x, lo.y, hi, E2M3, h);
     const __half2 bias = __float2half2_rn(qc_fp6_bias_factor(E2M3));
 #pragma unroll
@@ -68,10 +73,9 @@ struct W6Op : W6OpBase {
   }
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params&, uint32_t (&af)[4][4]) const {
-    const int lane = threadIdx.x & 31, rl = (threadIdx.x >> 5) * 16 + (lane >> 2), t = lane & 3;
     uint32_t h0[8], h1[8];
-    decode_row(sw, rl, t, h0);
-    decode_row(sw, rl + 8, t, h1);
+    decode_row(sw, 0, h0);
+    decode_row(sw, 1, h1);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       af[i][0] = h0[2 * i];
@@ -108,6 +112,8 @@ struct W6V2Op : W6OpBase {
     lo_src = a.lo4 + qc_fp6v2_lo4_offset(min(tl, tiles - 1), 0, a.K, tid & 31);
     hi_src = a.hi2 + qc_fp6v2_hi2_offset(min(th, tiles - 1), 0, a.K, qc_w6v2_hi2_copy_lane(tid & 63));
     ok = (tl < tiles) | ((th < tiles) << 1);
+    lo_rd = pinned(qc_w6v2_lo4_offset(tid));
+    hi_rd = pinned(qc_w6v2_hi2_read_offset(tid));
   }
 
   // the k tile kb / 64 of a tile row is kb / 64 tiles on (512 / 256 bytes each); k past the slice
@@ -122,8 +128,8 @@ struct W6V2Op : W6OpBase {
   }
 
   __device__ __forceinline__ void a_frags(const uint8_t* sw, int, const Params&, uint32_t (&af)[4][4]) const {
-    const uint4 l = *reinterpret_cast<const uint4*>(sw + qc_w6v2_lo4_offset(threadIdx.x));
-    const uint2 h = *reinterpret_cast<const uint2*>(sw + qc_w6v2_hi2_read_offset(threadIdx.x));
+    const uint4 l = *reinterpret_cast<const uint4*>(sw + lo_rd);
+    const uint2 h = *reinterpret_cast<const uint2*>(sw + hi_rd);
     const uint32_t L[4] = {l.x, l.y, l.z, l.w}, H[2] = {h.x, h.y};
     qc_fp6v2_decode(L, H, E2M3, af);
   }
