@@ -31,7 +31,7 @@ struct QcPipeF16K {
   template <int MF, int P>
   __device__ __forceinline__ void convert_x(uint8_t* sx, const int (&)[P]) const {
     constexpr int kTasks = 16 * MF * kSub;  // 32 MF (128 k) or 16 MF (64 k)
-    if (kTasks < QC_PIPE_THREADS && (int)threadIdx.x >= kTasks) return;
+    if (kTasks < QC_PIPE_THREADS && threadIdx.x >= kTasks) return;
     const int r = qc_f16_task_row(threadIdx.x, MF), sb = qc_f16_task_sb(threadIdx.x, MF);
     const int q = qc_f16_task_q(threadIdx.x, MF);
     uint4 u[4];
