@@ -5,7 +5,8 @@
 // W4A8, W6A16 fp6_4+2 and fp6_v2); a new weight format plugs in by writing one more Op.
 //
 // CTA: 4 warps x 16 output channels = 64 channels (QC_TILE_N), 8*MF tokens, K in blocks of
-// Op::kBlock (128; 64 for W6A16, whose stage is 3 KB of weights). Per K block each thread owns a contiguous run of k (16 for m16n8k16, 32 for m16n8k32)
+// Op::kBlock (128; 64 for W6A16, whose stage is 3 KB of weights). Per K block each thread owns a
+// contiguous run of k (16 for m16n8k16, 32 for m16n8k32)
 // of its rows r0 = 16 w + g, r1 = r0 + 8 and of its tokens g + 8f (the k permutation of
 // gemm_common.cuh, which int4_v2 bakes into its bytes), so its activation fragments are 32 or 64
 // contiguous bytes of one token row. ldmatrix hands thread (g, t) word t of a 16-byte row, the

@@ -7,10 +7,11 @@
 
 // A stage is KB = 128 k = 2 sub-blocks of 64 (4 x m16n8k16 each), or KB = 64 k = 1 sub-block; in
 // sub-block sb thread t's k run is [64 sb + 16t, 64 sb + 16t + 16), words 2i and 2i + 1 of it the
-// B fragment of MMA i (the slot order of gemm_common.cuh). QC_PIPE_F16_LDSM 1 (default): one pass per CTA and stage transposes the activation
-// tile in place (4 x 4 words per task, no arithmetic) so that warps load their B fragments with
-// ldmatrix.x4; 0: warps read their 32-byte runs directly with two ld.shared.v4 per sub-block
-// (one barrier and one pass less). Same fragments either way (qc_pipeline_layout_test).
+// B fragment of MMA i (the slot order of gemm_common.cuh). QC_PIPE_F16_LDSM 1 (default): one
+// pass per CTA and stage transposes the activation tile in place (4 x 4 words per task, no
+// arithmetic) so that warps load their B fragments with ldmatrix.x4; 0: warps read their 32-byte
+// runs directly with two ld.shared.v4 per sub-block (one barrier and one pass less). Same
+// fragments either way (qc_pipeline_layout_test).
 #ifndef QC_PIPE_F16_LDSM
 #define QC_PIPE_F16_LDSM 1
 #endif

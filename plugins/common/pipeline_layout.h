@@ -50,7 +50,9 @@ QC_HD int qc_f16_ldsm_offset_kb(int f, int sb, int p, int lane, int kb) {
   const int j = lane / 8, r = 8 * f + lane % 8;
   return qc_x_offset_kb(r, qc_x_slot(r, qc_f16_matrix_chunk(sb, 2 * p + j / 2, j % 2)), kb);
 }
-QC_HD int qc_f16_ldsm_offset(int f, int sb, int p, int lane) { return qc_f16_ldsm_offset_kb(f, sb, p, lane, QC_PIPE_K_BLOCK); }
+QC_HD int qc_f16_ldsm_offset(int f, int sb, int p, int lane) {
+  return qc_f16_ldsm_offset_kb(f, sb, p, lane, QC_PIPE_K_BLOCK);
+}
 /* A 64-k stage has one sub-block (sb = 0): its 16 MF tasks are those of threads tid < 16 MF, the
  * same functions, the chunks 2t + q of a 128-byte token row. */
 /* The same transposition by ldmatrix (W6A16's 64-k stages): op o (2 MF kb / 64 of them, warp w doing

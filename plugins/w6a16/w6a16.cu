@@ -62,10 +62,12 @@ struct W6Op : W6OpBase {
     if (tid < 64) qc_cp_async16(sw + qc_w6_hi2_offset(tid), hi_src + kc / 4, kv && (ok & 2));
   }
 
-  // row r0 (hi = 0) or r1 = r0 + 8 (hi = 1): 8 rows further on in both arrays
+  // row r0 (hi8 = 0) or r1 = r0 + 8 (hi8 = 1): 8 rows further on in both arrays
   __device__ __forceinline__ void decode_row(const uint8_t* sw, int hi8, uint32_t (&h)[8]) const {
-    const uint2 lo = *reinterpret_cast<const uint2*>(sw + lo_rd + hi8 * (qc_w6_lo4_read_offset(8, 0) - qc_w6_lo4_read_offset(0, 0)));
-    const uint32_t hi = *reinterpret_cast<const uint32_t*>(sw + hi_rd + hi8 * (qc_w6_hi2_read_offset(8, 0) - qc_w6_hi2_read_offset(0, 0)));
+    const int lo8 = qc_w6_lo4_read_offset(8, 0) - qc_w6_lo4_read_offset(0, 0);  // 256
+    const int hi8b = qc_w6_hi2_read_offset(8, 0) - qc_w6_hi2_read_offset(0, 0);  // 128
+    const uint2 lo = *reinterpret_cast<const uint2*>(sw + lo_rd + hi8 * lo8);
+    const uint32_t hi = *reinterpret_cast<const uint32_t*>(sw + hi_rd + hi8 * hi8b);
     qc_fp6_decode16(lo.x, lo.y, hi, E2M3, h);
     const __half2 bias = __float2half2_rn(qc_fp6_bias_factor(E2M3));
 #pragma unroll
