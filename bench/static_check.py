@@ -4,18 +4,18 @@ registers, spills, shared memory per CTA, the main loop's SASS instructions per 
 pipeline instructions present (LDGSTS/LDSM on sm_80/89; UTMALDG and HGMMA/QGMMA on sm_90a).
 
 Main loop: the backward branch of the kernel whose body holds the most MMA instructions (on a tie,
-the shortest). In the pipelined kernels (plugins/common/pipeline.cuh) that is one 128-k stage: its
-wait and barriers, the cp.async of a later stage, the next stage's group parameters, the activation
-rearrangement pass (which only the first MF warps run, so the count overstates it for MF < 4), the
-fragment loads, dequantization and MMAs. Weights per iteration and thread: each MMA's A operand (16
-x k weights, k from the SASS shape: HMMA.16816 -> 16, QMMA.16832 -> 32) over the warp's 32 threads,
-divided by the token fragments MF that reuse it (the template argument of qc_*_kernel<MF, ...>); for
-the sm_90a CUTLASS kernels (plugins/sm90) each wgmma's A operand (HGMMA.64xNx16 / QGMMA.64xNx32: 64
-x k weights, converted once per CTA tile whatever the token tile N) over the warpgroup's 128
-threads. Instructions per weight = SASS instructions in the loop body (NOPs excluded) / weights per
-iteration and thread. The CUTLASS kernels' shared memory is dynamic: the table gives the mainloop's
-pipeline buffers (stages x (weight + activation + scale tiles), the stage count read from the
-kernel's name).
+the shortest). In the pipelined kernels (plugins/common/pipeline.cuh) that is one stage (128 k; 64 k
+for W6A16): its wait and barriers, the cp.async of a later stage, the next stage's group parameters,
+the activation rearrangement pass (which only some warps run, so the count overstates it for MF <
+4), the fragment loads, dequantization and MMAs. Weights per iteration and thread: each MMA's A
+operand (16 x k weights, k from the SASS shape: HMMA.16816 -> 16, QMMA.16832 -> 32) over the warp's
+32 threads, divided by the token fragments MF that reuse it (the template argument of
+qc_*_kernel<MF, ...>); for the sm_90a CUTLASS kernels (plugins/sm90) each wgmma's A operand
+(HGMMA.64xNx16 / QGMMA.64xNx32: 64 x k weights, converted once per CTA tile whatever the token tile
+N) over the warpgroup's 128 threads. Instructions per weight = SASS instructions in the loop body
+(NOPs excluded) / weights per iteration and thread. The CUTLASS kernels' shared memory is dynamic:
+the table gives the mainloop's pipeline buffers (stages x (weight + activation + scale tiles), the
+stage count read from the kernel's name).
 
 Usage: python bench/static_check.py [--arch 80 89 90a] [--no-cutlass] [--jobs N] [--markdown OUT.md]
        [--define NAME=VALUE]
@@ -167,8 +167,8 @@ def weights_per_thread(mmas: list[str], mf: int) -> float:
 
 def variant(name: str) -> str:
     """The weight operator of an instantiation: fp6_v2 (E3M2 / E2M3), int4_v2, zero points, FP4."""
-    if "W6V2Loader" in name:  # W6V2Loader<E2M3>: ILb0E E3M2, ILb1E E2M3
-        return " fp6_v2 e2m3" if "W6V2LoaderILb1E" in name else " fp6_v2 e3m2"
+    if m := re.search(r"W6(V2)?OpILb(\d)E", name):  # W6Op / W6V2Op<E2M3>: ILb0E E3M2, ILb1E E2M3
+        return (" fp6_v2" if m.group(1) else "") + (" e2m3" if m.group(2) == "1" else " e3m2")
     label = " int4_v2" if ("V2Loader" in name or "V2Op" in name) else ""
     label += " zeros" if re.search(r"W4(?:V2)?OpILb1E", name) else ""
     return label + (" fp4" if re.search(r"W4OpILb\dELb1E", name) else "")

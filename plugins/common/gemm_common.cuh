@@ -1,10 +1,12 @@
-// Device pieces shared by the GEMM kernels: MMA wrappers, epilogue, fragment stores.
+// Device pieces shared by the GEMM kernels (common/pipeline.cuh): MMA wrappers, epilogue factor.
 //
 // Every kernel computes y^T = W x^T with the weights as the MMA A operand (16 output channels)
 // and the activations as B (8 tokens), FP6-LLM style. Inside one K block each thread owns a
 // contiguous run of k (16 for m16n8k16, 32 for m16n8k32) and feeds it to the fragment slots of
 // its lane; A and B use the same k permutation, so the dot products are unchanged and every
-// weight and activation load is one aligned vector load.
+// weight and activation load is one aligned vector load. m16n8k16: thread t's run in a 64-k block
+// is k 16t .. 16t + 15, and slot (logical k 2t + j / 2t + 8 + j of MMA i) <- actual k 16t + 4i + j
+// / 16t + 4i + 2 + j, for A and B alike.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -50,34 +52,6 @@ __device__ __forceinline__ void qc_mma_f16(float c[4], const uint32_t a[4], cons
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// One accumulator of the C fragment: the final fp16 output without split-K, else the fp32
-// partial sum of slice blockIdx.z (the unpipelined loop of gemm_f16.cuh; the pipelined kernels
-// finish split-K in the launch, pipeline.cuh).
-__device__ __forceinline__ void qc_store_acc(float acc, int m, int n, int M, int N, __half* y,
-                                             float* ws, const QcEpilogue& epi) {
-  if (m >= M || n >= N) return;
-  if (gridDim.z == 1)
-    y[(size_t)m * N + n] = __float2half_rn(acc * epi.factor(m, n));
-  else
-    ws[((size_t)blockIdx.z * M + m) * N + n] = acc;
-}
-
-// Thread (g, t) of a warp holds C rows g, g+8 (output channels) and columns 2t, 2t+1 (tokens).
-template <int MF>
-__device__ __forceinline__ void qc_store_tile(const float (&acc)[MF][4], int m_base, int r0, int r1,
-                                              int M, int N, __half* y, float* ws,
-                                              const QcEpilogue& epi) {
-  const int t = (threadIdx.x & 31) & 3;
-#pragma unroll
-  for (int f = 0; f < MF; ++f) {
-    int m = m_base + 8 * f + 2 * t;
-    qc_store_acc(acc[f][0], m, r0, M, N, y, ws, epi);
-    qc_store_acc(acc[f][1], m + 1, r0, M, N, y, ws, epi);
-    qc_store_acc(acc[f][2], m, r1, M, N, y, ws, epi);
-    qc_store_acc(acc[f][3], m + 1, r1, M, N, y, ws, epi);
-  }
 }
 
 inline int qc_cuda_status() { return cudaGetLastError() == cudaSuccess ? QC_OK : QC_ERR_CUDA; }

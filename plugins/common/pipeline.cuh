@@ -2,10 +2,11 @@
 // weights and the activations, fragments read from shared memory, dequantization in registers
 // interleaved with the MMAs, group parameters loaded once per group, and split-K finished inside
 // the same launch. One template over a weight-tile operator `Op` (W4A16 nibble, W4A16 int4_v2,
-// W4A8); a new weight format (FP6) plugs in by writing one more Op.
+// W4A8, W6A16 fp6_4+2 and fp6_v2); a new weight format plugs in by writing one more Op.
 //
 // CTA: 4 warps x 16 output channels = 64 channels (QC_TILE_N), 8*MF tokens, K in blocks of
-// Op::kBlock. Per K block each thread owns a contiguous run of k (16 for m16n8k16, 32 for m16n8k32)
+// Op::kBlock (128; 64 for W6A16, whose stage is 3 KB of weights). Per K block each thread owns a
+// contiguous run of k (16 for m16n8k16, 32 for m16n8k32)
 // of its rows r0 = 16 w + g, r1 = r0 + 8 and of its tokens g + 8f (the k permutation of
 // gemm_common.cuh, which int4_v2 bakes into its bytes), so its activation fragments are 32 or 64
 // contiguous bytes of one token row. ldmatrix hands thread (g, t) word t of a 16-byte row, the
@@ -83,33 +84,38 @@ __device__ __forceinline__ uint32_t qc_ldg_u8_if(const void* p, bool pred, uint3
 
 // ---------------------------------------------------------------- the activation tile
 
-// One stage holds x[m_base + r][kb + 8c .. + 7] for r < 8*MF, c < 16 as 16-byte chunks, row r at
-// r * 256 bytes, chunk c at slot qc_x_slot(r, c) (an XOR swizzle that keeps the fragment reads
-// conflict-free; pipeline_layout.h, checked by the ctest qc_pipeline_layout_test). Thread tid
-// copies chunk tid % 16 of rows tid / 16 + 8 j.
-template <int MF, class Op>
+// One stage holds x[m_base + r][kb + 8c .. + 7] for r < 8*MF, c < KB / 8 as 16-byte chunks, row r at
+// r * 2 KB bytes, chunk c at slot qc_x_slot(r, c) (an XOR swizzle that keeps the fragment reads
+// conflict-free; pipeline_layout.h, checked by the ctest qc_pipeline_layout_test). KB = 128: thread
+// tid copies chunk tid % 16 of rows tid / 16 + 8 j (MF rounds); KB = 64 (W6A16): chunk tid % 8 of
+// rows tid / 8 + 16 j (MF / 2 rounds; at MF 1 only threads 0-63, a warp-uniform test).
+template <int MF, int KB>
 struct QcXCopy {
-  static_assert(Op::kBlock == QC_PIPE_K_BLOCK, "pipeline_layout.h describes 128-k stages");
-  static constexpr int kPer = MF;  // 8 MF rows x 16 chunks / 128 threads
-  const __half* src[kPer];         // row start, row clamped to M - 1
-  int dst[kPer];                   // byte offset in the stage's activation tile
+  static_assert(KB == 128 || KB == 64, "pipeline_layout.h describes 128-k and 64-k stages");
+  static constexpr int kRowsPerRound = QC_PIPE_THREADS / (KB / 8);
+  static constexpr bool kPartial = 8 * MF < kRowsPerRound;  // some threads copy nothing
+  static constexpr int kPer = kPartial ? 1 : 8 * MF / kRowsPerRound;
+  const __half* src[kPer];  // row start, row clamped to M - 1
+  int dst[kPer];            // byte offset in the stage's activation tile
   int c, K;
   int row_ok;  // bit j: row of round j < M
 
   __device__ __forceinline__ QcXCopy(const __half* __restrict__ x, int m_base, int M, int K_) : K(K_) {
-    c = qc_x_copy_chunk(threadIdx.x);
+    c = qc_x_copy_chunk_kb(threadIdx.x, KB);
     row_ok = 0;
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
-      const int r = qc_x_copy_row(threadIdx.x, j), m = m_base + r;
+      const int r0 = qc_x_copy_row_kb(threadIdx.x, j, KB), r = kPartial ? min(r0, 8 * MF - 1) : r0;
+      const int m = m_base + r;
       src[j] = x + (size_t)min(m, M - 1) * K;
-      dst[j] = qc_x_offset(r, qc_x_slot(r, c));
+      dst[j] = qc_x_offset_kb(r, qc_x_slot(r, c), KB);
       row_ok |= (m < M) << j;
     }
   }
 
   // rows past M and k past the slice are zero-filled from a clamped (legal) address
   __device__ __forceinline__ void copy(uint8_t* sx, int kb, int k_end) const {
+    if (kPartial && (int)threadIdx.x >= 8 * MF * (KB / 8)) return;
     const int k = kb + 8 * c;
     const int kc = min(k, K - 8);
     const bool valid = k < k_end;
@@ -217,7 +223,7 @@ __global__ void __launch_bounds__(128, 3) qc_pipe_kernel(const __half* __restric
   const int k_begin = blockIdx.z * k_chunk;
   const int k_end = min(K, k_begin + k_chunk);
   op.template begin<MF>(m_base, M);
-  const QcXCopy<MF, Op> xc(x, m_base, M, K);
+  const QcXCopy<MF, KB> xc(x, m_base, M, K);
 
   // prologue: blocks 0 .. S-2 in flight (empty groups past the slice keep the wait counts right)
 #pragma unroll

@@ -11,8 +11,8 @@
 #define QC_MAX_SPLITS 16
 
 /* K per main-loop block of each kernel: split-K slices are whole blocks (plan and workspace use
- * the same value). W4A16 and W4A8 run the pipelined loop of common/pipeline.cuh (128 k per stage),
- * W6A16 the unpipelined loop of common/gemm_f16.cuh (64 k). */
+ * the same value). All run the pipelined loop of common/pipeline.cuh: W4A16 and W4A8 in 128-k
+ * stages, W6A16 in 64-k stages (its 3 KB of weights per 64 k keep 6 stages in 48 KB at MF 4). */
 #define QC_W6A16_K_BLOCK 64
 #define QC_W4A16_K_BLOCK 128
 #define QC_W4A8_K_BLOCK 128

@@ -18,8 +18,9 @@ struct CUstream_st; /* cudaStream_t is `struct CUstream_st*` */
  * multiple of 16 (else QC_ERR_SHAPE). Returns a QC_* status. */
 int qc_w6a16_check_shape(int M, int N, int K, int format, int layout);
 
-/* Bytes of workspace for split-K at every M' <= M (non-decreasing in M, so one reservation for a
- * profile's largest M serves every smaller M; 0 when no M' <= M splits). */
+/* Bytes of workspace for split-K at every M' <= M (fp32 partial sums, then per-tile counters; split-K
+ * finishes inside the one launch): non-decreasing in M, so one reservation for a profile's largest
+ * M serves every smaller M; 0 when no M' <= M splits. */
 size_t qc_w6a16_workspace_size(int M, int N, int K);
 
 /* x fp16 [M,K], w_lo4 uint8 [N,K/2], w_hi2 uint8 [N,K/4] (layout 1 or 2), scales fp16 [N], y fp16

@@ -292,6 +292,32 @@ def test_split_k_in_one_launch_with_a_dirty_workspace(fmt, layout):
         assert rel_err(y, w4a8_reference(x, wt8, "per_token", None)) < TOL_W4A8
 
 
+@pytest.mark.parametrize("fmt", ["fp6_e3m2", "fp6_e2m3"])
+def test_w6a16_split_k_in_one_launch_with_a_dirty_workspace(fmt):
+    """W6A16 runs the pipelined loop too (64-k stages): split-K (8 slices here) finishes inside the
+    launch with per-tile counters, so a workspace of 0xFF bytes gives the right result twice, bit
+    for bit; layout 2 (fp6_v2) on the same dirty workspace equals layout 1 bit for bit."""
+    m, n, k = 2, 128, 4096
+    wt = weights("w6a16", fmt, n, k)
+    x = randn_x(m, k, fmt, "w6 dirty")
+    size = LIB.qc_w6a16_workspace_size(m, n, k)
+    assert size > 0, "this shape is meant to split K"
+    ws = torch.full((size,), 0xFF, dtype=torch.uint8, device=DEV)
+    outs = []
+    for _ in range(2):
+        y = poisoned(m, n)
+        run(abi.w6a16(LIB, x, wt["lo4"], wt["hi2"], wt["scales"], y, fmt, ws))
+        err = rel_err(y, x.float() @ wt["w"].T)
+        assert err < TOL_F16, f"relative error {err:.3g}"
+        outs.append(y)
+    assert torch.equal(outs[0], outs[1])
+    ws.fill_(0xFF)
+    y2 = poisoned(m, n)
+    run(abi.w6a16(LIB, x, *wt["v2"], wt["scales"], y2, fmt, ws, layout=2))
+    err = rel_err(y2, outs[0].float())
+    assert torch.equal(y2, outs[0]), f"fp6_v2 differs from layout 1: relative error {err:.3g}"
+
+
 def test_bad_shapes_and_alignment_rejected():
     x = randn_x(4, 128, "bad")
     wt = weights("w6a16", "fp6_e3m2", 16, 128)
