@@ -37,6 +37,7 @@ CASES = {
     "w6a16_e3m2": ("QcW6A16Gemm", WeightSpec(FORMATS["fp6_e3m2"], "channel", scale_dtype="float16"), None),
     "w6a16_e2m3": ("QcW6A16Gemm", WeightSpec(FORMATS["fp6_e2m3"], "channel"), None),
     "w4a16_int4": ("QcW4A16Gemm", WeightSpec(FORMATS["int4"], "group", 32), None),
+    "w4a16_int4_g128": ("QcW4A16Gemm", WeightSpec(FORMATS["int4"], "group", 128), None),
     "w4a16_uint4_zeros": ("QcW4A16Gemm", WeightSpec(FORMATS["uint4"], "group", 64, symmetric=False), None),
     "w4a16_fp4_channel": ("QcW4A16Gemm", WeightSpec(FORMATS["fp4_e2m1"], "channel", 128), None),
     "w4a8_fp4_tensor": (
@@ -50,7 +51,8 @@ CASES = {
         "per_token",
     ),
 }
-V2_CASES = ("w6a16_e3m2", "w6a16_e2m3", "w4a16_int4", "w4a16_uint4_zeros")  # N=64, K=128: whole v2 tiles
+# N=64, K=128: whole v2 tiles
+V2_CASES = ("w6a16_e3m2", "w6a16_e2m3", "w4a16_int4", "w4a16_int4_g128", "w4a16_uint4_zeros")
 SQNR_FLOOR_DB = {"QcW6A16Gemm": 25.0, "QcW4A16Gemm": 15.0, "QcW4A8Gemm": 12.0}
 
 
@@ -257,6 +259,42 @@ def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
         results.append(_run(ir.to_proto(m), X))
     np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
     np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+def _relayout(model: ir.Model, layout: int) -> np.ndarray:
+    """The QcW4A16Gemm node's codes repacked in `layout` (1 nibble, 2 int4_v2, 3 int4_sm90)."""
+    from qcompile.packing import pack_int4_v2
+    from qcompile.packing_sm90 import pack_int4_sm90, unpack_int4_sm90
+
+    node = _plugin_node(model)
+    w = node.inputs[1]
+    unpack = {1: unpack_nibbles, 2: unpack_int4_v2, 3: unpack_int4_sm90}
+    codes = unpack[node.attributes["layout_version"].value](w.const_value.numpy())
+    packed = {1: pack_nibbles, 2: pack_int4_v2, 3: pack_int4_sm90}[layout](codes).view(np.int8)
+    w.const_value = ir.tensor(packed, name=w.name)
+    node.attributes["layout_version"] = ir.AttrInt64("layout_version", layout)
+    assert check_plugin_node(node) == []
+    return packed
+
+
+def _decoded_and_output(model: ir.Model) -> list[np.ndarray]:
+    """(y, the decoded weight operand [N, K]) of the lowered model."""
+    LowerPluginNodes()(model)
+    matmul = next(n for n in model.graph if n.op_type == "MatMul")
+    model.graph.outputs.append(matmul.inputs[1].producer().inputs[0])
+    return _run(ir.to_proto(model), X)
+
+
+@pytest.mark.parametrize("case", ["w4a16_int4_g128", "w4a16_uint4_zeros"])
+def test_int4_sm90_and_v1_models_of_the_same_codes_decode_the_same(case):
+    """Layout 3 (int4_sm90) and layout 1 (nibble) of the same codes lower to the same weight operand
+    and output, zero tolerance."""
+    models = {layout: _emit(case)[1] for layout in (1, 3)}
+    packed = {layout: _relayout(m, layout) for layout, m in models.items()}
+    assert not np.array_equal(packed[1], packed[3])  # the layouts really differ
+    (y1, w1), (y3, w3) = (_decoded_and_output(models[layout]) for layout in (1, 3))
+    np.testing.assert_array_equal(w3, w1)
+    np.testing.assert_array_equal(y3, y1)
 
 
 @pytest.mark.parametrize("case", ["w6a16_e3m2", "w6a16_e2m3"])
