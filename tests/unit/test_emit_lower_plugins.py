@@ -81,7 +81,7 @@ def _model(op: str, n: int = N) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
-def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int = N):
+def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int = N, target: str = "any"):
     plugin, spec, act = CASES[case]
     proto = _model(op, n)
     model = ir.from_proto(proto)
@@ -90,7 +90,7 @@ def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int 
     act_fmt = FORMATS["fp8_e4m3fn"] if act else None
     if act == "per_tensor" and act_scale is None:
         act_scale = float(np.abs(X).max()) / 448.0
-    EmitPluginGemms([(QuantizedLayer(layer, qw, act_fmt, act_scale), plugin)])(model)
+    EmitPluginGemms([(QuantizedLayer(layer, qw, act_fmt, act_scale), plugin)], target)(model)
     return proto, model, act_scale
 
 
@@ -295,6 +295,62 @@ def test_int4_sm90_and_v1_models_of_the_same_codes_decode_the_same(case):
     (y1, w1), (y3, w3) = (_decoded_and_output(models[layout]) for layout in (1, 3))
     np.testing.assert_array_equal(w3, w1)
     np.testing.assert_array_equal(y3, y1)
+
+
+@pytest.mark.parametrize(
+    "case, n, any_layout, sm90_layout",
+    [
+        ("w4a16_int4_g128", N, 2, 3),
+        ("w4a16_uint4_zeros", N, 2, 3),  # UINT4 with zero points, group 64
+        ("w4a16_int4_g128", 24, 1, 1),  # N=24: not whole 16-row tiles for either layout
+        ("w4a16_int4", N, 2, 2),  # group 32: the sm_90a path declines it
+        ("w4a16_fp4_channel", N, 1, 1),  # FP4: neither int4_v2 nor int4_sm90
+        ("w6a16_e3m2", N, 2, 2),  # other plugins: unchanged
+        ("w4a8_fp4_tensor", N, 1, 1),
+    ],
+)
+def test_the_hopper_target_writes_int4_sm90_only_where_the_sm90_path_takes_it(
+    case, n, any_layout, sm90_layout
+):
+    layouts = {}
+    for target in ("any", "sm90"):
+        node = _plugin_node(_emit(case, n=n, target=target)[1])
+        assert check_plugin_node(node) == []
+        layouts[target] = node.attributes["layout_version"].value
+    assert layouts == {"any": any_layout, "sm90": sm90_layout}
+
+    plugin, spec, _ = CASES[case]
+    model = ir.from_proto(_model("MatMul", n))
+    (layer,), _ = find_layers(model.graph)
+    emitter = EmitPluginGemms(
+        [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec)), plugin)], "sm90"
+    )
+    emitter(model)
+    if plugin == "QcW4A16Gemm" and sm90_layout != 3:  # the reason is recorded for the report
+        assert emitter.not_sm90[layer.name].startswith(f"layout_version {sm90_layout}: int4_sm90 layout: ")
+    else:
+        assert emitter.not_sm90 == {}
+
+
+@pytest.mark.parametrize("case", ["w4a16_int4_g128", "w4a16_uint4_zeros"])
+def test_hopper_and_default_models_lower_to_the_same_output(case):
+    """The sm90 target's layout-3 model and the default layout-2 model of the same layer: the same
+    decoded weight operand and output, zero tolerance."""
+    hopper, default = _emit(case, target="sm90")[1], _emit(case)[1]
+    assert _plugin_node(hopper).attributes["layout_version"].value == 3
+    (y3, w3), (y2, w2) = _decoded_and_output(hopper), _decoded_and_output(default)
+    np.testing.assert_array_equal(w3, w2)
+    np.testing.assert_array_equal(y3, y2)
+
+
+def test_unknown_target_arch_is_refused():
+    from qcompile.errors import RecipeError
+    from qcompile.recipe import Recipe
+
+    with pytest.raises(RecipeError, match="unknown target arch 'sm100'; known: any, sm90"):
+        Recipe(precision="w4a16", target_arch="sm100")
+    assert Recipe(precision="w4a16", target_arch="sm90").to_dict()["target_arch"] == "sm90"
+    assert Recipe().target_arch == "any"
 
 
 @pytest.mark.parametrize("case", ["w6a16_e3m2", "w6a16_e2m3"])
