@@ -151,6 +151,13 @@ def main():
     "QcW4A8Gemm (M2 scales).",
 )
 @click.option(
+    "--target-arch",
+    default=None,
+    metavar="ARCH",
+    help="GPUs the plugin nodes are packed for: any, or sm90 (Hopper only: QcW4A16Gemm weights in the "
+    "order of the sm_90a CUTLASS kernel where it takes them) [default: any].",
+)
+@click.option(
     "--asymmetric",
     is_flag=True,
     default=None,
@@ -283,6 +290,7 @@ def compile_command(
     lorc_rank,
     lkd_steps,
     int4_plugin,
+    target_arch,
     asymmetric,
     offsets,
     exclude,
@@ -322,6 +330,7 @@ def compile_command(
                 "lorc_rank": lorc_rank,
                 "lkd_steps": lkd_steps,
                 "int4_plugin": int4_plugin,
+                "target_arch": target_arch,
                 "asymmetric": asymmetric,
                 "offsets": offsets,
                 "group_size": int(group_size) if group_size else None,

@@ -1,7 +1,7 @@
 """Packed weight layouts (docs/LAYOUTS.md): what the kernels read, byte for byte.
 
 Version 1 everywhere; version 2 for the 4-bit weights of QcW4A16Gemm (`int4_v2`) and the FP6
-weights of QcW6A16Gemm (`fp6_v2`).
+weights of QcW6A16Gemm (`fp6_v2`); QcW4A16Gemm's version 3 (`int4_sm90`, Hopper) is in packing_sm90.
 
 Every function takes codes as `W[N, K]` (output channel major, K contiguous), one code per
 uint8/int8 element as `qcompile.formats` produces them.

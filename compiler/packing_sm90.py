@@ -20,6 +20,9 @@ INT4_SM90_LAYOUT_VERSION = 3
 INT4_SM90_N_MULTIPLE = 16
 INT4_SM90_K_MULTIPLE = 16
 INT4_SM90_FORMATS = ("int4", "uint4")
+# The group sizes the sm_90a path takes (plugins/sm90/qc_sm90_w4a16.cu `plan`); qc_w4a16_check_shape
+# refuses layout 3 with any other, since no kernel would run it.
+INT4_SM90_GROUP_SIZES = (64, 128)
 # [N, K] viewed as [a, m1, g, b, k2, k1, k0] -> nibble stream [b, a, g, k1, k0, k2, m1]
 _ORDER = (3, 0, 2, 5, 6, 4, 1)
 
@@ -31,11 +34,25 @@ def _shape_problem(n: int, k: int) -> str:
     return ""
 
 
-def int4_sm90_problem(n: int, k: int, fmt_name: str) -> str:
-    """Why an N x K weight of this format cannot take the int4_sm90 layout ("" if it can)."""
+def int4_sm90_problem(n: int, k: int, fmt_name: str, group_size: int) -> str:
+    """Why an N x K weight of this format and group size cannot take the int4_sm90 layout ("" if it
+    can): exactly the weights the sm_90a path runs (INT4 / UINT4, N and K multiples of 16, group 64
+    or 128; zero points only with UINT4, which every QcW4A16Gemm layout requires)."""
     if fmt_name not in INT4_SM90_FORMATS:
         return f"int4_sm90 layout: format {fmt_name} is not one of {list(INT4_SM90_FORMATS)}"
+    if group_size not in INT4_SM90_GROUP_SIZES:
+        return f"int4_sm90 layout: group size {group_size} is not one of {list(INT4_SM90_GROUP_SIZES)}"
     return _shape_problem(n, k)
+
+
+def int4_sm90_nibble_tiles(n: int, k: int) -> list[int]:
+    """The nibble stream of an [N, K] weight viewed as [K/16, N/16, g, k1, k0, k2, m1]."""
+    return [k // 16, n // 16, 8, 4, 2, 2, 2]
+
+
+def int4_sm90_inverse_order() -> list[int]:
+    """The Transpose of int4_sm90_nibble_tiles back to [a, m1, g, b, k2, k1, k0] (i.e. [N, K])."""
+    return [int(i) for i in np.argsort(_ORDER)]
 
 
 def _shape_check(n: int, k: int) -> None:
@@ -60,8 +77,8 @@ def unpack_int4_sm90(packed: np.ndarray, signed: bool = False) -> np.ndarray:
     b = np.asarray(packed)
     n, k = b.shape[0], b.shape[1] * 2
     _shape_check(n, k)
-    t = unpack_nibbles(b).reshape(k // 16, n // 16, 8, 4, 2, 2, 2)  # [b, a, g, k1, k0, k2, m1]
-    out = np.ascontiguousarray(t.transpose(np.argsort(_ORDER)).reshape(n, k))
+    t = unpack_nibbles(b).reshape(int4_sm90_nibble_tiles(n, k))
+    out = np.ascontiguousarray(t.transpose(int4_sm90_inverse_order()).reshape(n, k))
     if signed:
         return ((out.astype(np.int8) << 4) >> 4).astype(np.int8)
     return out

@@ -172,7 +172,14 @@ def compile(
                 spill=job.size_before > STREAM_BYTES,
                 check=lambda q: _check_quantized(q, planned),
             )
-        emitted = stages.run("emit", _emit, job.model, quantized, check=lambda e: check_qdq(job.model, e[0]))
+        emitted = stages.run(
+            "emit",
+            _emit,
+            job.model,
+            quantized,
+            recipe.target_arch,
+            check=lambda e: check_qdq(job.model, e[0]),
+        )
         plugins = bool(emitted[1])
         layers = layer_reports(planned, quantized, emitted[2], auto.plan if auto is not None else None)
         del quantized, emitted  # the codes now live in the model's tensors only (released as they are saved)
@@ -352,9 +359,11 @@ def _layers(qg) -> list[QuantizedLayer]:
     ]
 
 
-def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]], dict]:
-    """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes; returns (Q/DQ layers,
-    plugin layers, layer name -> emission details for the report)."""
+def _emit(
+    model: ir.Model, quantized, target_arch: str = "any"
+) -> tuple[list[QuantizedLayer], list[tuple[QuantizedLayer, str]], dict]:
+    """Input-channel scales, LoRC and offset branches, then Q/DQ and plugin nodes (packed for
+    target_arch); returns (Q/DQ layers, plugin layers, layer name -> emission details for the report)."""
     details: dict[str, dict] = {}
     scaled = [
         (qg.group.planned[0].layer.activation, [p.layer for p in qg.group.planned], qg.results[0].input_scale)
@@ -399,7 +408,10 @@ def _emit(model: ir.Model, quantized) -> tuple[list[QuantizedLayer], list[tuple[
     if plugins:
         from qcompile.passes.emit_plugins import EmitPluginGemms
 
-        EmitPluginGemms(plugins)(model)
+        emitter = EmitPluginGemms(plugins, target_arch)
+        emitter(model)
+        for name, why in emitter.not_sm90.items():
+            details.setdefault(name, {})["layout"] = why
     return qdq, plugins, details
 
 

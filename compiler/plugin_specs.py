@@ -57,7 +57,8 @@ class PluginSpec:
     outputs: tuple[TensorSpec, ...]
     attributes: dict[str, AttributeSpec]
     shape_rules: dict[str, int | str]
-    # layout_version -> extra rules of that layout: "K_multiple", "N_multiple", "format" (allowed list)
+    # layout_version -> extra rules of that layout: "K_multiple", "N_multiple", "format" and
+    # "group_size" (allowed lists)
     layout_rules: dict[int, dict] = dataclasses.field(default_factory=dict)
 
     def multiple(self, rule: str, attrs: dict) -> int | None:
@@ -84,6 +85,8 @@ class PluginSpec:
                 problems.append(f"{dim}={size} is not a multiple of {multiple} (layout_version {version})")
         if "format" in rules and attrs.get("format") not in rules["format"]:
             problems.append(f"format {attrs.get('format')!r} has no layout_version {version}")
+        if "group_size" in rules and attrs.get("group_size") not in rules["group_size"]:
+            problems.append(f"group_size {attrs.get('group_size')!r} has no layout_version {version}")
         return problems
 
 

@@ -78,6 +78,10 @@ def _choice(preset: str, group_size: int, method: str, percentile: float) -> Lay
 
 
 PRESETS = ("w8a8", "fp8", "w4a16", "w4a8", "w8a16", "wfp8a16", "wfp4a16", "wfp4a8", "w6a16")
+# The GPUs a compiled model's plugin nodes are packed for: "any" (every GPU the plugins run on) or
+# "sm90" (Hopper: QcW4A16Gemm weights in CUTLASS's int4_sm90 order where the sm_90a path takes them,
+# which runs on Hopper only).
+TARGET_ARCHS = ("any", "sm90")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Recipe:
     lorc_rank: int = 0
     lkd_steps: int = 0
     int4_plugin: bool = False
+    target_arch: str = "any"  # TARGET_ARCHS
     asymmetric: bool = False  # INT4 weights as UINT4 with zero points (onnxruntime; TensorRT wants symmetric)
     offsets: bool = (
         False  # a float16 offset per weight scale group, added by a side branch (TensorRT runs it)
@@ -110,6 +115,8 @@ class Recipe:
             raise RecipeError(
                 f"unknown calibration method {self.calib_method!r}; known: {', '.join(CALIB_METHODS)}"
             )
+        if self.target_arch not in TARGET_ARCHS:
+            raise RecipeError(f"unknown target arch {self.target_arch!r}; known: {', '.join(TARGET_ARCHS)}")
         if self.group_size not in (32, 64, 128):
             raise RecipeError(f"group size must be 32, 64 or 128, not {self.group_size}")
         from qcompile.algorithms import get_algorithm, make_options

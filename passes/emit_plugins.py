@@ -5,7 +5,9 @@ dtype)` (plus an `Add` of the bias for a Gemm with C). The constants are the pac
 docs/LAYOUTS.md, as initializers in the spec's input order and dtypes. QcW4A16Gemm and QcW6A16Gemm
 weights take layout version 2 (int4_v2 / fp6_v2, the kernels' cheapest decodes) wherever it applies
 (int4_v2: INT4 / UINT4, N a multiple of 16, K of 64; fp6_v2: N a multiple of 16), else version 1
-(nibble / fp6_4+2). Per-channel weights
+(nibble / fp6_4+2). For the Hopper target (`target_arch="sm90"`) a QcW4A16Gemm weight the sm_90a
+path takes (packing_sm90.int4_sm90_problem: INT4 / UINT4, N and K multiples of 16, group 64 or 128)
+takes version 3 (int4_sm90, CUTLASS's order), which no other GPU runs. Per-channel weights
 given to a per-group plugin repeat their scale over the groups (the same values). Packed bytes
 and zero points are typed INT8 (the same bits): TensorRT 10.0 and 10.1's ONNX parser widens
 UINT8 initializers to INT32, which no plugin accepts.
@@ -67,16 +69,23 @@ def _bytes(packed: np.ndarray) -> np.ndarray:
     return packed.view(np.int8)
 
 
-def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarray], dict]:
+def w4a16_layout(n: int, k: int, fmt_name: str, group_size: int, target_arch: str = "any") -> int:
+    """The QcW4A16Gemm layout_version of an N x K weight: 3 (int4_sm90) where the Hopper target's
+    sm_90a path takes it, else 2 (int4_v2) where that applies, else 1 (nibble)."""
+    from qcompile.packing import int4_v2_problem
+    from qcompile.packing_sm90 import int4_sm90_problem
+
+    if target_arch == "sm90" and not int4_sm90_problem(n, k, fmt_name, group_size):
+        return 3
+    return 1 if int4_v2_problem(n, k, fmt_name) else 2
+
+
+def plugin_arrays(
+    ql: QuantizedLayer, op_type: str, target_arch: str = "any"
+) -> tuple[dict[str, np.ndarray], dict]:
     """(constant inputs by spec name, attribute values) of the plugin node for `ql`."""
-    from qcompile.packing import (
-        fp6_v2_problem,
-        int4_v2_problem,
-        pack_fp6,
-        pack_fp6_v2,
-        pack_int4_v2,
-        pack_nibbles,
-    )
+    from qcompile.packing import fp6_v2_problem, pack_fp6, pack_fp6_v2, pack_int4_v2, pack_nibbles
+    from qcompile.packing_sm90 import pack_int4_sm90
 
     qw, layer = ql.weight, ql.layer
     fmt, n, k = qw.spec.fmt, layer.n, layer.k
@@ -100,10 +109,11 @@ def plugin_arrays(ql: QuantizedLayer, op_type: str) -> tuple[dict[str, np.ndarra
         }, values
     values["group_size"] = g
     if op_type == "QcW4A16Gemm":
-        v2 = not int4_v2_problem(n, k, fmt.name)
-        values["layout_version"] = 2 if v2 else 1
+        layout = w4a16_layout(n, k, fmt.name, g, target_arch)
+        values["layout_version"] = layout
+        pack = {1: pack_nibbles, 2: pack_int4_v2, 3: pack_int4_sm90}[layout]
         arrays = {
-            "w": _bytes(pack_int4_v2(qw.codes) if v2 else pack_nibbles(qw.codes)),
+            "w": _bytes(pack(qw.codes)),
             "scales": _fp16(layer.name, _group_view(qw.scales, k, g)),
         }
         if qw.zero_points is not None:
@@ -146,11 +156,15 @@ def _check_op(ql: QuantizedLayer) -> None:
 
 
 class EmitPluginGemms(ir.passes.InPlacePass):
-    """items: (QuantizedLayer, plugin op_type); each MatMul / Gemm becomes its plugin node."""
+    """items: (QuantizedLayer, plugin op_type); each MatMul / Gemm becomes its plugin node.
+    target_arch: "any" (every GPU the plugins run on) or "sm90" (Hopper: int4_sm90 where it applies);
+    for "sm90", `not_sm90` then holds, by layer name, why a QcW4A16Gemm weight kept another layout."""
 
-    def __init__(self, items: list[tuple[QuantizedLayer, str]]):
+    def __init__(self, items: list[tuple[QuantizedLayer, str]], target_arch: str = "any"):
         super().__init__()
         self.items = items
+        self.target_arch = target_arch
+        self.not_sm90: dict[str, str] = {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         from qcompile.plugin_specs import check_plugin_node, load_specs, node_attributes
@@ -160,8 +174,13 @@ class EmitPluginGemms(ir.passes.InPlacePass):
         for ql, op_type in self.items:
             _check_op(ql)
             spec = specs.get(op_type)
-            arrays, values = plugin_arrays(ql, op_type)
+            arrays, values = plugin_arrays(ql, op_type, self.target_arch)
             attrs = node_attributes(op_type, specs, **values)
+            if self.target_arch == "sm90" and op_type == "QcW4A16Gemm" and attrs["layout_version"] != 3:
+                from qcompile.packing_sm90 import int4_sm90_problem
+
+                why = int4_sm90_problem(attrs["N"], attrs["K"], attrs["format"], attrs["group_size"])
+                self.not_sm90[ql.layer.name] = f"layout_version {attrs['layout_version']}: {why}"
             layer, node = ql.layer, ql.layer.node
             x, out = node.inputs[0], node.outputs[0]  # the live input: an earlier plugin may have replaced it
             out_dtype = out.dtype or x.dtype or ir.DataType.FLOAT

@@ -2,10 +2,10 @@
 
 The lowering decodes the very same packed initializers the kernel reads: the INT8-typed bytes
 become uint8 (Cast to int32, BitwiseAnd 0xFF, Cast: defined for every value), unpacked with
-BitShift / BitwiseAnd, interleave with Concat / Reshape (and, for the int4_v2 and fp6_v2 layouts,
-a Gather of each lane's nibbles and bits into weight order and one Transpose of the tiles back to
-[N, K]), Gather from a 2^bits float32
-table of the format's values, apply the scales (per channel, or per group through an
+BitShift / BitwiseAnd, interleave with Concat / Reshape (for int4_v2 and int4_sm90, one Transpose of
+the nibble tiles back to [N, K]; for fp6_v2, a Gather of each lane's nibbles and bits into weight
+order and one Transpose of the tiles back to [N, K]), Gather from a 2^bits float32 table of the
+format's values, apply the scales (per channel, or per group through an
 [N, G, g] view), Transpose to [K, N] and MatMul in float32. It mirrors the kernels' arithmetic:
 - W6A16 / W4A16: the dequantized weight `decode(c) * scale` (minus the zero point) is rounded
   once to float16 (the tensor-core operand); fp16 x fp16 products are exact in float32.
@@ -110,6 +110,17 @@ def _unpack_int4_v2(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
     return b.reshape(b.op("Transpose", [tiles], U8, perm=int4_v2_inverse_order()), [n, k], U8)
 
 
+def _unpack_int4_sm90(b: _Builder, packed: ir.Value, n: int, k: int) -> ir.Value:
+    """qcompile.packing_sm90.unpack_int4_sm90: the nibble stream, then the inverse atom transpose."""
+    from qcompile.packing_sm90 import int4_sm90_inverse_order, int4_sm90_nibble_tiles
+
+    tiles = b.reshape(_unpack_nibbles(b, packed, n, k), int4_sm90_nibble_tiles(n, k), U8)
+    return b.reshape(b.op("Transpose", [tiles], U8, perm=int4_sm90_inverse_order()), [n, k], U8)
+
+
+_W4A16_UNPACK = {1: _unpack_nibbles, 2: _unpack_int4_v2, 3: _unpack_int4_sm90}
+
+
 def _unpack_fp6(b: _Builder, lo4: ir.Value, hi2: ir.Value, n: int, k: int) -> ir.Value:
     lo = _unpack_nibbles(b, lo4, n, k)
     hi2, three = _as_uint8(b, hi2), b.const(np.uint8(3))
@@ -190,7 +201,7 @@ def _weight_w6a16(b, inputs, attrs):
 
 def _weight_w4a16(b, inputs, attrs):
     n, k, g = attrs["N"], attrs["K"], attrs["group_size"]
-    unpack = _unpack_int4_v2 if attrs.get("layout_version", 1) == 2 else _unpack_nibbles
+    unpack = _W4A16_UNPACK[attrs.get("layout_version", 1)]
     values = _lookup(b, unpack(b, inputs[1], n, k), attrs["format"])
     if attrs.get("has_zeros", 0):
         values = _per_group(b, values, b.cast(inputs[3], F32), n, k, g, "Sub")

@@ -3,10 +3,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "decode.h"
 #include "decode_v2.h"
 #include "fp6_v2.h"
+#include "int4_sm90.h"
 #include "w4a16.h"
 #include "w4a8.h"
 #include "w6a16.h"
@@ -149,16 +151,21 @@ void decode_w4a16_v2(const uint8_t* w, const uint16_t* scales, const uint8_t* ze
       }
 }
 
-}  // namespace
+/* int4_sm90 -> the nibble layout, element by element (int4_sm90.h); the sm_90a kernel's decode is
+ * CUTLASS's and not reproduced here. */
+std::vector<uint8_t> int4_sm90_to_nibbles(const uint8_t* w, int N, int K) {
+  std::vector<uint8_t> out((size_t)N * (K / 2), 0);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) {
+      const size_t p = qc_int4_sm90_nibble(n, k, N);
+      const unsigned c = (w[p / 2] >> (4 * (p & 1))) & 0xFu;
+      out[(size_t)n * (K / 2) + k / 2] |= (uint8_t)(c << (4 * (k & 1)));
+    }
+  return out;
+}
 
-extern "C" int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros,
-                                   int N, int K, int group_size, int format, int layout, float* out) {
-  int st = qc_w4a16_check_shape(1, N, K, group_size, format, zeros != nullptr, layout);
-  if (st != QC_OK) return st;
-  if (layout == 2) {
-    decode_w4a16_v2(w, scales, zeros, N, K, group_size, format, out);
-    return QC_OK;
-  }
+void decode_w4a16_v1(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros, int N, int K,
+                     int group_size, int format, float* out) {
   int groups = K / group_size;
   for (int n = 0; n < N; ++n) {
     for (int k = 0; k < K; k += 16) {
@@ -173,6 +180,22 @@ extern "C" int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, con
         out[(size_t)n * K + k + j] = v * scale;
       }
     }
+  }
+}
+
+}  // namespace
+
+extern "C" int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros,
+                                   int N, int K, int group_size, int format, int layout, float* out) {
+  int st = qc_w4a16_check_shape(1, N, K, group_size, format, zeros != nullptr, layout);
+  if (st != QC_OK) return st;
+  if (layout == 2) {
+    decode_w4a16_v2(w, scales, zeros, N, K, group_size, format, out);
+  } else if (layout == 3) {
+    const std::vector<uint8_t> nibbles = int4_sm90_to_nibbles(w, N, K);
+    decode_w4a16_v1(nibbles.data(), scales, zeros, N, K, group_size, format, out);
+  } else {
+    decode_w4a16_v1(w, scales, zeros, N, K, group_size, format, out);
   }
   return QC_OK;
 }

@@ -19,8 +19,8 @@ int qc_ref_fp6_to_half_bits(const uint8_t* codes, long long n, int format, uint1
 int qc_ref_decode_w6a16(const uint8_t* lo4, const uint8_t* hi2, const uint16_t* scales, int N,
                         int K, int format, int layout, float* out);
 
-/* out[N,K] = (decode(W) - zero) * scale[n, k/g]; zeros may be NULL; W in layout 1 (nibble) or 2
- * (int4_v2, through decode_v2.h). */
+/* out[N,K] = (decode(W) - zero) * scale[n, k/g]; zeros may be NULL; W in layout 1 (nibble), 2
+ * (int4_v2, through decode_v2.h) or 3 (int4_sm90, reordered to layout 1 through int4_sm90.h). */
 int qc_ref_decode_w4a16(const uint8_t* w, const uint16_t* scales, const uint8_t* zeros, int N,
                         int K, int group_size, int format, int layout, float* out);
 

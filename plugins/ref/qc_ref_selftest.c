@@ -28,7 +28,11 @@ int main(void) {
   EXPECT(qc_w4a16_check_shape(1, 8, 128, 48, QC_FMT_INT4, 0, 1) == QC_ERR_ARG);
   EXPECT(qc_w4a16_check_shape(1, 8, 128, 32, QC_FMT_INT4, 0, 2) == QC_ERR_SHAPE);
   EXPECT(qc_w4a16_check_shape(1, 16, 128, 32, QC_FMT_FP4_E2M1, 0, 2) == QC_ERR_FORMAT);
+  EXPECT(qc_w4a16_check_shape(1, 16, 128, 64, QC_FMT_INT4, 0, 3) == QC_OK);
   EXPECT(qc_w4a16_check_shape(1, 16, 128, 32, QC_FMT_INT4, 0, 3) == QC_ERR_ARG);
+  EXPECT(qc_w4a16_check_shape(1, 8, 128, 64, QC_FMT_UINT4, 1, 3) == QC_ERR_SHAPE);
+  EXPECT(qc_w4a16_check_shape(1, 16, 128, 64, QC_FMT_FP4_E2M1, 0, 3) == QC_ERR_FORMAT);
+  EXPECT(qc_w4a16_check_shape(1, 16, 128, 64, QC_FMT_INT4, 0, 4) == QC_ERR_ARG);
   EXPECT(qc_w4a8_check_shape(1, 12, 128, 32, QC_FMT_INT4, QC_ACT_PER_TOKEN) == QC_ERR_SHAPE);
   if (!failures) printf("qc_ref selftest: ok\n");
   return failures != 0;

@@ -221,6 +221,7 @@ extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, c
   const int sm90 = qc_sm90_w4a16_gemm(x, w, scales, zeros, y, M, N, K, group_size, format, layout, workspace,
                                       workspace_bytes, stream);
   if (sm90 != QC_SM90_FALLBACK) return sm90;
+  if (layout == 3) return QC_ERR_UNSUPPORTED_ARCH;  // int4_sm90: the sm_90a path's layout only
   qc_plan p = qc_fit_workspace(qc_plan_gemm(M, N, K, QC_W4A16_K_BLOCK), M, N, K, 0, workspace, workspace_bytes);
   const W4Args args{static_cast<const uint8_t*>(w), static_cast<const __half*>(scales),
                     static_cast<const uint8_t*>(zeros), N, K, qc_group_shift(group_size), format};

@@ -73,7 +73,7 @@ def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None, layout: int = 1
 
 
 def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
-    """layout: 1 (nibble) or 2 (int4_v2), the layout_version of the bytes in `w`."""
+    """layout: 1 (nibble), 2 (int4_v2) or 3 (int4_sm90), the layout_version of the bytes in `w`."""
     m, k = x.shape
     n = y.shape[1]
     ws = (

@@ -378,17 +378,23 @@ def test_bad_shapes_and_alignment_rejected():
         )
         == abi.ERR_FORMAT
     )
-    # int4_v2 takes whole 16 x 64 tiles and INT4 / UINT4 only; layout 3 does not exist
-    for n_, k_, fmt_, layout, status in (
-        (8, 128, 2, 2, abi.ERR_SHAPE),
-        (16, 96, 2, 2, abi.ERR_SHAPE),
-        (16, 128, 4, 2, abi.ERR_FORMAT),
-        (16, 128, 2, 3, abi.ERR_ARG),
+    # int4_v2 takes whole 16 x 64 tiles and INT4 / UINT4 only; int4_sm90 (layout 3) groups of 64 and
+    # 128 only, and runs on the sm_90a path only: without a workspace that path declines it, on every
+    # GPU; layout 4 does not exist
+    for n_, k_, g_, fmt_, layout, status in (
+        (8, 128, 32, 2, 2, abi.ERR_SHAPE),
+        (16, 96, 32, 2, 2, abi.ERR_SHAPE),
+        (16, 128, 32, 4, 2, abi.ERR_FORMAT),
+        (16, 128, 32, 2, 3, abi.ERR_ARG),
+        (8, 128, 64, 2, 3, abi.ERR_SHAPE),
+        (16, 128, 64, 4, 3, abi.ERR_FORMAT),
+        (16, 128, 64, 2, 3, abi.ERR_UNSUPPORTED_ARCH),
+        (16, 128, 32, 2, 4, abi.ERR_ARG),
     ):
         got = lib.qc_w4a16_gemm(
-            p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, n_, k_, 32, fmt_, layout, None, 0, s
+            p(x), p(w4["w4"]), p(w4["scales"]), None, p(y), 4, n_, k_, g_, fmt_, layout, None, 0, s
         )
-        assert got == status, (n_, k_, fmt_, layout, got)
+        assert got == status, (n_, k_, g_, fmt_, layout, got)
     assert torch.isnan(y).all(), "a rejected call wrote to the output"
     w8 = weights("w4a8", "int4", 16, 128, 32)
     status = lib.qc_w4a8_gemm(

@@ -116,6 +116,24 @@ def test_sm90_w4a16_int4_sm90_layout(fmt, group, m, n, k):
         assert torch.equal(y3, y1), f"layout 3 differs from layout 1: {rel_err(y3, y1.float()):.3g}"
 
 
+@pytest.mark.parametrize("fmt,group,m,n,k", [("int4", 64, 17, 48, 192), ("int4", 128, 1, 256, 512)])
+def test_w4a16_gemm_runs_int4_sm90_with_the_cores_workspace(fmt, group, m, n, k):
+    """qc_w4a16_gemm on layout 3 (what `--target-arch sm90` emits) with the workspace the plugin cores
+    reserve (the larger of the two paths'; the autouse fixture set the sm90 signatures): the sm_90a
+    path, the same bits as layout 1 there."""
+    wt = weights("w4a16", fmt, n, k, group)
+    x = randn_x(m, k, fmt, group, n, "gemm-v3")
+    size = max(
+        LIB.qc_w4a16_workspace_size(m, n, k, group),
+        LIB.qc_sm90_w4a16_workspace_size(m, n, k, group, abi.FMT[fmt], 0),
+    )
+    ws = torch.empty(max(size, 16), dtype=torch.uint8, device="cuda")
+    y1, y3 = poisoned(m, n), poisoned(m, n)
+    run(abi.sm90_w4a16(LIB, x, wt["w4"], wt["scales"], None, y1, group, fmt))
+    run(abi.w4a16(LIB, x, int4_sm90_bytes(wt), wt["scales"], None, y3, group, fmt, ws, layout=3))
+    assert torch.equal(y3, y1), f"layout 3 differs from layout 1: {rel_err(y3, y1.float()):.3g}"
+
+
 def test_sm90_without_stream_k_workspace():
     """A workspace that holds the transposed scales but not CUTLASS's stream-K partials runs one
     CTA per output tile: the same result within the tolerance."""

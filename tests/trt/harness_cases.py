@@ -5,8 +5,10 @@ Every combination of the attributes that list their `values` is tried; each is e
 EmitPluginGemms from a real quantized weight. A combination the emitter cannot produce is
 written as `unemittable` with the reason (the harness reports them; today: INT4 and FP4
 with zero points, which qcompile never emits since only unsigned formats take a zero point, and
-layout_version 2 for FP4). QcW4A16Gemm with INT4/UINT4 is emitted in layout 2; its layout-1
-cases are the same node repacked in layout 1, as qcompile wrote it before layout 2 existed.
+layout_version 2 and 3 for FP4, layout_version 3 for group size 32). QcW4A16Gemm with INT4/UINT4
+is emitted in layout 2; its layout-1 cases are the same node repacked in layout 1, as qcompile wrote
+it before layout 2 existed; its layout-3 cases (int4_sm90) are emitted for the Hopper target
+(target_arch "sm90").
 
 File format, one block per case:
     case LABEL OP_TYPE
@@ -70,8 +72,9 @@ def emit(op: str, attrs: dict, k: int = K, n: int = N) -> ir.Node:
     spec, act = _weight_spec(op, attrs)
     act_fmt = FORMATS["fp8_e4m3fn"] if act else None
     act_scale = 0.01 if act == "per_tensor" else None
+    target = "sm90" if attrs.get("layout_version") == 3 else "any"
     EmitPluginGemms(
-        [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)]
+        [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec), act_fmt, act_scale), op)], target
     )(model)
     (node,) = [n for n in model.graph if n.domain == "qcompile"]
     if attrs.get("layout_version") == 1 and node.attributes["layout_version"].value == 2:

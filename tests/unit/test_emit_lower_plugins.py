@@ -37,6 +37,7 @@ CASES = {
     "w6a16_e3m2": ("QcW6A16Gemm", WeightSpec(FORMATS["fp6_e3m2"], "channel", scale_dtype="float16"), None),
     "w6a16_e2m3": ("QcW6A16Gemm", WeightSpec(FORMATS["fp6_e2m3"], "channel"), None),
     "w4a16_int4": ("QcW4A16Gemm", WeightSpec(FORMATS["int4"], "group", 32), None),
+    "w4a16_int4_g128": ("QcW4A16Gemm", WeightSpec(FORMATS["int4"], "group", 128), None),
     "w4a16_uint4_zeros": ("QcW4A16Gemm", WeightSpec(FORMATS["uint4"], "group", 64, symmetric=False), None),
     "w4a16_fp4_channel": ("QcW4A16Gemm", WeightSpec(FORMATS["fp4_e2m1"], "channel", 128), None),
     "w4a8_fp4_tensor": (
@@ -50,7 +51,8 @@ CASES = {
         "per_token",
     ),
 }
-V2_CASES = ("w6a16_e3m2", "w6a16_e2m3", "w4a16_int4", "w4a16_uint4_zeros")  # N=64, K=128: whole v2 tiles
+# N=64, K=128: whole v2 tiles
+V2_CASES = ("w6a16_e3m2", "w6a16_e2m3", "w4a16_int4", "w4a16_int4_g128", "w4a16_uint4_zeros")
 SQNR_FLOOR_DB = {"QcW6A16Gemm": 25.0, "QcW4A16Gemm": 15.0, "QcW4A8Gemm": 12.0}
 
 
@@ -79,7 +81,7 @@ def _model(op: str, n: int = N) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
-def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int = N):
+def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int = N, target: str = "any"):
     plugin, spec, act = CASES[case]
     proto = _model(op, n)
     model = ir.from_proto(proto)
@@ -88,7 +90,7 @@ def _emit(case: str, op: str = "MatMul", act_scale: float | None = None, n: int 
     act_fmt = FORMATS["fp8_e4m3fn"] if act else None
     if act == "per_tensor" and act_scale is None:
         act_scale = float(np.abs(X).max()) / 448.0
-    EmitPluginGemms([(QuantizedLayer(layer, qw, act_fmt, act_scale), plugin)])(model)
+    EmitPluginGemms([(QuantizedLayer(layer, qw, act_fmt, act_scale), plugin)], target)(model)
     return proto, model, act_scale
 
 
@@ -257,6 +259,98 @@ def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
         results.append(_run(ir.to_proto(m), X))
     np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
     np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+def _relayout(model: ir.Model, layout: int) -> np.ndarray:
+    """The QcW4A16Gemm node's codes repacked in `layout` (1 nibble, 2 int4_v2, 3 int4_sm90)."""
+    from qcompile.packing import pack_int4_v2
+    from qcompile.packing_sm90 import pack_int4_sm90, unpack_int4_sm90
+
+    node = _plugin_node(model)
+    w = node.inputs[1]
+    unpack = {1: unpack_nibbles, 2: unpack_int4_v2, 3: unpack_int4_sm90}
+    codes = unpack[node.attributes["layout_version"].value](w.const_value.numpy())
+    packed = {1: pack_nibbles, 2: pack_int4_v2, 3: pack_int4_sm90}[layout](codes).view(np.int8)
+    w.const_value = ir.tensor(packed, name=w.name)
+    node.attributes["layout_version"] = ir.AttrInt64("layout_version", layout)
+    assert check_plugin_node(node) == []
+    return packed
+
+
+def _decoded_and_output(model: ir.Model) -> list[np.ndarray]:
+    """(y, the decoded weight operand [N, K]) of the lowered model."""
+    LowerPluginNodes()(model)
+    matmul = next(n for n in model.graph if n.op_type == "MatMul")
+    model.graph.outputs.append(matmul.inputs[1].producer().inputs[0])
+    return _run(ir.to_proto(model), X)
+
+
+@pytest.mark.parametrize("case", ["w4a16_int4_g128", "w4a16_uint4_zeros"])
+def test_int4_sm90_and_v1_models_of_the_same_codes_decode_the_same(case):
+    """Layout 3 (int4_sm90) and layout 1 (nibble) of the same codes lower to the same weight operand
+    and output, zero tolerance."""
+    models = {layout: _emit(case)[1] for layout in (1, 3)}
+    packed = {layout: _relayout(m, layout) for layout, m in models.items()}
+    assert not np.array_equal(packed[1], packed[3])  # the layouts really differ
+    (y1, w1), (y3, w3) = (_decoded_and_output(models[layout]) for layout in (1, 3))
+    np.testing.assert_array_equal(w3, w1)
+    np.testing.assert_array_equal(y3, y1)
+
+
+@pytest.mark.parametrize(
+    "case, n, any_layout, sm90_layout",
+    [
+        ("w4a16_int4_g128", N, 2, 3),
+        ("w4a16_uint4_zeros", N, 2, 3),  # UINT4 with zero points, group 64
+        ("w4a16_int4_g128", 24, 1, 1),  # N=24: not whole 16-row tiles for either layout
+        ("w4a16_int4", N, 2, 2),  # group 32: the sm_90a path declines it
+        ("w4a16_fp4_channel", N, 1, 1),  # FP4: neither int4_v2 nor int4_sm90
+        ("w6a16_e3m2", N, 2, 2),  # other plugins: unchanged
+        ("w4a8_fp4_tensor", N, 1, 1),
+    ],
+)
+def test_the_hopper_target_writes_int4_sm90_only_where_the_sm90_path_takes_it(
+    case, n, any_layout, sm90_layout
+):
+    layouts = {}
+    for target in ("any", "sm90"):
+        node = _plugin_node(_emit(case, n=n, target=target)[1])
+        assert check_plugin_node(node) == []
+        layouts[target] = node.attributes["layout_version"].value
+    assert layouts == {"any": any_layout, "sm90": sm90_layout}
+
+    plugin, spec, _ = CASES[case]
+    model = ir.from_proto(_model("MatMul", n))
+    (layer,), _ = find_layers(model.graph)
+    emitter = EmitPluginGemms(
+        [(QuantizedLayer(layer, quantize_weight(layer.weight_nk(), spec)), plugin)], "sm90"
+    )
+    emitter(model)
+    if plugin == "QcW4A16Gemm" and sm90_layout != 3:  # the reason is recorded for the report
+        assert emitter.not_sm90[layer.name].startswith(f"layout_version {sm90_layout}: int4_sm90 layout: ")
+    else:
+        assert emitter.not_sm90 == {}
+
+
+@pytest.mark.parametrize("case", ["w4a16_int4_g128", "w4a16_uint4_zeros"])
+def test_hopper_and_default_models_lower_to_the_same_output(case):
+    """The sm90 target's layout-3 model and the default layout-2 model of the same layer: the same
+    decoded weight operand and output, zero tolerance."""
+    hopper, default = _emit(case, target="sm90")[1], _emit(case)[1]
+    assert _plugin_node(hopper).attributes["layout_version"].value == 3
+    (y3, w3), (y2, w2) = _decoded_and_output(hopper), _decoded_and_output(default)
+    np.testing.assert_array_equal(w3, w2)
+    np.testing.assert_array_equal(y3, y2)
+
+
+def test_unknown_target_arch_is_refused():
+    from qcompile.errors import RecipeError
+    from qcompile.recipe import Recipe
+
+    with pytest.raises(RecipeError, match="unknown target arch 'sm100'; known: any, sm90"):
+        Recipe(precision="w4a16", target_arch="sm100")
+    assert Recipe(precision="w4a16", target_arch="sm90").to_dict()["target_arch"] == "sm90"
+    assert Recipe().target_arch == "any"
 
 
 @pytest.mark.parametrize("case", ["w6a16_e3m2", "w6a16_e2m3"])

@@ -13,7 +13,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from qcompile import formats, packing
+from qcompile import formats, packing, packing_sm90
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 SOURCES = ["ref/qc_ref.cpp", "w6a16/w6a16_check.cpp", "w4a16/w4a16_check.cpp", "w4a8/w4a8_check.cpp"]
@@ -99,6 +99,9 @@ def test_w4a16_decode_matches_packing(ref, name, zeros, group):
     if name != "fp4_e2m1":
         layouts[2] = packing.pack_int4_v2(codes)
         assert not np.array_equal(layouts[1], layouts[2])
+    if name != "fp4_e2m1" and group != 32:
+        layouts[3] = packing_sm90.pack_int4_sm90(codes)
+        assert not np.array_equal(layouts[1], layouts[3])
     for layout, packed in layouts.items():
         out = np.empty((n, k), np.float32)
         call(
@@ -212,7 +215,14 @@ def test_w6a16_shape_rules(ref, args, status):
         ((4, 8, 128, 32, FMT["int4"], 0, 2), ERR_SHAPE),
         ((4, 16, 96, 32, FMT["int4"], 0, 2), ERR_SHAPE),
         ((4, 16, 128, 32, FMT["fp4_e2m1"], 0, 2), ERR_FORMAT),
+        # layout 3 (int4_sm90): 16 x 16 atoms, INT4 / UINT4, groups 64 and 128 (the sm_90a path's)
+        ((4, 16, 64, 64, FMT["int4"], 0, 3), OK),
+        ((4, 48, 256, 128, FMT["uint4"], 1, 3), OK),
+        ((4, 8, 128, 64, FMT["int4"], 0, 3), ERR_SHAPE),
+        ((4, 24, 128, 64, FMT["int4"], 0, 3), ERR_SHAPE),
+        ((4, 16, 128, 64, FMT["fp4_e2m1"], 0, 3), ERR_FORMAT),
         ((4, 16, 128, 32, FMT["int4"], 0, 3), ERR_ARG),
+        ((4, 16, 128, 64, FMT["int4"], 0, 4), ERR_ARG),
     ],
 )
 def test_w4a16_shape_rules(ref, args, status):

@@ -66,9 +66,11 @@ def test_one_thread_word_is_contiguous_in_shuffled_register_order():
 
 
 def test_refusals():
-    assert int4_sm90_problem(32, 64, "int4") == ""
-    assert "format fp4_e2m1" in int4_sm90_problem(32, 64, "fp4_e2m1")
-    assert "multiples of 16" in int4_sm90_problem(24, 64, "uint4")
+    assert int4_sm90_problem(32, 64, "int4", 64) == ""
+    assert int4_sm90_problem(16, 128, "uint4", 128) == ""
+    assert "format fp4_e2m1" in int4_sm90_problem(32, 64, "fp4_e2m1", 64)
+    assert "multiples of 16" in int4_sm90_problem(24, 64, "uint4", 64)
+    assert "group size 32" in int4_sm90_problem(32, 64, "int4", 32)
     with pytest.raises(LayoutError, match="N=24"):
         pack_int4_sm90(np.zeros((24, 64), np.uint8))
     with pytest.raises(LayoutError, match="K=40"):

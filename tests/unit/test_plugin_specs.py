@@ -50,7 +50,10 @@ def test_node_attributes_fills_defaults_and_parser_attributes():
         ({"N": "16", "K": 256}, RecipeError, "'N'"),
         ({"N": True, "K": 256}, RecipeError, "'N'"),
         ({"N": 16, "K": 256, "bits": 4}, RecipeError, "bits"),
-        ({"N": 16, "K": 256, "layout_version": 3}, RecipeError, "'layout_version' is 3"),
+        ({"N": 16, "K": 256, "layout_version": 4}, RecipeError, "'layout_version' is 4"),
+        ({"N": 8, "K": 256, "layout_version": 3}, LayoutError, r"N=8 .* 16 \(layout_version 3\)"),
+        ({"N": 16, "K": 256, "format": "fp4_e2m1", "layout_version": 3}, LayoutError, "no layout_version 3"),
+        ({"N": 16, "K": 256, "group_size": 32, "layout_version": 3}, LayoutError, "group_size 32 has no"),
         ({"N": 8, "K": 256, "layout_version": 2}, LayoutError, r"N=8 .* 16 \(layout_version 2\)"),
         ({"N": 16, "K": 96, "group_size": 32, "layout_version": 2}, LayoutError, "K=96 .* 64"),
         ({"N": 16, "K": 256, "format": "fp4_e2m1", "layout_version": 2}, LayoutError, "no layout_version"),
@@ -61,6 +64,15 @@ def test_node_attributes_fills_defaults_and_parser_attributes():
 def test_node_attributes_rejects_invalid_values(values, error, word):
     with pytest.raises(error, match=word):
         plugin_specs.node_attributes("QcW4A16Gemm", **values)
+
+
+def test_int4_sm90_layout_is_listed():
+    """Layout 3 (int4_sm90): INT4 / UINT4, N and K multiples of 16, group 64 or 128."""
+    for fmt, g in (("int4", 64), ("uint4", 128)):
+        attrs = plugin_specs.node_attributes(
+            "QcW4A16Gemm", N=16, K=128, group_size=g, format=fmt, layout_version=3
+        )
+        assert attrs["layout_version"] == 3
 
 
 def test_unknown_plugin_names_the_known_ones():
@@ -104,6 +116,7 @@ def test_valid_nodes_have_no_problems():
     assert plugin_specs.check_plugin_node(w4a16_node()) == []
     assert plugin_specs.check_plugin_node(w4a16_node(zeros=True)) == []
     assert plugin_specs.check_plugin_node(w4a16_node(layout_version=2)) == []  # int4_v2
+    assert plugin_specs.check_plugin_node(w4a16_node(layout_version=3)) == []  # int4_sm90
 
 
 def w6a16_node(n=8, k=128, **overrides):
@@ -144,7 +157,9 @@ def test_valid_w6a16_and_w4a8_nodes():
     "make, reason",
     [
         (lambda: w4a16_node(x_dtype=ir.DataType.FLOAT), "input 'x' is FLOAT, expected FLOAT16"),
-        (lambda: w4a16_node(layout_version=3), "attribute 'layout_version' is 3, expected one of [1, 2]"),
+        (lambda: w4a16_node(layout_version=4), "attribute 'layout_version' is 4, expected one of [1, 2, 3]"),
+        (lambda: w4a16_node(n=8, layout_version=3), "N=8 is not a multiple of 16 (layout_version 3)"),
+        (lambda: w4a16_node(g=32, layout_version=3), "group_size 32 has no layout_version 3"),
         (lambda: w4a16_node(n=8, layout_version=2), "N=8 is not a multiple of 16 (layout_version 2)"),
         (lambda: w6a16_node(layout_version=3), "attribute 'layout_version' is 3, expected one of [1, 2]"),
         (lambda: w6a16_node(n=8, layout_version=2), "N=8 is not a multiple of 16 (layout_version 2)"),

@@ -226,3 +226,31 @@ def test_plugin_nodes_are_checked_against_their_spec():
     violations = check_tensorrt_rules(_plugin_model(layout_version=2))  # N=8: not a 16-row tile
     assert [(v.node, v.rule) for v in violations] == [("fp6", "plugin")]
     assert "N=8 is not a multiple of 16 (layout_version 2)" in violations[0].message
+
+
+def _w4a16_model(n=16, k=128, **attr_overrides):
+    x = act(shape=(2, k), dtype=ir.DataType.FLOAT16)
+    g = attr_overrides.get("group_size", 64)
+    attrs = plugin_specs.node_attributes("QcW4A16Gemm", N=n, K=k, group_size=g)
+    attrs.update(attr_overrides)
+    node = ir.node(
+        "QcW4A16Gemm",
+        [x, const("w", np.zeros((n, k // 2), np.int8)), const("s", np.ones((n, k // g), np.float16))],
+        attributes=attrs,
+        domain="qcompile",
+        name="w4",
+    )
+    return model([node], [x], [node.outputs[0]])
+
+
+def test_int4_sm90_plugin_nodes_pass_where_the_sm90_path_takes_them():
+    assert check_tensorrt_rules(_w4a16_model(layout_version=3)) == []
+    assert check_tensorrt_rules(_w4a16_model(layout_version=3, group_size=128, format="uint4")) == []
+    for overrides, message in (
+        ({"n": 8}, "N=8 is not a multiple of 16 (layout_version 3)"),
+        ({"format": "fp4_e2m1"}, "format 'fp4_e2m1' has no layout_version 3"),
+        ({"group_size": 32}, "group_size 32 has no layout_version 3"),
+    ):
+        violations = check_tensorrt_rules(_w4a16_model(layout_version=3, **overrides))
+        assert [(v.node, v.rule) for v in violations] == [("w4", "plugin")], overrides
+        assert message in violations[0].message, violations[0].message

@@ -216,3 +216,36 @@ def test_verify_timeout_from_flag_file_and_print_python(workdir):
     result = run(workdir / "mlp.onnx", "--recipe", bad, "-p", "w4a16")
     assert result.exit_code == 2 and "verify_timeout must be a number of seconds" in result.output
     assert "Traceback" not in result.output and not (workdir / "mlp.q.onnx").exists()
+
+
+def test_target_arch_from_flag_file_and_print_python(workdir):
+    """--target-arch / target_arch: validated with one line (exit 2), written by --print-python and into
+    the saved recipe; "sm90" packs the QcW4A16Gemm weights the sm_90a path takes in layout 3."""
+    bad = run(workdir / "mlp.onnx", "-p", "w4a16", "--target-arch", "sm80", "--print-python")
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "unknown target arch 'sm80'; known: any, sm90" in bad.stderr
+    bad_file = run(workdir / "mlp.onnx", "--recipe", _recipe(workdir, "target_arch = 90\n"), "--print-python")
+    assert bad_file.exit_code == 2 and "recipe key 'target_arch'" in bad_file.stderr, bad_file.stderr
+    assert "target_arch='any'" in _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--print-python"))
+    code = _python(run(workdir / "mlp.onnx", "-p", "w4a16", "--target-arch", "sm90", "--print-python"))
+    assert "target_arch='sm90'" in code
+    code = _python(
+        run(workdir / "mlp.onnx", "--recipe", _recipe(workdir, 'target_arch = "sm90"\n'), "--print-python")
+    )
+    assert "target_arch='sm90'" in code
+    args = ["-p", "w4a16", "--int4-plugin", "--group-size", "64", "--calib", workdir / "calib.npz"]
+    done = run(workdir / "mlp.onnx", *args, "--target-arch", "sm90", "--no-verify", "-q")
+    assert done.exit_code == 0, done.output
+    assert json.loads((workdir / "mlp.q.recipe.json").read_text())["target_arch"] == "sm90"
+    nodes = [n for n in onnx.load(workdir / "mlp.q.onnx").graph.node if n.op_type == "QcW4A16Gemm"]
+    layouts = {a.i for n in nodes for a in n.attribute if a.name == "layout_version"}
+    assert len(nodes) == 2 and layouts == {3}
+    check = run("check", workdir / "mlp.q.onnx")
+    assert check.exit_code == 0, check.output
+    args[4] = "32"  # the sm_90a path declines groups of 32: int4_v2, and the report says why
+    done = run(workdir / "mlp.onnx", *args, "--target-arch", "sm90", "--no-verify", "-q", "--force")
+    assert done.exit_code == 0, done.output
+    layers = json.loads((workdir / "mlp.q.report.json").read_text())["layers"]
+    assert {layer["details"]["layout"] for layer in layers} == {
+        "layout_version 2: int4_sm90 layout: group size 32 is not one of [64, 128]"
+    }

@@ -94,10 +94,11 @@ void test_invalid_attributes() {
     CHECK(error_of("QcW6A16Gemm", {int_field("N", 16), int_field("K", 64), int_field("layout_version", 2)}).empty());
     CHECK_CONTAINS(error_of("QcW6A16Gemm", {int_field("N", 16), int_field("K", 64), int_field("layout_version", 3)}),
                    "attribute 'layout_version' is 3");
-    // QcW4A16Gemm lists its layout versions (1 nibble, 2 int4_v2): 2 is taken, 3 is not.
+    // QcW4A16Gemm lists its layout versions (1 nibble, 2 int4_v2, 3 int4_sm90): 2 and 3 are taken, 4 is not.
     CHECK(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 2)}).empty());
-    CHECK_CONTAINS(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3)}),
-                   "attribute 'layout_version' is 3");
+    CHECK(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3)}).empty());
+    CHECK_CONTAINS(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 4)}),
+                   "attribute 'layout_version' is 4");
     CHECK_CONTAINS(error_of("QcW6A16Gemm", {int_field("N", 8), int_field("K", 96)}), "K=96 is not a positive multiple of 64");
     CHECK_CONTAINS(error_of("QcW4A16Gemm", {int_field("N", 16), int_field("K", 96), int_field("group_size", 64)}),
                    "K=96 is not a positive multiple of 64");

@@ -100,6 +100,21 @@ int main() {
     auto v2_fp4 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 2),
                                        string_field("format", "fp4_e2m1")}, error);
     CHECK(v2_fp4 == nullptr && error.find("unsupported format") != std::string::npos);
+    // int4_sm90 (layout 3): what the sm_90a path takes (16 x 16 atoms, INT4 / UINT4, groups 64 and 128).
+    auto w4_sm90 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3)}, error);
+    CHECK(w4_sm90 != nullptr);
+    if (w4_sm90) {
+        CHECK(w4_sm90->enqueue({4, 128}, in, &a[5], nullptr, 0, stream) == QC_OK);
+        CHECK(g_last.layout == 3 && g_last.n == 16 && g_last.k == 128);
+    }
+    auto sm90_n8 = make("QcW4A16Gemm", {int_field("N", 8), int_field("K", 128), int_field("layout_version", 3)}, error);
+    CHECK(sm90_n8 == nullptr && error.find("bad shape") != std::string::npos);
+    auto sm90_g32 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3),
+                                         int_field("group_size", 32)}, error);
+    CHECK(sm90_g32 == nullptr && error.find("bad argument") != std::string::npos);
+    auto sm90_fp4 = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 128), int_field("layout_version", 3),
+                                         string_field("format", "fp4_e2m1")}, error);
+    CHECK(sm90_fp4 == nullptr && error.find("unsupported format") != std::string::npos);
     // The kernel refuses zero points with a signed format; the core reports it when created.
     auto signed_zeros = make("QcW4A16Gemm", {int_field("N", 16), int_field("K", 256), int_field("has_zeros", 1)}, error);
     CHECK(signed_zeros == nullptr && error.find("unsupported format") != std::string::npos);
