@@ -5,6 +5,19 @@
 
 #include "pipeline.cuh"
 
+// The m16n8k16 A registers of MMAs 0-3 from a thread's two rows (r0: h0, r0 + 8: h1), each 8 FP16
+// pairs in k order.
+__device__ __forceinline__ void qc_rows_to_a_frags(const uint32_t (&h0)[8], const uint32_t (&h1)[8],
+                                                   uint32_t (&af)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    af[i][0] = h0[2 * i];
+    af[i][1] = h1[2 * i];
+    af[i][2] = h0[2 * i + 1];
+    af[i][3] = h1[2 * i + 1];
+  }
+}
+
 // A stage is KB = 128 k = 2 sub-blocks of 64 (4 x m16n8k16 each), or KB = 64 k = 1 sub-block; in
 // sub-block sb thread t's k run is [64 sb + 16t, 64 sb + 16t + 16), words 2i and 2i + 1 of it the
 // B fragment of MMA i (the slot order of gemm_common.cuh). QC_PIPE_F16_LDSM 1 (default): one

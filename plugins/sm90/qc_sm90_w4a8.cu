@@ -14,6 +14,7 @@
 
 #include "decode.h"
 #include "qc_sm90_gemm.h"
+#include "row_scale.cuh"
 #include "sm90_common.h"
 #include "sm90_mixed_gemm.cuh"
 
@@ -49,25 +50,8 @@ __global__ void __launch_bounds__(256) qc_sm90_quantize_rows(const __half* __res
                                                              const float* __restrict__ act_scale,
                                                              float* __restrict__ row_scale,
                                                              uint8_t* __restrict__ xq) {
-  __shared__ float warp_max[8];
-  __shared__ float s_shared;
   const __half* row = x + (size_t)blockIdx.x * K;
-  if (act_scale) {
-    if (threadIdx.x == 0) s_shared = *act_scale;
-  } else {
-    float amax = 0.0f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(__half2float(row[k])));
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = amax;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      for (int i = 1; i < 8; ++i) amax = fmaxf(amax, warp_max[i]);
-      const float s = amax / 448.0f;
-      s_shared = (s > 0.0f && isfinite(s)) ? s : 1.0f;
-    }
-  }
-  __syncthreads();
-  const float s = s_shared, inv = 1.0f / s;
+  const float s = act_scale ? *act_scale : qc_row_fp8_scale(row, K), inv = 1.0f / s;  // same branch block-wide
   if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
   uint8_t* out = xq + (size_t)blockIdx.x * K;
   for (int k = 2 * threadIdx.x; k < K; k += 2 * blockDim.x) {  // K is even (a multiple of 128)

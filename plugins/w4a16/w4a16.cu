@@ -143,13 +143,7 @@ struct W4Op : W4OpBase<false, Z> {
     uint32_t h0[8], h1[8];
     decode_row(*reinterpret_cast<const uint2*>(sw + qc_w_read_offset_f16(rl, sb, t)), s.c0, s.s0, h0);
     decode_row(*reinterpret_cast<const uint2*>(sw + qc_w_read_offset_f16(rl + 8, sb, t)), s.c1, s.s1, h1);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      af[i][0] = h0[2 * i];
-      af[i][1] = h1[2 * i];
-      af[i][2] = h0[2 * i + 1];
-      af[i][3] = h1[2 * i + 1];
-    }
+    qc_rows_to_a_frags(h0, h1, af);
   }
 };
 

@@ -7,6 +7,7 @@
 #include "decode.h"
 #include "pipeline.cuh"
 #include "qc_sm90_gemm.h"
+#include "row_scale.cuh"
 #include "w4a8.h"
 #include "w4a8_luts.h"
 
@@ -149,18 +150,8 @@ struct W4A8Op {
 // Per-token scale: amax(|x[m, :]|) / 448, or 1 when that is 0 or not finite.
 __global__ void __launch_bounds__(256) qc_row_scale_kernel(const __half* __restrict__ x, int K,
                                                            float* __restrict__ row_scale) {
-  __shared__ float warp_max[8];
-  const __half* row = x + (size_t)blockIdx.x * K;
-  float amax = 0.0f;
-  for (int k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(__half2float(row[k])));
-  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = amax;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int i = 1; i < 8; ++i) amax = fmaxf(amax, warp_max[i]);
-    const float s = amax / 448.0f;
-    row_scale[blockIdx.x] = (s > 0.0f && isfinite(s)) ? s : 1.0f;
-  }
+  const float s = qc_row_fp8_scale(x + (size_t)blockIdx.x * K, K);
+  if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
 }
 
 int device_supports_fp8_mma() {

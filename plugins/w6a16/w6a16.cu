@@ -78,13 +78,7 @@ struct W6Op : W6OpBase {
     uint32_t h0[8], h1[8];
     decode_row(sw, 0, h0);
     decode_row(sw, 1, h1);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      af[i][0] = h0[2 * i];
-      af[i][1] = h1[2 * i];
-      af[i][2] = h0[2 * i + 1];
-      af[i][3] = h1[2 * i + 1];
-    }
+    qc_rows_to_a_frags(h0, h1, af);
   }
 };
 
