@@ -233,6 +233,18 @@ def test_lowering_reads_uint8_typed_bytes_of_older_models_the_same(case):
     np.testing.assert_array_equal(_run(ir.to_proto(old), X)[0], y_int8)
 
 
+def _assert_same_lowering(model, old):
+    """Both models lowered: the decoded weight operand and the output are bit-identical."""
+    results = []
+    for m in (model, old):
+        LowerPluginNodes()(m)
+        matmul = next(n for n in m.graph if n.op_type == "MatMul")
+        m.graph.outputs.append(matmul.inputs[1].producer().inputs[0])  # the decoded weight [N, K]
+        results.append(_run(ir.to_proto(m), X))
+    np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
 @pytest.mark.parametrize("case", ["w4a16_int4", "w4a16_uint4_zeros"])
 def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
     """The emitter writes layout_version 2 here; the same codes in the v1 nibble layout (a model
@@ -251,14 +263,7 @@ def test_int4_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
     old_node.inputs[1].const_value = ir.tensor(w1, name=old_node.inputs[1].name)
     old_node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
     assert check_plugin_node(old_node) == []
-    results = []
-    for m in (model, old):
-        LowerPluginNodes()(m)
-        matmul = next(n for n in m.graph if n.op_type == "MatMul")
-        m.graph.outputs.append(matmul.inputs[1].producer().inputs[0])  # the decoded weight [N, K]
-        results.append(_run(ir.to_proto(m), X))
-    np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
-    np.testing.assert_array_equal(results[0][0], results[1][0])
+    _assert_same_lowering(model, old)
 
 
 def _relayout(model: ir.Model, layout: int) -> np.ndarray:
@@ -372,14 +377,7 @@ def test_fp6_v2_and_v1_models_of_the_same_codes_decode_the_same(case):
         value.const_value = ir.tensor(array, name=value.name)
     old_node.attributes["layout_version"] = ir.AttrInt64("layout_version", 1)
     assert check_plugin_node(old_node) == []
-    results = []
-    for m in (model, old):
-        LowerPluginNodes()(m)
-        matmul = next(n for n in m.graph if n.op_type == "MatMul")
-        m.graph.outputs.append(matmul.inputs[1].producer().inputs[0])  # the decoded weight [N, K]
-        results.append(_run(ir.to_proto(m), X))
-    np.testing.assert_array_equal(results[0][1], results[1][1])  # decoded weight operand
-    np.testing.assert_array_equal(results[0][0], results[1][0])
+    _assert_same_lowering(model, old)
 
 
 def test_shapes_fp6_v2_cannot_take_keep_layout_1():
