@@ -140,3 +140,12 @@ struct QcPipeF16T : QcPipeF16K<64> {
     }
   }
 };
+
+// The loop with weight operator Op, whose parameters are its member `a` (W4Args, W6Args).
+template <class Op, class Args>
+int qc_launch_op(const qc_plan& p, const __half* x, __half* y, void* ws, int M, int N, int K, const Args& args,
+                 const QcEpilogue& epi, cudaStream_t stream) {
+  Op op{};
+  op.a = args;
+  return qc_launch_pipe(p, x, y, ws, M, N, K, op, epi, stream);
+}

@@ -192,14 +192,6 @@ struct W4V2Op : W4OpBase<true, Z> {
   }
 };
 
-template <class Op>
-int launch(const qc_plan& p, const __half* x, __half* y, void* ws, int M, int N, int K, const W4Args& args,
-           const QcEpilogue& epi, cudaStream_t stream) {
-  Op op{};
-  op.a = args;
-  return qc_launch_pipe(p, x, y, ws, M, N, K, op, epi, stream);
-}
-
 }  // namespace
 
 extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, const void* zeros, void* y,
@@ -222,9 +214,9 @@ extern "C" int qc_w4a16_gemm(const void* x, const void* w, const void* scales, c
   QcEpilogue epi{nullptr, nullptr, nullptr, nullptr};
   const auto* xh = static_cast<const __half*>(x);
   auto* yh = static_cast<__half*>(y);
-  if (layout == 2) return zeros ? launch<W4V2Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
-                                : launch<W4V2Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
-  if (format == QC_FMT_FP4_E2M1) return launch<W4Op<false, true>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
-  return zeros ? launch<W4Op<true, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
-               : launch<W4Op<false, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  if (layout == 2) return zeros ? qc_launch_op<W4V2Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
+                                : qc_launch_op<W4V2Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  if (format == QC_FMT_FP4_E2M1) return qc_launch_op<W4Op<false, true>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  return zeros ? qc_launch_op<W4Op<true, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
+               : qc_launch_op<W4Op<false, false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
 }

@@ -134,14 +134,6 @@ struct W6V2Op : W6OpBase {
 // The epilogue factor of layout 2 (QcEpilogue::act_scale): qc_fp6_bias_factor of E3M2 and E2M3.
 __device__ const float qc_fp6v2_bias[2] = {4096.0f, 16384.0f};
 
-template <class Op>
-int launch(const qc_plan& p, const __half* x, __half* y, void* ws, int M, int N, int K, const W6Args& args,
-           const QcEpilogue& epi, cudaStream_t stream) {
-  Op op{};
-  op.a = args;
-  return qc_launch_pipe(p, x, y, ws, M, N, K, op, epi, stream);
-}
-
 }  // namespace
 
 extern "C" int qc_w6a16_gemm(const void* x, const void* w_lo4, const void* w_hi2, const void* scales,
@@ -165,9 +157,9 @@ extern "C" int qc_w6a16_gemm(const void* x, const void* w_lo4, const void* w_hi2
     void* bias = nullptr;
     if (cudaGetSymbolAddress(&bias, qc_fp6v2_bias) != cudaSuccess) return QC_ERR_CUDA;
     epi.act_scale = static_cast<const float*>(bias) + (e2m3 ? 1 : 0);
-    return e2m3 ? launch<W6V2Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
-                : launch<W6V2Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+    return e2m3 ? qc_launch_op<W6V2Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
+                : qc_launch_op<W6V2Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
   }
-  return e2m3 ? launch<W6Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
-              : launch<W6Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
+  return e2m3 ? qc_launch_op<W6Op<true>>(p, xh, yh, workspace, M, N, K, args, epi, stream)
+              : qc_launch_op<W6Op<false>>(p, xh, yh, workspace, M, N, K, args, epi, stream);
 }
