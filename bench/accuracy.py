@@ -12,7 +12,8 @@ algorithm option, `search` meaning None; `calib=none` compiles without calibrati
 qcompile generates its own, `calib=random` passes --calib random; `seq=true` calibrates block by
 block on the quantized blocks' outputs, --sequential), `ort:static:sym|asym`,
 `ort:nbits:RTN|GPTQ|HQQ|KQUANT:BLOCK`, `mo:awq_lite|awq_clip|rtn_dq:BLOCK` (NVIDIA ModelOpt's
-ONNX INT4 path; installed apart: `pip install nvidia-modelopt onnx_graphsurgeon onnxslim lief`).
+ONNX INT4 path) and `mo:int8|fp8:max|entropy` (its INT8 / FP8 Q/DQ of every MatMul); ModelOpt is
+installed apart: `pip install nvidia-modelopt onnx_graphsurgeon onnxslim lief`.
 """
 
 from __future__ import annotations
@@ -132,10 +133,14 @@ def _ort(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool
 
 
 def _modelopt(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path, bool, str]:
-    from bench.common import modelopt_int4
+    from bench.common import modelopt_int4, modelopt_qdq
 
     with np.load(bench.calib) as data:
         calib = {k: data[k] for k in data.files}
+    if spec[0] in ("int8", "fp8"):
+        path = out / f"mo_{spec[0]}_{spec[1]}.onnx"
+        modelopt_qdq(bench.model, path, mode=spec[0], method=spec[1], calib=calib)
+        return path, True, "8"
     method, block = spec[0], int(spec[1])
     path = out / f"mo_{method}_{block}.onnx"
     modelopt_int4(bench.model, path, method=method, block_size=block, calib=calib)
@@ -147,6 +152,8 @@ def _label(row: str) -> str:
     if kind == "qc":
         return "qcompile " + " ".join(spec)
     if kind == "mo":
+        if spec[0] in ("int8", "fp8"):
+            return f"ModelOpt {spec[0].upper()} {spec[1]} (MatMul)"
         return f"ModelOpt INT4 {spec[0]} block {spec[1]}"
     if spec[0] == "static":
         kind = "int8 symmetric" if spec[1] == "sym" else "uint8 asymmetric"

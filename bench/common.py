@@ -116,6 +116,29 @@ def modelopt_int4(
     return dst
 
 
+def modelopt_qdq(src: Path, dst: Path, *, mode: str, method: str, calib: dict[str, np.ndarray]) -> Path:
+    """NVIDIA ModelOpt's ONNX PTQ (`int8` or `fp8` Q/DQ, calibration `max` or `entropy`), onnxruntime
+    on the CPU for its calibration, MatMul only (its default op set), the rest kept in fp32 (its
+    default converts to fp16). Needs ModelOpt installed as for modelopt_int4."""
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as exc:
+        raise RuntimeError(f"ModelOpt is not installed ({exc})") from exc
+    quantize(
+        str(src),
+        quantize_mode=mode,
+        calibration_data={k: v.reshape(-1, *v.shape[2:]) for k, v in calib.items()},  # samples x batch 1
+        calibration_method=method,
+        calibration_eps=["cpu"],
+        op_types_to_quantize=["MatMul"],
+        high_precision_dtype="fp32",
+        output_path=str(dst),
+        use_external_data_format=True,
+        log_level="WARNING",
+    )
+    return dst
+
+
 def _reader(calib, count):
     from onnxruntime.quantization import CalibrationDataReader
 

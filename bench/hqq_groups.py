@@ -1,10 +1,11 @@
 """HQQ's block size on SmolLM2, weights only: every MatMul weight of the fp32 model replaced by its
 dequantized 4-bit version, scored by the bench's perplexity (bench/tasks.py), so only the weights
 differ between rows. onnxruntime's HQQ at block 128 (K = 576 padded to 640) and at block 64, and
-qcompile's `hqq` at the groups it uses (64 where K = 576, which 128 does not divide; 128 elsewhere),
-each with its mean squared weight error.
+qcompile's `hqq` at the groups it uses (64 where K = 576, which 128 does not divide; 128 elsewhere)
+and at 128 with a 64-wide last group where 128 does not divide K (`qc128`: the grouping onnxruntime
+uses, which qcompile's formats cannot emit), each with its mean squared weight error.
 
-    python -m bench.hqq_groups [--rows ort128,ort64,qc]
+    python -m bench.hqq_groups [--rows ort128,ort64,qc,qc128]
 """
 
 from __future__ import annotations
@@ -30,17 +31,34 @@ def _ort(w: np.ndarray, block: int) -> np.ndarray:
     return deq.reshape(n, padded)[:, :k]
 
 
-def _qcompile(w: np.ndarray) -> np.ndarray:
+def _hqq(w: np.ndarray, group: int) -> np.ndarray:
     from qcompile.algorithms.hqq import hqq
     from qcompile.formats import get_format
     from qcompile.quantizer import WeightSpec
 
-    group = 128 if w.shape[1] % 128 == 0 else 64
     spec = WeightSpec(get_format("int4"), "group", group, offsets=True, scale_dtype="float16")
-    return hqq(w, spec)[0].dequantize()
+    return hqq(np.ascontiguousarray(w), spec)[0].dequantize()
 
 
-ROWS = {"ort128": lambda w: _ort(w, 128), "ort64": lambda w: _ort(w, 64), "qc": _qcompile}
+def _qcompile(w: np.ndarray) -> np.ndarray:
+    return _hqq(w, 128 if w.shape[1] % 128 == 0 else 64)
+
+
+def _qcompile_ragged(w: np.ndarray, group: int = 128) -> np.ndarray:
+    """qcompile's `hqq` at `group` with a shorter last group where `group` does not divide K."""
+    whole = w.shape[1] - w.shape[1] % group
+    parts = [_hqq(w[:, :whole], group)] if whole else []
+    if whole < w.shape[1]:
+        parts.append(_hqq(w[:, whole:], w.shape[1] - whole))
+    return np.concatenate(parts, axis=1)
+
+
+ROWS = {
+    "ort128": lambda w: _ort(w, 128),
+    "ort64": lambda w: _ort(w, 64),
+    "qc": _qcompile,
+    "qc128": _qcompile_ragged,
+}
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ def _runner(model: ir.Model):
 
 
 def prepare_samples(
-    calibration, model: ir.Model, specs: list, needs_data: bool
+    calibration, model: ir.Model, specs: list, needs_data: bool, progress=None
 ) -> tuple[list, str, list[str]]:
     layout = kv_cache.find_kv_layout(model)
     notes: list[str] = []
@@ -36,7 +36,7 @@ def prepare_samples(
         from qcompile.synthetic_calibration import generate
 
         session = _runner(model)
-        samples, how = generate(model, session.run, layout)
+        samples, how = generate(model, session.run, layout, progress=progress)
         if layout:
             samples = kv_cache.with_decode_samples(layout, samples, session.run)
         session.close()

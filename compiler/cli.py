@@ -378,13 +378,14 @@ def compile_command(
             progress.close()
 
 
-def _samples_from_model(model, settings) -> bool:
-    """Whether, without data, qcompile will sample its calibration text from the model (a hint for the
-    measured default only: a model that does not load is refused by compile()'s validation)."""
+def _sampling_hint(model, settings) -> tuple[bool, int]:
+    """Whether, without data, qcompile can sample its calibration text from the model, and how many
+    weights its GEMMs hold (a hint for the measured default only: a model that does not load is
+    refused by compile()'s validation)."""
     import onnx_ir as ir
 
     from qcompile.defaults import WITHOUT_DATA_SAMPLED
-    from qcompile.synthetic_calibration import samples_from_model
+    from qcompile.synthetic_calibration import gemm_weights, samples_from_model
 
     precision = settings.recipe.get("precision")
     if (
@@ -392,11 +393,12 @@ def _samples_from_model(model, settings) -> bool:
         or not isinstance(precision, str)
         or precision not in WITHOUT_DATA_SAMPLED
     ):
-        return False
+        return False, 0
     try:
-        return samples_from_model(ir.load(model))  # weights stay on disk: ir.load reads them lazily
+        loaded = ir.load(model)  # weights stay on disk: ir.load reads them lazily
+        return samples_from_model(loaded), gemm_weights(loaded)
     except Exception:  # noqa: BLE001 - validation reports it with its one-line error
-        return False
+        return False, 0
 
 
 def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
@@ -404,9 +406,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     from qcompile.defaults import measured_default
     from qcompile.recipe import Recipe
 
-    fields, note = measured_default(
-        settings.recipe, settings.run["calib"], _samples_from_model(model, settings)
-    )
+    fields, note = measured_default(settings.recipe, settings.run["calib"], *_sampling_hint(model, settings))
     if note:
         logger.debug(note)  # the recipe in the report says which algorithm ran
     recipe, run = Recipe.from_dict(fields), settings.run

@@ -157,7 +157,7 @@ def compile(
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
         groups = layer_quantizer.make_groups(planned, recipe)
         with user_model_errors("the model on its calibration inputs"):
-            data = stages.run("data", _data, job.model, calibration, groups, recipe)
+            data = stages.run("data", _data, job.model, calibration, groups, recipe, progress)
             ref = stages.run("blocks", _blocks, job, groups, verify, work)
             quantized = stages.run(
                 "calibrate+quantize",
@@ -233,13 +233,13 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
     return _Loaded(ir_model, source, out, initializer_bytes(ir_model), paths)
 
 
-def _data(model: ir.Model, calibration, groups, recipe: Recipe) -> _Data:
+def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None) -> _Data:
     needs_data = (
         any("act" in g.needs for g in groups)
         or bool(ALGORITHMS[recipe.algorithm].needs)
         or bool(recipe.lkd_steps)
     )
-    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe)
+    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe, progress)
     calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
@@ -340,7 +340,7 @@ def _write_outputs(
     return artifacts
 
 
-def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
+def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe, progress=None):
     """(samples, evaluation source, report notes, whether random input shapes had to be guessed): the
     user's data, random inputs, or generated ones."""
     from qcompile.calibration_sources import prepare_samples
@@ -349,7 +349,7 @@ def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe):
     specs, guessed = input_specs(model), False
     if calibration is None or (isinstance(calibration, str) and calibration == calib.RANDOM):
         specs, guessed = random_specs(model, specs)
-    return (*prepare_samples(calibration, model, specs, needs_data), guessed)
+    return (*prepare_samples(calibration, model, specs, needs_data, progress), guessed)
 
 
 def _layers(qg) -> list[QuantizedLayer]:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import tiny_models
 from qcompile.cli import main
 from qcompile.defaults import measured_default
+from qcompile.synthetic_calibration import SMALL_MODEL_WEIGHTS
 
 
 def test_measured_default_only_fills_an_unnamed_algorithm():
@@ -24,6 +25,8 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     fields = measured_default({"precision": "w4a16"}, "c.npz")[0]
     assert fields["algorithm"] == "gptq" and fields["algorithm_options"] == {"act_order": True}
     assert measured_default({"precision": "w4a8"}, "c.npz")[0]["algorithm"] == "gptq"
+    assert fields["offsets"] is True and measured_default({"precision": "w4a8"}, "c.npz")[0]["offsets"]
+    assert "offsets" not in measured_default({"precision": "w4a16"}, None)[0]  # hqq: offsets by itself
     assert measured_default({"precision": "w4a8"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, None)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w4a16"}, "random")[0]["algorithm"] == "hqq"
@@ -32,12 +35,31 @@ def test_measured_default_only_fills_an_unnamed_algorithm():
     assert measured_default({"precision": "fp8"}, "c.npz")[1] is None
 
 
+def test_gptq_offsets_only_where_the_recipe_leaves_the_weight_form_open():
+    fields, note = measured_default({"precision": "w4a16"}, "c.npz")
+    assert fields["offsets"] and "--offsets" in note
+    for own in ({"asymmetric": True}, {"offsets": False}, {"overrides": [("re:head", "fp8")]}):
+        fields = measured_default({"precision": "w4a16", **own}, "c.npz")[0]
+        assert fields["algorithm"] == "gptq" and fields.get("offsets") == own.get("offsets")
+    assert "offsets" not in measured_default({"precision": "w4a8", "int4_plugin": True}, "c.npz")[0]
+    assert measured_default({"precision": "w4a16", "int4_plugin": True}, "c.npz")[0]["offsets"]
+
+
 def test_without_data_text_sampled_from_the_model_gets_smoothquant():
     fields, note = measured_default({"precision": "w8a8"}, None, samples_from_model=True)
     assert fields["algorithm"] == "smoothquant" and "sampled from the model" in note
     assert measured_default({"precision": "w8a8"}, None)[1] is None  # random tokens: rtn
     assert measured_default({"precision": "w8a8"}, "random", samples_from_model=True)[1] is None
-    assert measured_default({"precision": "w4a16"}, None, samples_from_model=True)[0]["algorithm"] == "hqq"
+
+
+def test_without_data_small_llms_get_gptq_with_offsets_on_sampled_text():
+    fields, note = measured_default({"precision": "w4a16"}, None, samples_from_model=True, weights=10**8)
+    assert fields["algorithm"] == "gptq" and fields["offsets"] and "sampled from the model" in note
+    assert measured_default({"precision": "w4a8"}, None, True, 10**8)[0]["algorithm"] == "gptq"
+    big = SMALL_MODEL_WEIGHTS + 1  # generating text and GPTQ cost too much there: hqq
+    assert measured_default({"precision": "w4a16"}, None, True, big)[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "w8a8"}, None, True, big)[0]["algorithm"] == "smoothquant"
+    assert measured_default({"precision": "w4a16"}, None, False, 10**8)[0]["algorithm"] == "hqq"
 
 
 def test_cli_records_the_default_it_used(mlp, tmp_path):
@@ -63,3 +85,13 @@ def test_cli_records_the_default_it_used(mlp, tmp_path):
         assert result.exit_code == 0, result.output
         recipe = json.loads((tmp_path / f"{algorithm}.recipe.json").read_text())
         assert recipe["algorithm"] == algorithm
+
+
+def test_cli_w4a16_default_with_data_runs_gptq_with_offsets(mlp, tmp_path):
+    np.savez(tmp_path / "c.npz", **tiny_models.calibration())
+    out = tmp_path / "w4.onnx"
+    args = [str(mlp), "-p", "w4a16", "--calib", str(tmp_path / "c.npz"), "-o", str(out), "-q", "--no-verify"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "w4.recipe.json").read_text())
+    assert recipe["algorithm"] == "gptq" and recipe["offsets"] is True

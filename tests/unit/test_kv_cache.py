@@ -136,6 +136,35 @@ def test_w8a8_without_data_on_a_decoder_runs_smoothquant(decoder, tmp_path):
     assert recipe["algorithm"] == "smoothquant" and recipe["algorithm_options"] == {"alpha": None}
 
 
+def test_w4a16_without_data_on_a_small_decoder_runs_gptq_on_sampled_text(decoder, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(main, [str(decoder), "-p", "w4a16", "-o", str(out), "-q", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "q.recipe.json").read_text())
+    assert recipe["algorithm"] == "gptq" and recipe["offsets"] is True
+    report = json.loads((tmp_path / "q.report.json").read_text())
+    assert any("qcompile generated its own" in note for note in report["notes"]), report["notes"]
+
+
 def test_random_calibration_keeps_its_meaning(decoder, tmp_path):
     report = qcompile.compile(decoder, Recipe("w8a8"), "random", output=tmp_path / "q.onnx").report
     assert report.eval_source.startswith("random inputs (--calib random)")
+
+
+def test_generated_text_is_longer_on_small_models_and_reports_progress(decoder, monkeypatch):
+    from qcompile import synthetic_calibration as sc
+    from qcompile.ort_runner import OrtModel
+
+    model = ir.load(decoder)
+    layout = find_kv_layout(model)
+    session = OrtModel.from_ir(model)
+    seen = []
+    samples, how = sc.generate(model, session.run, layout, length=6, progress=lambda *a: seen.append(a))
+    assert len(samples) == sc.SEQUENCES_SMALL_MODEL and how.startswith(
+        f"{sc.SEQUENCES_SMALL_MODEL} generated"
+    )
+    assert [done for _, done, _ in seen] == list(range(1, len(seen) + 1))  # one call per sampled token
+    assert seen[-1][2] == len(seen) == -(-sc.SEQUENCES_SMALL_MODEL // sc.BATCH) * 5
+    monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
+    assert len(sc.generate(model, session.run, layout, length=6)[0]) == sc.SEQUENCES
+    session.close()
