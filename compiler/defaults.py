@@ -59,8 +59,8 @@ def measured_default(
     if not isinstance(precision, str):  # a wrongly typed recipe value: Recipe validation reports it
         return recipe, None
     sampled = calib is None and samples_from_model
-    if sampled and precision in ("w4a16", "w4a8") and weights > SMALL_MODEL_WEIGHTS:
-        sampled = False
+    if sampled and weights > SMALL_MODEL_WEIGHTS and WITHOUT_DATA_SAMPLED.get(precision, ("",))[0] == "gptq":
+        sampled = False  # hqq, data-free: no text to sample, no Hessians
     chosen = (
         WITH_DATA.get(precision)
         if has_data

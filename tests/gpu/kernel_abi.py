@@ -72,45 +72,42 @@ def w6a16(lib, x, lo4, hi2, scales, y, fmt: str, workspace=None, layout: int = 1
     )
 
 
-def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
-    """layout: 1 (nibble), 2 (int4_v2) or 3 (int4_sm90), the layout_version of the bytes in `w`."""
+def _w4a16_call(gemm, size, x, w, scales, zeros, y, group: int, fmt: str, workspace, layout: int) -> int:
+    """One W4A16 GEMM entry point (qc_w4a16_gemm or its sm_90a path); `size()` its workspace bytes."""
     m, k = x.shape
     n = y.shape[1]
-    ws = (
-        workspace
-        if workspace is not None
-        else _workspace(lib.qc_w4a16_workspace_size(m, n, k, group), x.device)
-    )
+    ws = workspace if workspace is not None else _workspace(size(m, n, k), x.device)
     shape = (m, n, k, group, FMT[fmt], layout)
-    return lib.qc_w4a16_gemm(
-        _p(x), _p(w), _p(scales), _p(zeros), _p(y), *shape, _p(ws), ws.numel(), _stream()
-    )
+    return gemm(_p(x), _p(w), _p(scales), _p(zeros), _p(y), *shape, _p(ws), ws.numel(), _stream())
+
+
+def _w4a8_call(gemm, size, x, w, group_exp, channel_scale, act_scale, y, group, fmt, act, workspace) -> int:
+    """One W4A8 GEMM entry point (qc_w4a8_gemm or its sm_90a path); `size()` its workspace bytes."""
+    m, k = x.shape
+    n = y.shape[1]
+    ws = workspace if workspace is not None else _workspace(size(m, n, k), x.device)
+    tensors = (x, w, group_exp, channel_scale, act_scale, y)
+    shape = (m, n, k, group, FMT[fmt], ACT[act])
+    return gemm(*map(_p, tensors), *shape, _p(ws), ws.numel(), _stream())
+
+
+def w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
+    """layout: 1 (nibble), 2 (int4_v2) or 3 (int4_sm90), the layout_version of the bytes in `w`."""
+
+    def size(m, n, k):
+        return lib.qc_w4a16_workspace_size(m, n, k, group)
+
+    return _w4a16_call(lib.qc_w4a16_gemm, size, x, w, scales, zeros, y, group, fmt, workspace, layout)
 
 
 def w4a8(
     lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None
 ) -> int:
-    m, k = x.shape
-    n = y.shape[1]
-    size = lib.qc_w4a8_workspace_size(m, n, k, group, ACT[act])
-    ws = workspace if workspace is not None else _workspace(size, x.device)
-    return lib.qc_w4a8_gemm(
-        _p(x),
-        _p(w),
-        _p(group_exp),
-        _p(channel_scale),
-        _p(act_scale),
-        _p(y),
-        m,
-        n,
-        k,
-        group,
-        FMT[fmt],
-        ACT[act],
-        _p(ws),
-        ws.numel(),
-        _stream(),
-    )
+    def size(m, n, k):
+        return lib.qc_w4a8_workspace_size(m, n, k, group, ACT[act])
+
+    args = (x, w, group_exp, channel_scale, act_scale, y, group, fmt, act, workspace)
+    return _w4a8_call(lib.qc_w4a8_gemm, size, *args)
 
 
 # sm_90a CUTLASS path (plugins/sm90): the same arguments as qc_w4a16_gemm / qc_w4a8_gemm; a call it
@@ -135,35 +132,20 @@ def sm90_available(lib) -> bool:
 
 def sm90_w4a16(lib, x, w, scales, zeros, y, group: int, fmt: str, workspace=None, layout: int = 1) -> int:
     _sm90_signatures(lib)
-    m, k = x.shape
-    n = y.shape[1]
-    if workspace is None:
-        size = lib.qc_sm90_w4a16_workspace_size(m, n, k, group, FMT[fmt], zeros is not None)
-        workspace = _workspace(size, x.device)
-    shape = (m, n, k, group, FMT[fmt], layout)
-    return lib.qc_sm90_w4a16_gemm(
-        _p(x), _p(w), _p(scales), _p(zeros), _p(y), *shape, _p(workspace), workspace.numel(), _stream()
-    )
+
+    def size(m, n, k):
+        return lib.qc_sm90_w4a16_workspace_size(m, n, k, group, FMT[fmt], zeros is not None)
+
+    return _w4a16_call(lib.qc_sm90_w4a16_gemm, size, x, w, scales, zeros, y, group, fmt, workspace, layout)
 
 
 def sm90_w4a8(
     lib, x, w, group_exp, channel_scale, act_scale, y, group: int, fmt: str, act: str, workspace=None
 ) -> int:
     _sm90_signatures(lib)
-    m, k = x.shape
-    n = y.shape[1]
-    if workspace is None:
-        workspace = _workspace(lib.qc_sm90_w4a8_workspace_size(m, n, k, group, FMT[fmt], ACT[act]), x.device)
-    shape = (m, n, k, group, FMT[fmt], ACT[act])
-    return lib.qc_sm90_w4a8_gemm(
-        _p(x),
-        _p(w),
-        _p(group_exp),
-        _p(channel_scale),
-        _p(act_scale),
-        _p(y),
-        *shape,
-        _p(workspace),
-        workspace.numel(),
-        _stream(),
-    )
+
+    def size(m, n, k):
+        return lib.qc_sm90_w4a8_workspace_size(m, n, k, group, FMT[fmt], ACT[act])
+
+    args = (x, w, group_exp, channel_scale, act_scale, y, group, fmt, act, workspace)
+    return _w4a8_call(lib.qc_sm90_w4a8_gemm, size, *args)

@@ -203,11 +203,16 @@ W4A8_MODES = (("fp4_e2m1", "per_tensor"), ("fp4_e2m1", "per_token"), ("int4", "p
 @pytest.mark.skipif(cc() < 89, reason="W4A8 needs FP8 MMA (sm_89+)")
 @pytest.mark.parametrize("fmt,act,m,n,k", [(*fa, *c) for fa in W4A8_MODES for c in CASES])
 def test_w4a8(fmt, act, m, n, k):
+    check_w4a8(abi.w4a8, fmt, act, m, n, k)
+
+
+def check_w4a8(gemm, fmt: str, act: str, m: int, n: int, k: int) -> None:
+    """`gemm` (abi.w4a8 or abi.sm90_w4a8) on one case against the W4A8 reference."""
     wt = weights("w4a8", fmt, n, k)
     x = randn_x(m, k, fmt, act, n)
     act_scale = (x.float().abs().max() / 448.0).reshape(1)
     y = poisoned(m, n)
-    run(abi.w4a8(LIB, x, wt["w4"], wt["exps"], wt["cscale"], act_scale, y, 128, fmt, act))
+    run(gemm(LIB, x, wt["w4"], wt["exps"], wt["cscale"], act_scale, y, 128, fmt, act))
     err = rel_err(y, w4a8_reference(x, wt, act, act_scale))
     assert err < TOL_W4A8, f"relative error {err:.3g}"
 

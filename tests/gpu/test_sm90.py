@@ -30,14 +30,13 @@ from test_kernels import (  # noqa: E402  (the references and weights of the mma
     LIB_ERROR,
     SMALL_NK,
     TOL_F16,
-    TOL_W4A8,
     cc,
+    check_w4a8,
     gpu,
     poisoned,
     randn_x,
     rel_err,
     run,
-    w4a8_reference,
     weights,
 )
 
@@ -79,13 +78,7 @@ def test_sm90_w4a16(fmt, group, m, n, k):
     "fmt,act,m,n,k", [("fp4_e2m1", a, *c) for a in ("per_tensor", "per_token") for c in CASES]
 )
 def test_sm90_w4a8(fmt, act, m, n, k):
-    wt = weights("w4a8", fmt, n, k)
-    x = randn_x(m, k, fmt, act, n)
-    act_scale = (x.float().abs().max() / 448.0).reshape(1)
-    y = poisoned(m, n)
-    run(abi.sm90_w4a8(LIB, x, wt["w4"], wt["exps"], wt["cscale"], act_scale, y, 128, fmt, act))
-    err = rel_err(y, w4a8_reference(x, wt, act, act_scale))
-    assert err < TOL_W4A8, f"relative error {err:.3g}"
+    check_w4a8(abi.sm90_w4a8, fmt, act, m, n, k)
 
 
 def int4_sm90_bytes(wt):
