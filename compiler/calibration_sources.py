@@ -1,7 +1,8 @@
 """Where compile()'s samples come from: the user's file, `--calib random`, or qcompile's own
 generation when a preset needs activation ranges and no data is given; KV-cache models get every
-sample completed consistently (kv_cache.py). Returns the samples, a sentence for the report's
-evaluation source, and notes for the report."""
+sample completed consistently (kv_cache.py); `fits`, what the algorithm fits to the samples, sets
+how many are generated. Returns the samples, a sentence for the report's evaluation source, and
+notes for the report."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _runner(model: ir.Model):
 
 
 def prepare_samples(
-    calibration, model: ir.Model, specs: list, needs_data: bool, progress=None
+    calibration, model: ir.Model, specs: list, needs_data: bool, progress=None, fits: tuple[str, ...] = ()
 ) -> tuple[list, str, list[str]]:
     layout = kv_cache.find_kv_layout(model)
     notes: list[str] = []
@@ -36,7 +37,7 @@ def prepare_samples(
         from qcompile.synthetic_calibration import generate
 
         session = _runner(model)
-        samples, how = generate(model, session.run, layout, progress=progress)
+        samples, how = generate(model, session.run, layout, fits=fits, progress=progress)
         if layout:
             samples = kv_cache.with_decode_samples(layout, samples, session.run)
         session.close()

@@ -378,27 +378,27 @@ def compile_command(
             progress.close()
 
 
-def _sampling_hint(model, settings) -> tuple[bool, int]:
-    """Whether, without data, qcompile can sample its calibration text from the model, and how many
-    weights its GEMMs hold (a hint for the measured default only: a model that does not load is
-    refused by compile()'s validation)."""
+def _generated_hint(model, settings) -> tuple[str | None, int]:
+    """Without data, what qcompile will generate for the model (synthetic_calibration.generated_kind)
+    and how many weights its GEMMs hold (a hint for the measured default only: a model that does not
+    load is refused by compile()'s validation)."""
     import onnx_ir as ir
 
-    from qcompile.defaults import WITHOUT_DATA_SAMPLED
-    from qcompile.synthetic_calibration import gemm_weights, samples_from_model
+    from qcompile.defaults import WITHOUT_DATA_GENERATED
+    from qcompile.synthetic_calibration import gemm_weights, generated_kind
 
     precision = settings.recipe.get("precision")
     if (
         settings.run["calib"] is not None
         or not isinstance(precision, str)
-        or precision not in WITHOUT_DATA_SAMPLED
+        or not any(precision in presets for presets in WITHOUT_DATA_GENERATED.values())
     ):
-        return False, 0
+        return None, 0
     try:
         loaded = ir.load(model)  # weights stay on disk: ir.load reads them lazily
-        return samples_from_model(loaded), gemm_weights(loaded)
+        return generated_kind(loaded), gemm_weights(loaded)
     except Exception:  # noqa: BLE001 - validation reports it with its one-line error
-        return False, 0
+        return None, 0
 
 
 def _compile_uniform(model, settings, output, report_path, force, progress, print_python) -> str:
@@ -406,7 +406,7 @@ def _compile_uniform(model, settings, output, report_path, force, progress, prin
     from qcompile.defaults import measured_default
     from qcompile.recipe import Recipe
 
-    fields, note = measured_default(settings.recipe, settings.run["calib"], *_sampling_hint(model, settings))
+    fields, note = measured_default(settings.recipe, settings.run["calib"], *_generated_hint(model, settings))
     if note:
         logger.debug(note)  # the recipe in the report says which algorithm ran
     recipe, run = Recipe.from_dict(fields), settings.run

@@ -21,17 +21,39 @@ WITH_DATA = {
 GPTQ_OFFSETS = ("w4a16", "w4a8")
 
 WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
-# Without data, when qcompile samples its calibration text from the model itself (a model with an
-# output over its vocabulary): that text carries the activation outliers SmoothQuant needs (SmolLM2
-# w8a8 perplexity 88.2 -> 38.2); an encoder's generated samples are random tokens, where it loses.
-# GPTQ (with offsets) on that text beats hqq on SmolLM2 at group 128 and 32, for w4a16 and w4a8; on
-# random tokens it loses, so encoders keep hqq, and so do models over SMALL_MODEL_WEIGHTS, where
-# sampling the text and GPTQ's Hessians cost minutes per billion weights and hqq needs no text.
-WITHOUT_DATA_SAMPLED = {
-    "w8a8": ("smoothquant", {"alpha": None}),
-    "w4a16": ("gptq", {"act_order": True}),
-    "w4a8": ("gptq", {"act_order": True}),
+# Without data, fitted to the samples qcompile generates (synthetic_calibration.generated_kind):
+# text sampled from a model with an output over its vocabulary, or random tokens for an encoder.
+# Sampled text carries the activation outliers SmoothQuant needs (SmolLM2 w8a8 perplexity 88.2 ->
+# 38.2), and GPTQ with offsets on it beats hqq at group 128 and 32. On 512 random-token sequences
+# (MiniLM) SmoothQuant beats RTN (0.9931 against 0.9868), GPTQ with offsets beats hqq (w4a16 0.9722
+# against 0.9629, w4a8 0.9708 against 0.9604) and GPTQ reaches w6a16's 0.998 (0.9981 against rtn's
+# 0.9974); on SmolLM2, sampling the text would break w6a16's two-minute budget. Only on models up to
+# SMALL_MODEL_WEIGHTS, where qcompile generates that many samples; above it only SmoothQuant on
+# sampled text (8 sequences), as sampling and GPTQ's Hessians cost minutes per billion weights.
+WITHOUT_DATA_GENERATED = {
+    "sampled": {
+        "w8a8": ("smoothquant", {"alpha": None}),
+        "w4a16": ("gptq", {"act_order": True}),
+        "w4a8": ("gptq", {"act_order": True}),
+    },
+    "random": {
+        "w8a8": ("smoothquant", {"alpha": None}),
+        "w4a16": ("gptq", {"act_order": True}),
+        "w4a8": ("gptq", {"act_order": True}),
+        "w6a16": ("gptq", {"act_order": True}),
+    },
 }
+
+
+GENERATED_WORDS = {"sampled": "text sampled from the model", "random": "random tokens"}
+
+
+def _on_generated(precision: str, generated: str | None, weights: int):
+    """The measured default on qcompile's generated samples, None where there is none."""
+    chosen = WITHOUT_DATA_GENERATED.get(generated, {}).get(precision)
+    if chosen is None or weights <= SMALL_MODEL_WEIGHTS:
+        return chosen
+    return chosen if generated == "sampled" and chosen[0] != "gptq" else None
 
 
 def _chooses_weight_form(recipe: dict, precision: str) -> bool:
@@ -46,26 +68,20 @@ def _chooses_weight_form(recipe: dict, precision: str) -> bool:
 
 
 def measured_default(
-    recipe: dict, calib, samples_from_model: bool = False, weights: int = 0
+    recipe: dict, calib, generated: str | None = None, weights: int = 0
 ) -> tuple[dict, str | None]:
     """`recipe` (Recipe fields) with the measured default algorithm for its preset when it names none,
-    and a sentence saying what was chosen (None when nothing changed). `samples_from_model`: without
-    data, qcompile can sample its calibration text from the model (synthetic_calibration), whose
-    GEMMs hold `weights` weights."""
+    and a sentence saying what was chosen (None when nothing changed). `generated`: without data, what
+    qcompile generates for the model ("sampled" text, "random" tokens, or None: nothing),
+    whose GEMMs hold `weights` weights."""
     if "algorithm" in recipe or recipe.get("algorithm_options"):
         return recipe, None
     has_data = calib is not None and calib != "random"
     precision = recipe.get("precision", "w8a8")
     if not isinstance(precision, str):  # a wrongly typed recipe value: Recipe validation reports it
         return recipe, None
-    sampled = calib is None and samples_from_model
-    if sampled and weights > SMALL_MODEL_WEIGHTS and WITHOUT_DATA_SAMPLED.get(precision, ("",))[0] == "gptq":
-        sampled = False  # hqq, data-free: no text to sample, no Hessians
-    chosen = (
-        WITH_DATA.get(precision)
-        if has_data
-        else (WITHOUT_DATA_SAMPLED.get(precision) if sampled else None) or WITHOUT_DATA.get(precision)
-    )
+    fitted = _on_generated(precision, generated, weights) if calib is None else None
+    chosen = WITH_DATA.get(precision) if has_data else fitted or WITHOUT_DATA.get(precision)
     if chosen is None:
         return recipe, None
     algorithm, options = chosen
@@ -76,7 +92,7 @@ def measured_default(
     source = "with" if has_data else "without"
     note = (
         f"{precision} default {source} calibration data"
-        + (" (text sampled from the model)" if sampled and not has_data else "")
+        + (f" (on {GENERATED_WORDS[generated]})" if fitted else "")
         + f": --algorithm {algorithm}"
         + (f" {options}" if options else "")
         + "".join(f" --{name}" for name in fields)

@@ -47,6 +47,9 @@ from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
 STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
+# The report verifies on at most this many held-back samples: verification keeps every sample's
+# outputs (an LLM's logits: 64 tokens x 49k vocabulary = 12.6 MB each, twice).
+VERIFY_SAMPLES = 32
 
 Progress = Callable[[str, int, int], None]
 
@@ -240,7 +243,8 @@ def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None) -
         or bool(recipe.lkd_steps)
     )
     samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe, progress)
-    calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
+    calib_set, held = calib.split_holdout(samples, recipe.holdout)
+    eval_set = held[-VERIFY_SAMPLES:]
     if not eval_set:
         eval_set = calib_set
         eval_source = (
@@ -349,7 +353,8 @@ def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe, pro
     specs, guessed = input_specs(model), False
     if calibration is None or (isinstance(calibration, str) and calibration == calib.RANDOM):
         specs, guessed = random_specs(model, specs)
-    return (*prepare_samples(calibration, model, specs, needs_data, progress), guessed)
+    fits = ALGORITHMS[recipe.algorithm].needs
+    return (*prepare_samples(calibration, model, specs, needs_data, progress, fits), guessed)
 
 
 def _layers(qg) -> list[QuantizedLayer]:

@@ -1,8 +1,9 @@
 """Calibration data qcompile makes itself when none is given (LLM-QAT's data-free generation).
 
 Token-id inputs: sequences sampled from the model itself (a random first token, then each next
-token drawn from the model's own output distribution, batch by batch); when the model has no
-output over the vocabulary (an encoder), uniform random tokens. Other integer inputs: a mask is
+token drawn from the model's own output distribution, batch by batch), topped up with uniform
+random tokens on small models; when the model has no output over the vocabulary (an encoder),
+uniform random tokens only. Other integer inputs: a mask is
 ones, token-type / segment ids are zeros, an index into a constant table is uniform over its
 rows. Float inputs have no range qcompile can know: refused unless `--calib random`.
 """
@@ -20,13 +21,18 @@ logger = logging.getLogger(__name__)
 SEQUENCES = 8
 LENGTH = 64
 BATCH = 4
-# Text sampled from a model of up to SMALL_MODEL_WEIGHTS GEMM weights: SEQUENCES_SMALL_MODEL. More
-# sampled text calibrates better (SmolLM2, 135M: w8a8 perplexity 43.2 on 8 sequences, 38.2 on 32;
-# real text cut to the same 32 x 64 tokens 35.7) but costs a forward pass per token: 133 s for 32
-# sequences on SmolLM2 on 2 cores (an export without a KV cache, batch 1: every step re-reads the
-# whole prefix). Random tokens stay at SEQUENCES (MiniLM w8a8: 0.9866 on 8, 0.9840 on 32).
+# On models of up to SMALL_MODEL_WEIGHTS GEMM weights, more samples for algorithms that fit to them
+# (the measured defaults: defaults.WITHOUT_DATA_GENERATED): SMALL_MODEL_SAMPLED sequences of text
+# sampled from the model (a forward pass per token: 133 s for 32 on SmolLM2 on 2 cores, an export
+# without a KV cache), topped up to SMALL_MODEL_SEQUENCES with random tokens (free to make) for
+# algorithms fitted to activation statistics; an encoder's random tokens, SMALL_MODEL_SEQUENCES.
+# Measured: SmolLM2 w8a8 SmoothQuant perplexity (real text, 32 x 64 tokens: 35.7) 8 sampled 43.2,
+# 32 sampled 38.2, 512 random 37.6, 32 sampled + 480 random 36.2; GPTQ gains nothing from the
+# top-up (w4a16 42.0 against 42.2) and takes longer. MiniLM (an encoder) w8a8 SmoothQuant 0.9697 on
+# 8 random sequences, 0.9931 on 512; RTN, fitting ranges only, is best on 8 (0.9868, 0.9831 on 512).
 SMALL_MODEL_WEIGHTS = 500_000_000
-SEQUENCES_SMALL_MODEL = 32
+SMALL_MODEL_SEQUENCES = 512
+SMALL_MODEL_SAMPLED = 32
 
 
 def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten")) -> list[ir.Node]:
@@ -81,29 +87,9 @@ def gemm_weights(model: ir.Model) -> int:
     return sum(layer.n * layer.k for layer in find_layers(model.graph)[0])
 
 
-def samples_from_model(model: ir.Model) -> bool:
-    """Whether generate() will sample text from `model` (one token-id input, logits over its table)."""
-    initializers = set(model.graph.initializers)
-    tokens = [v for v in model.graph.inputs if v.name not in initializers and _kind(v) == "tokens"]
-    return any(_logits(model, table_rows(v)) is not None for v in tokens)
-
-
-def generate(
-    model: ir.Model,
-    run,
-    layout=None,
-    *,
-    seed: int = 0,
-    sequences: int | None = None,
-    length: int = LENGTH,
-    progress=None,
-) -> tuple[list[dict], str]:
-    """Samples (batch 1 each) for `model`'s inputs and a sentence saying how they were made.
-    `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if any;
-    `sequences` defaults by what it samples and from how large a model; `progress(stage, done, total)`
-    counts sampled tokens."""
-    from qcompile import kv_cache
-
+def _token_input(model: ir.Model, layout) -> tuple[ir.Value, list[ir.Value], dict[str, str]]:
+    """The one token-id input generate() fills, the inputs it completes and their kinds; raises
+    CalibrationError where it can generate nothing."""
     initializers = set(model.graph.initializers)
     inputs = [v for v in model.graph.inputs if v.name not in initializers]
     kinds = {v.name: _kind(v) for v in inputs}
@@ -127,7 +113,49 @@ def generate(
             f"cannot generate calibration data: expected one token-id input, found "
             f"{[v.name for v in tokens]}; give --calib FILE.npz"
         )
-    ids = tokens[0]
+    return tokens[0], inputs, kinds
+
+
+def generated_kind(model: ir.Model) -> str | None:
+    """What generate() makes for `model`: "sampled" text (a model with logits over its token table),
+    "random" tokens (an encoder), or None where it refuses."""
+    from qcompile import kv_cache
+
+    try:
+        ids, _, _ = _token_input(model, kv_cache.find_kv_layout(model))
+    except CalibrationError:
+        return None
+    return "sampled" if _logits(model, table_rows(ids)) else "random"
+
+
+def _counts(samples_text: bool, small: bool, fits: tuple[str, ...]) -> tuple[int, int]:
+    """(sequences sampled from the model, sequences of random tokens) for an algorithm fitted to the
+    calibration statistics `fits` (LayerCalibration fields; none: activation ranges only)."""
+    if not small:
+        return (SEQUENCES, 0) if samples_text else (0, SEQUENCES)
+    if not samples_text:
+        return 0, SMALL_MODEL_SEQUENCES if fits else SEQUENCES
+    top_up = bool(fits) and "hessian" not in fits
+    return SMALL_MODEL_SAMPLED, SMALL_MODEL_SEQUENCES - SMALL_MODEL_SAMPLED if top_up else 0
+
+
+def generate(
+    model: ir.Model,
+    run,
+    layout=None,
+    *,
+    fits: tuple[str, ...] = (),
+    seed: int = 0,
+    length: int = LENGTH,
+    progress=None,
+) -> tuple[list[dict], str]:
+    """Samples (batch 1 each) for `model`'s inputs, sampled text first, and a sentence saying how
+    they were made. `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if
+    any; `fits`: what the algorithm fits to them (_counts); `progress(stage, done, total)` counts
+    sampled tokens."""
+    from qcompile import kv_cache
+
+    ids, inputs, kinds = _token_input(model, layout)
     vocab = table_rows(ids)
     dims = list(ids.shape) if ids.shape is not None else [None, None]
     batch = dims[0] if isinstance(dims[0], int) else BATCH
@@ -156,41 +184,48 @@ def generate(
             )
         return sample
 
-    if sequences is None:
-        small = logits is not None and gemm_weights(model) <= SMALL_MODEL_WEIGHTS
-        sequences = SEQUENCES_SMALL_MODEL if small else SEQUENCES
-    batches = max(1, -(-sequences // batch))
-    sequences_out = []
+    sampled, randoms = _counts(logits is not None, gemm_weights(model) <= SMALL_MODEL_WEIGHTS, fits)
+    steps = length - 1
+    batches = -(-sampled // batch)
+    out = []
     for index in range(batches):
         seq = rng.integers(0, vocab, (batch, 1)).astype(dtype)
-        if logits is not None:
-            past = {}
-            for step_index in range(length - 1):
-                step = {ids.name: seq[:, -1:] if past else seq, **past} if layout else {ids.name: seq}
-                names = [logits] + ([p for _, p in layout.pasts] if layout else [])
-                result = run(fill(dict(step)), names)
-                if layout:
-                    past = {p: v for (p, _), v in zip(layout.pasts, result[1:])}
-                z = result[0][:, -1].astype(np.float64)
-                prob = np.exp(z - z.max(axis=1, keepdims=True))
-                prob /= prob.sum(axis=1, keepdims=True)
-                nxt = [rng.choice(prob.shape[1], p=p) for p in prob]
-                seq = np.concatenate([seq, np.array(nxt, dtype)[:, None]], axis=1)
-                if progress:
-                    steps = length - 1
-                    progress("sample calibration text", index * steps + step_index + 1, batches * steps)
-        else:
-            seq = np.concatenate([seq, rng.integers(0, vocab, (batch, length - 1)).astype(dtype)], axis=1)
-        rows = [seq] if isinstance(dims[0], int) else [seq[i : i + 1] for i in range(batch)]
-        sequences_out += [fill({ids.name: r}) for r in rows]
-    how = (
-        "sampled from the model's own next-token distribution (LLM-QAT)"
-        if logits
-        else "uniform random tokens (the model has no output over its vocabulary)"
-    )
-    source = f"{len(sequences_out)} generated sequences of {length} tokens, {how}"
+        past = {}
+        for step_index in range(steps):
+            step = {ids.name: seq[:, -1:] if past else seq, **past} if layout else {ids.name: seq}
+            names = [logits] + ([p for _, p in layout.pasts] if layout else [])
+            result = run(fill(dict(step)), names)
+            if layout:
+                past = {p: v for (p, _), v in zip(layout.pasts, result[1:])}
+            z = result[0][:, -1].astype(np.float64)
+            prob = np.exp(z - z.max(axis=1, keepdims=True))
+            prob /= prob.sum(axis=1, keepdims=True)
+            nxt = [rng.choice(prob.shape[1], p=p) for p in prob]
+            seq = np.concatenate([seq, np.array(nxt, dtype)[:, None]], axis=1)
+            if progress:
+                progress("sample calibration text", index * steps + step_index + 1, batches * steps)
+        out += _rows(seq, dims, sampled - len(out))
+    for _ in range(-(-randoms // batch)):
+        out += _rows(
+            rng.integers(0, vocab, (batch, length)).astype(dtype), dims, sampled + randoms - len(out)
+        )
+    parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
+    if randoms:
+        parts.append(
+            f"{randoms} of uniform random tokens"
+            + ("" if sampled else " (the model has no output over its vocabulary)")
+        )
+    source = f"{len(out)} generated sequences of {length} tokens: {', then '.join(parts)}"
     logger.info("no calibration data: %s", source)
-    return sequences_out[: max(sequences, 1)] if not isinstance(dims[0], int) else sequences_out, source
+    return [fill({ids.name: row}) for row in out], source
+
+
+def _rows(seq: np.ndarray, dims: list, wanted: int) -> list[np.ndarray]:
+    """A generated batch as samples: whole when the model fixes its batch, else rows of one, at most
+    `wanted` of them."""
+    if isinstance(dims[0], int):
+        return [seq]
+    return [seq[i : i + 1] for i in range(min(len(seq), wanted))]
 
 
 def in_range(model: ir.Model, samples: list[dict], *, seed: int = 0) -> list[dict]:

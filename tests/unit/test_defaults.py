@@ -45,21 +45,33 @@ def test_gptq_offsets_only_where_the_recipe_leaves_the_weight_form_open():
     assert measured_default({"precision": "w4a16", "int4_plugin": True}, "c.npz")[0]["offsets"]
 
 
-def test_without_data_text_sampled_from_the_model_gets_smoothquant():
-    fields, note = measured_default({"precision": "w8a8"}, None, samples_from_model=True)
+def test_without_data_generated_samples_get_smoothquant():
+    fields, note = measured_default({"precision": "w8a8"}, None, "sampled")
     assert fields["algorithm"] == "smoothquant" and "sampled from the model" in note
-    assert measured_default({"precision": "w8a8"}, None)[1] is None  # random tokens: rtn
-    assert measured_default({"precision": "w8a8"}, "random", samples_from_model=True)[1] is None
+    fields, note = measured_default({"precision": "w8a8"}, None, "random", 10**7)
+    assert fields["algorithm"] == "smoothquant" and "on random tokens" in note
+    assert measured_default({"precision": "w8a8"}, None)[1] is None  # nothing generated: rtn
+    assert measured_default({"precision": "w8a8"}, "random", "sampled")[1] is None
 
 
-def test_without_data_small_llms_get_gptq_with_offsets_on_sampled_text():
-    fields, note = measured_default({"precision": "w4a16"}, None, samples_from_model=True, weights=10**8)
-    assert fields["algorithm"] == "gptq" and fields["offsets"] and "sampled from the model" in note
-    assert measured_default({"precision": "w4a8"}, None, True, 10**8)[0]["algorithm"] == "gptq"
-    big = SMALL_MODEL_WEIGHTS + 1  # generating text and GPTQ cost too much there: hqq
-    assert measured_default({"precision": "w4a16"}, None, True, big)[0]["algorithm"] == "hqq"
-    assert measured_default({"precision": "w8a8"}, None, True, big)[0]["algorithm"] == "smoothquant"
-    assert measured_default({"precision": "w4a16"}, None, False, 10**8)[0]["algorithm"] == "hqq"
+def test_without_data_small_models_get_gptq_with_offsets_on_generated_samples():
+    for generated in ("sampled", "random"):
+        fields, note = measured_default({"precision": "w4a16"}, None, generated, 10**8)
+        assert fields["algorithm"] == "gptq" and fields["offsets"] and "on " in note
+        assert measured_default({"precision": "w4a8"}, None, generated, 10**8)[0]["algorithm"] == "gptq"
+    big = SMALL_MODEL_WEIGHTS + 1  # generating that much and GPTQ cost too much there: hqq
+    assert measured_default({"precision": "w4a16"}, None, "sampled", big)[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "w4a16"}, None, "random", big)[0]["algorithm"] == "hqq"
+    assert measured_default({"precision": "w8a8"}, None, "sampled", big)[0]["algorithm"] == "smoothquant"
+    assert measured_default({"precision": "w8a8"}, None, "random", big)[1] is None  # 8 random sequences: rtn
+    assert measured_default({"precision": "w4a16"}, None, None, 10**8)[0]["algorithm"] == "hqq"
+
+
+def test_without_data_w6a16_runs_gptq_on_random_tokens_only():
+    fields = measured_default({"precision": "w6a16"}, None, "random", 10**7)[0]
+    assert fields["algorithm"] == "gptq" and "offsets" not in fields  # an offset moves FP6's dense middle
+    assert measured_default({"precision": "w6a16"}, None, "sampled", 10**7)[1] is None  # time budget: rtn
+    assert measured_default({"precision": "w6a16"}, None, "random", SMALL_MODEL_WEIGHTS + 1)[1] is None
 
 
 def test_cli_records_the_default_it_used(mlp, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import qcompile
+import tiny_models
 from qcompile.cli import main
 from qcompile.errors import CalibrationError
 from qcompile.kv_cache import complete, find_kv_layout
@@ -24,6 +25,13 @@ def decoder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kv")
     onnx.save(kv_models.decoder(), folder / "decoder.onnx")
     return folder / "decoder.onnx"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("encoder")
+    onnx.save(tiny_models.token_encoder(), folder / "encoder.onnx")
+    return folder / "encoder.onnx"
 
 
 def test_layout_is_found_from_the_dimensions(decoder):
@@ -121,11 +129,12 @@ def test_inconsistent_data_is_a_one_line_error(decoder, tmp_path):
     )
 
 
-def test_only_a_model_with_logits_over_its_table_samples_its_own_text(decoder, mlp):
-    from qcompile.synthetic_calibration import samples_from_model
+def test_only_a_model_with_logits_over_its_table_samples_its_own_text(decoder, mlp, encoder):
+    from qcompile.synthetic_calibration import generated_kind
 
-    assert samples_from_model(ir.load(decoder))
-    assert not samples_from_model(ir.load(mlp))
+    assert generated_kind(ir.load(decoder)) == "sampled"
+    assert generated_kind(ir.load(encoder)) == "random"
+    assert generated_kind(ir.load(mlp)) is None  # a float input: nothing to generate
 
 
 def test_w8a8_without_data_on_a_decoder_runs_smoothquant(decoder, tmp_path):
@@ -160,11 +169,51 @@ def test_generated_text_is_longer_on_small_models_and_reports_progress(decoder, 
     session = OrtModel.from_ir(model)
     seen = []
     samples, how = sc.generate(model, session.run, layout, length=6, progress=lambda *a: seen.append(a))
-    assert len(samples) == sc.SEQUENCES_SMALL_MODEL and how.startswith(
-        f"{sc.SEQUENCES_SMALL_MODEL} generated"
+    sampled = sc.SMALL_MODEL_SAMPLED
+    assert len(samples) == sampled and how == (
+        f"{sampled} generated sequences of 6 tokens: {sampled} sampled from the model's own "
+        "next-token distribution (LLM-QAT)"
     )
     assert [done for _, done, _ in seen] == list(range(1, len(seen) + 1))  # one call per sampled token
-    assert seen[-1][2] == len(seen) == -(-sc.SEQUENCES_SMALL_MODEL // sc.BATCH) * 5
+    assert seen[-1][2] == len(seen) == -(-sampled // sc.BATCH) * 5
+    assert all(s["past_key_values.0.key"].shape[2] == 0 for s in samples)  # prefill samples, pasts empty
+    assert len(sc.generate(model, session.run, layout, fits=("hessian",), length=6)[0]) == sampled
+    topped, how = sc.generate(model, session.run, layout, fits=("x_absmax", "x_sample"), length=6)
+    assert len(topped) == sc.SMALL_MODEL_SEQUENCES  # SmoothQuant: topped up with random tokens
+    assert f"then {sc.SMALL_MODEL_SEQUENCES - sampled} of uniform random tokens" in how
+    assert topped[0]["input_ids"].tobytes() == samples[0]["input_ids"].tobytes()  # same seed: text first
     monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
-    assert len(sc.generate(model, session.run, layout, length=6)[0]) == sc.SEQUENCES
+    big, how = sc.generate(model, session.run, layout, fits=("x_absmax",), length=6)
+    assert len(big) == sc.SEQUENCES and "random" not in how  # larger models: sampled text only
     session.close()
+
+
+def test_an_encoder_gets_many_random_token_sequences_for_fitting_algorithms(encoder, monkeypatch):
+    from qcompile import synthetic_calibration as sc
+    from qcompile.ort_runner import OrtModel
+
+    model = ir.load(encoder)
+    session = OrtModel.from_ir(model)
+    samples, how = sc.generate(model, session.run, fits=("hessian",))
+    assert len(samples) == sc.SMALL_MODEL_SEQUENCES and "uniform random tokens (the model has no" in how
+    first = samples[0]
+    assert first["input_ids"].shape == (1, sc.LENGTH) and first["input_ids"].max() < 100
+    assert (first["attention_mask"] == 1).all() and (first["token_type_ids"] == 0).all()
+    assert len({s["input_ids"].tobytes() for s in samples}) == len(samples)
+    assert len(sc.generate(model, session.run)[0]) == sc.SEQUENCES  # ranges only (RTN): a few
+    monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
+    assert len(sc.generate(model, session.run, fits=("hessian",))[0]) == sc.SEQUENCES
+    session.close()
+
+
+@pytest.mark.parametrize("preset, algorithm", [("w4a16", "gptq"), ("w8a8", "smoothquant"), ("w6a16", "gptq")])
+def test_an_encoder_without_data_gets_the_defaults_fitted_to_random_tokens(
+    encoder, tmp_path, preset, algorithm
+):
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(main, [str(encoder), "-p", preset, "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "q.recipe.json").read_text())
+    assert recipe["algorithm"] == algorithm and bool(recipe.get("offsets")) == (preset == "w4a16")
+    report = json.loads((tmp_path / "q.report.json").read_text())
+    assert any("uniform random tokens" in note for note in report["notes"]), report["notes"]

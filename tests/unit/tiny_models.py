@@ -39,6 +39,42 @@ def mlp(seed: int = 0, k: int = 256, hidden: int = 256, n: int = 64, opset: int 
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
 
 
+def token_encoder(seed: int = 0, vocab: int = 100, hidden: int = 64) -> onnx.ModelProto:
+    """input_ids, attention_mask, token_type_ids [batch, seq] -> embeddings -> MatMul -> Relu -> MatMul,
+    masked -> hidden [batch, seq, hidden]: an encoder, no output over its vocabulary."""
+    rng = np.random.default_rng(seed)
+    n = helper.make_node
+    nodes = [
+        n("Gather", ["embed", "input_ids"], ["tok"]),
+        n("Gather", ["type_embed", "token_type_ids"], ["typ"]),
+        n("Add", ["tok", "typ"], ["e"]),
+        n("MatMul", ["e", "w1"], ["h"], name="fc1"),
+        n("Relu", ["h"], ["r"]),
+        n("MatMul", ["r", "w2"], ["o"], name="fc2"),
+        n("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        n("Unsqueeze", ["m", "last"], ["m3"]),
+        n("Mul", ["o", "m3"], ["hidden"]),
+    ]
+    ids = ["batch", "sequence"]
+    graph = helper.make_graph(
+        nodes,
+        "token_encoder",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ids)
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+        ],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [*ids, hidden])],
+        [
+            _init("embed", rng.standard_normal((vocab, hidden)).astype(np.float32)),
+            _init("type_embed", rng.standard_normal((2, hidden)).astype(np.float32) * 0.1),
+            _init("w1", rng.standard_normal((hidden, 2 * hidden)).astype(np.float32) * 0.1),
+            _init("w2", rng.standard_normal((2 * hidden, hidden)).astype(np.float32) * 0.1),
+            _init("last", np.array([2], np.int64)),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
 def conv(seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2
