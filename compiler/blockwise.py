@@ -43,14 +43,30 @@ class Carry:
         ]
         resident = sum(v.nbytes for s in self.values for v in s.values() if not isinstance(v, np.memmap))
         if resident > self.budget:
-            self.values = [{k: self._spill(v) for k, v in s.items()} for s in self.values]
+            self._spill()
 
-    def _spill(self, array: np.ndarray) -> np.ndarray:
-        if isinstance(array, np.memmap):
-            return array
-        path = self.folder / f"carry-{next(_counter)}.npy"
-        np.save(path, array)
-        return np.load(path, mmap_mode="r")
+    def _spill(self) -> None:
+        """Every in-memory value into one file, read back as views of one memory map: a map per
+        array would hold a file descriptor each (a KV-cache model carries 60 present.* per sample)."""
+        arrays = [
+            (s, k, v) for s in self.values for k, v in s.items() if v.size and not isinstance(v, np.memmap)
+        ]
+        offsets, end = [], 0
+        for _, _, v in arrays:
+            end = -(-end // 64) * 64  # aligned for every dtype's view
+            offsets.append(end)
+            end += v.nbytes
+        if end == 0:
+            return
+        path = self.folder / f"carry-{next(_counter)}.bin"
+        with open(path, "wb") as f:
+            for (_, _, v), offset in zip(arrays, offsets):
+                f.seek(offset)
+                np.ascontiguousarray(v).tofile(f)
+            f.truncate(end)
+        mapped = np.memmap(path, np.uint8, mode="r", shape=(end,))
+        for (sample, key, v), offset in zip(arrays, offsets):
+            sample[key] = mapped[offset : offset + v.nbytes].view(v.dtype).reshape(v.shape)
 
 
 def _value_info(name: str, example: np.ndarray) -> onnx.ValueInfoProto:
