@@ -1,10 +1,10 @@
 """Calibration data qcompile makes itself when none is given (LLM-QAT's data-free generation).
 
 Token-id inputs: sequences sampled from the model itself (a random first token, then each next
-token drawn from the model's own output distribution, batch by batch), topped up with uniform
-random tokens on small models; when the model has no output over the vocabulary (an encoder),
-uniform random tokens only. Other integer inputs: a mask is
-ones, token-type / segment ids are zeros, an index into a constant table is uniform over its
+token drawn from the model's own output distribution, batch by batch), on small models topped up
+with uniform random tokens for algorithms fitted to activation statistics; when the model has no
+output over the vocabulary (an encoder), uniform random tokens only. Other integer inputs: a mask
+is ones, token-type / segment ids are zeros, an index into a constant table is uniform over its
 rows. Float inputs have no range qcompile can know: refused unless `--calib random`.
 """
 
