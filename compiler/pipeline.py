@@ -237,12 +237,9 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
 
 
 def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None) -> _Data:
-    needs_data = (
-        any("act" in g.needs for g in groups)
-        or bool(ALGORITHMS[recipe.algorithm].needs)
-        or bool(recipe.lkd_steps)
-    )
-    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, recipe, progress)
+    fits = ALGORITHMS[recipe.algorithm].needs
+    needs_data = any("act" in g.needs for g in groups) or bool(fits) or bool(recipe.lkd_steps)
+    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, fits, progress)
     calib_set, held = calib.split_holdout(samples, recipe.holdout)
     eval_set = held[-VERIFY_SAMPLES:]
     if not eval_set:
@@ -344,16 +341,15 @@ def _write_outputs(
     return artifacts
 
 
-def _samples(calibration, model: ir.Model, needs_data: bool, recipe: Recipe, progress=None):
+def _samples(calibration, model: ir.Model, needs_data: bool, fits: tuple[str, ...], progress=None):
     """(samples, evaluation source, report notes, whether random input shapes had to be guessed): the
-    user's data, random inputs, or generated ones."""
+    user's data, random inputs, or generated ones (as many as an algorithm fitted to `fits` wants)."""
     from qcompile.calibration_sources import prepare_samples
     from qcompile.input_shapes import random_specs
 
     specs, guessed = input_specs(model), False
     if calibration is None or (isinstance(calibration, str) and calibration == calib.RANDOM):
         specs, guessed = random_specs(model, specs)
-    fits = ALGORITHMS[recipe.algorithm].needs
     return (*prepare_samples(calibration, model, specs, needs_data, progress, fits), guessed)
 
 
