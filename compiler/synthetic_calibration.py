@@ -2,10 +2,12 @@
 
 Token-id inputs: sequences sampled from the model itself (a random first token, then each next
 token drawn from the model's own output distribution, batch by batch), on small models topped up
-with uniform random tokens for algorithms fitted to activation statistics; when the model has no
-output over the vocabulary (an encoder), uniform random tokens only. Other integer inputs: a mask
-is ones, token-type / segment ids are zeros, an index into a constant table is uniform over its
-rows. Float inputs have no range qcompile can know: refused unless `--calib random`.
+with random tokens for algorithms fitted to activation statistics; when the model has no output over
+the vocabulary (an encoder), random tokens only: drawn by a Zipf law over the token ids for algorithms
+fitted to activation statistics, uniformly otherwise, and padded after a random length when the model
+has an attention mask. Other integer inputs: a mask is ones (but for that padding), token-type /
+segment ids are zeros, an index into a constant table is uniform over its rows. Float inputs have no
+range qcompile can know: refused unless `--calib random`.
 """
 
 from __future__ import annotations
@@ -23,16 +25,33 @@ LENGTH = 64
 BATCH = 4
 # On models of up to SMALL_MODEL_WEIGHTS GEMM weights, more samples for algorithms that fit to them
 # (the measured defaults: defaults.WITHOUT_DATA_GENERATED): SMALL_MODEL_SAMPLED sequences of text
-# sampled from the model (a forward pass per token: 133 s for 32 on SmolLM2 on 2 cores, an export
+# sampled from the model (a forward pass per token: about 280 s for 64 on SmolLM2 on 2 cores, an export
 # without a KV cache), topped up to SMALL_MODEL_SEQUENCES with random tokens (free to make) for
 # algorithms fitted to activation statistics; an encoder's random tokens, SMALL_MODEL_SEQUENCES.
-# Measured: SmolLM2 w8a8 SmoothQuant perplexity (real text, 32 x 64 tokens: 35.7) 8 sampled 43.2,
-# 32 sampled 38.2, 512 random 37.6, 32 sampled + 480 random 36.2; GPTQ gains nothing from the
+# Measured: SmolLM2 w8a8 SmoothQuant perplexity (real text 35.3) 8 sampled 43.2, 32 sampled 38.2,
+# 512 random 37.6, 32 sampled + 480 random 36.2 (Zipf: 36.0), 64 sampled + 448 Zipf 35.7; w4a8 GPTQ
+# (real text 39.9) 32 sampled 43.2, 64 sampled 41.6, 96 sampled 40.4; GPTQ gains nothing from the
 # top-up (w4a16 42.0 against 42.2) and takes longer. MiniLM (an encoder) w8a8 SmoothQuant 0.9697 on
 # 8 random sequences, 0.9931 on 512; RTN, fitting ranges only, is best on 8 (0.9868, 0.9831 on 512).
 SMALL_MODEL_WEIGHTS = 500_000_000
 SMALL_MODEL_SEQUENCES = 512
-SMALL_MODEL_SAMPLED = 32
+SMALL_MODEL_SAMPLED = 64
+# Random tokens for algorithms fitted to activation statistics follow a Zipf law over the token ids,
+# p(id) ~ 1 / (id + ZIPF_OFFSET): tokenizers number their vocabularies roughly by frequency (BPE by merge
+# order, WordPiece and SentencePiece by count), so the draw mixes frequent and rare tokens as text does.
+# Measured on MiniLM w8a8 SmoothQuant, 512 sequences (real sentences 0.9969): uniform 0.9914 / 0.9926 (two
+# draws), Zipf 0.9947 / 0.9938 (offsets 30 / 100 / 300 / 3000: 0.9925 / 0.9941 / 0.9922 / 0.9935). GPTQ's
+# Hessian does as well or better on uniform draws, which reach every row of the embedding table (w4a8
+# 0.9695 / 0.9708 against Zipf 0.9679 / 0.9705; w4a16 0.9714 against 0.9703).
+ZIPF_OFFSET = 1000
+# A model with an attention mask runs padded batches, and the padded positions count in its per-tensor
+# activation ranges: random-token rows for such a model are padded after a random length (_valid_lengths).
+# Measured on MiniLM (512 sequences; real sentences of 9-14 tokens padded to 64; `eval` / `eval3`):
+# w8a8 SmoothQuant on Zipf tokens unpadded 0.9947 / 0.9948, lengths log-uniform 4-64 0.9966 / 0.9970,
+# uniform 4-64 0.9954 / 0.9963, 8-16 0.9961 / 0.9964 (real 0.9969 / 0.9952); w4a8 GPTQ on uniform tokens
+# unpadded 0.9695 / 0.9686, log-uniform 4-64 0.9740 / 0.9751, uniform 4-64 0.9733 / 0.9739, 8-16
+# 0.9747 / 0.9733 (real 0.9812 / 0.9766).
+MIN_LENGTH = 4
 
 
 def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten")) -> list[ir.Node]:
@@ -135,8 +154,20 @@ def _counts(samples_text: bool, small: bool, fits: tuple[str, ...]) -> tuple[int
         return (SEQUENCES, 0) if samples_text else (0, SEQUENCES)
     if not samples_text:
         return 0, SMALL_MODEL_SEQUENCES if fits else SEQUENCES
-    top_up = bool(fits) and "hessian" not in fits
-    return SMALL_MODEL_SAMPLED, SMALL_MODEL_SEQUENCES - SMALL_MODEL_SAMPLED if top_up else 0
+    return SMALL_MODEL_SAMPLED, SMALL_MODEL_SEQUENCES - SMALL_MODEL_SAMPLED if _fits_activations(fits) else 0
+
+
+def _fits_activations(fits: tuple[str, ...]) -> bool:
+    """Whether the algorithm fits activation statistics (SmoothQuant, AWQ) rather than a Hessian (GPTQ) or
+    ranges only (RTN)."""
+    return bool(fits) and "hessian" not in fits
+
+
+def _random_tokens(rng: np.random.Generator, vocab: int, shape: tuple, zipf: bool) -> np.ndarray:
+    if not zipf:
+        return rng.integers(0, vocab, shape)
+    p = 1.0 / (np.arange(vocab) + ZIPF_OFFSET)
+    return rng.choice(vocab, size=shape, p=p / p.sum())
 
 
 def generate(
@@ -164,7 +195,7 @@ def generate(
     rng = np.random.default_rng(seed)
     dtype = np.dtype(ids.dtype.numpy())
 
-    def fill(sample: dict) -> dict:
+    def fill(sample: dict, valid: np.ndarray | None = None) -> dict:
         if layout:
             return kv_cache.complete(layout, sample)[0]
         seq = sample[ids.name]
@@ -174,7 +205,7 @@ def generate(
             vd = np.dtype(v.dtype.numpy())
             kind = kinds[v.name]
             sample[v.name] = (
-                np.ones(seq.shape, vd)
+                (np.arange(seq.shape[1]) < (seq.shape[1] if valid is None else valid[:, None])).astype(vd)
                 if kind == "mask"
                 else np.zeros(seq.shape, vd)
                 if kind == "zeros"
@@ -205,19 +236,31 @@ def generate(
             if progress:
                 progress("sample calibration text", index * steps + step_index + 1, batches * steps)
         out += _rows(seq, dims, sampled - len(out))
+    zipf = _fits_activations(fits)
+    padded = layout is None and "mask" in kinds.values()
+    text = len(out)
     for _ in range(-(-randoms // batch)):
-        out += _rows(
-            rng.integers(0, vocab, (batch, length)).astype(dtype), dims, sampled + randoms - len(out)
-        )
+        tokens = _random_tokens(rng, vocab, (batch, length), zipf)
+        out += _rows(tokens.astype(dtype), dims, sampled + randoms - len(out))
+    valid = [None] * text + [_valid_lengths(rng, len(row), length) if padded else None for row in out[text:]]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
-        parts.append(
-            f"{randoms} of uniform random tokens"
-            + ("" if sampled else " (the model has no output over its vocabulary)")
-        )
+        how = ["Zipf over the token ids" if zipf else "uniform"]
+        if padded:
+            how.append(f"padded after a log-uniform length of {min(MIN_LENGTH, length)} to {length}")
+        if not sampled:
+            how.append("the model has no output over its vocabulary")
+        parts.append(f"{randoms} of random tokens ({'; '.join(how)})")
     source = f"{len(out)} generated sequences of {length} tokens: {', then '.join(parts)}"
     logger.info("no calibration data: %s", source)
-    return [fill({ids.name: row}) for row in out], source
+    return [fill({ids.name: row}, v) for row, v in zip(out, valid)], source
+
+
+def _valid_lengths(rng: np.random.Generator, rows: int, length: int) -> np.ndarray:
+    """Unpadded lengths of random-token rows (the mask is zero after them), log-uniform from MIN_LENGTH to
+    `length`: as many short sequences as long ones on a log scale."""
+    low = min(MIN_LENGTH, length)
+    return np.minimum(np.exp(rng.uniform(np.log(low), np.log(length + 1), rows)).astype(np.int64), length)
 
 
 def _rows(seq: np.ndarray, dims: list, wanted: int) -> list[np.ndarray]:

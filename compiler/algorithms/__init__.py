@@ -75,7 +75,13 @@ def _gptq(w, spec, calib, options: GptqOptions, base=None) -> LayerResult:
     (hessian,) = calib.require("gptq", "hessian")
     spec = choose_minifloat(w, spec, hessian)
     qw, info = gptq(
-        w, hessian, spec, block_size=options.block_size, damp=options.damp, act_order=options.act_order
+        w,
+        hessian,
+        spec,
+        block_size=options.block_size,
+        damp=options.damp,
+        act_order=options.act_order,
+        static_groups=options.static_groups,
     )
     return LayerResult(qw, info={"gptq": info})
 

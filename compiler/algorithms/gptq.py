@@ -7,7 +7,9 @@ Choices, where GPTQ's reference code leaves room:
   contiguous column groups, also with act_order (then a group's first processed column may lie anywhere in
   it, and none of its columns is quantized yet at that point, so the scale sees all of them updated). The
   block's deferred updates are applied to those columns before the scale is taken, so the result does not
-  depend on block_size (up to float32 round-off).
+  depend on block_size (up to float32 round-off). `static_groups` instead takes every group's scale from
+  the original weights before the loop (the reference code's static_groups): RTN's grid, which the
+  error updates cannot stretch towards the calibration data.
 - per-channel and per-tensor scales are RTN's, from the original weights (GPTQ does the same).
 - pow2_ratio (M2): the per-channel real scale is RTN's, from the original weights; each group's power-of-two
   exponent is chosen lazily like a group scale (it saturates at 2^0 if updates push a group above the
@@ -104,13 +106,14 @@ class _ColumnQuantizer:
     """Quantizes one column at a time with its group's scale (and zero point or offset), recording codes and
     scales."""
 
-    def __init__(self, w: np.ndarray, spec: WeightSpec):
+    def __init__(self, w: np.ndarray, spec: WeightSpec, static_groups: bool = False):
         n, k = w.shape
         self.spec, self.groups = spec, spec.groups(k)
         self.group_size = k // self.groups
         rtn = quantize_weight(w, spec)
         self.rtn = rtn
-        self.lazy = spec.granularity == "group"
+        self.grouped = spec.granularity == "group"
+        self.lazy = self.grouped and not static_groups
         self.codes = np.zeros((k, n), spec.fmt.code_dtype)  # transposed: column `index` is codes[index]
         self.scales = rtn.scales.copy()
         self.zeros = None if rtn.zero_points is None else rtn.zero_points.copy()
@@ -143,7 +146,7 @@ class _ColumnQuantizer:
 
     def quantize(self, col: np.ndarray, index: int) -> np.ndarray:
         """Codes for original column `index` (float32 [N]) are stored; returns the dequantized column."""
-        group = index // self.group_size if self.lazy else 0
+        group = index // self.group_size if self.grouped else 0
         scale = self.scales[:, group]
         offset = 0.0 if self.offsets is None else self.offsets[:, group]
         shifted = (col - offset) / scale
@@ -178,6 +181,7 @@ def gptq(
     block_size: int = 128,
     damp: float = 0.01,
     act_order: bool = False,
+    static_groups: bool = False,
 ) -> tuple[QuantizedWeight, GptqInfo]:
     """GPTQ-quantize `w[N, K]` given `hessian[K, K]` = 2/T X^T X; any format and granularity of `spec`."""
     w = np.asarray(w, np.float32)
@@ -189,7 +193,7 @@ def gptq(
         raise CalibrationError(f"Hessian must be a finite [{k}, {k}] matrix, got shape {hessian.shape}")
     if block_size < 1 or damp < 0:
         raise RecipeError(f"gptq needs block_size >= 1 and damp >= 0, got {block_size} and {damp}")
-    quantizer = _ColumnQuantizer(w, spec)
+    quantizer = _ColumnQuantizer(w, spec, static_groups)
     diag = np.diag(hessian).astype(np.float64)
     dead = diag <= 0
     perm = np.argsort(-diag, kind="stable") if act_order else np.arange(k)

@@ -75,6 +75,7 @@ class GptqOptions:
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = False
+    static_groups: bool = False
 
     def __post_init__(self):
         _check(
@@ -87,6 +88,10 @@ class GptqOptions:
         )
         _check(
             isinstance(self.act_order, bool), f"gptq act_order must be true or false, not {self.act_order!r}"
+        )
+        _check(
+            isinstance(self.static_groups, bool),
+            f"gptq static_groups must be true or false, not {self.static_groups!r}",
         )
 
 

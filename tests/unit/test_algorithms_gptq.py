@@ -69,6 +69,20 @@ def test_gptq_output_error_below_rtn(layer, case, act_order):
 
 
 @pytest.mark.parametrize("act_order", [False, True])
+@pytest.mark.parametrize("case", ["int4_g32", "int4_g32_offsets", "uint4_asym_g64", "fp4_g32_pow2_ratio"])
+def test_static_groups_keep_rtn_grid_and_still_beat_rtn(layer, case, act_order):
+    lay, h = layer
+    spec = CASES[case]
+    rtn = quantize_weight(lay.w, spec)
+    qw, info = gptq(lay.w, h, spec, act_order=act_order, static_groups=True)
+    for field in ("scales", "zero_points", "offsets", "group_exp"):
+        np.testing.assert_array_equal(getattr(qw, field), getattr(rtn, field), err_msg=field)
+    assert not np.array_equal(qw.codes, rtn.codes)  # the same grid, GPTQ's rounding
+    assert info.calib_mse < info.calib_mse_rtn
+    assert output_mse(lay.x_test, lay.w, qw.dequantize()) < output_mse(lay.x_test, lay.w, rtn.dequantize())
+
+
+@pytest.mark.parametrize("act_order", [False, True])
 def test_result_does_not_depend_on_block_size(layer, act_order):
     # Lazy block updates are only a reordering of the same float32 arithmetic (round-off ~1e-6), far from the
     # rounding ties of this seeded case, so the codes must be identical and the lazy group scales (taken from

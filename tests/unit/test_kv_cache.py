@@ -180,7 +180,7 @@ def test_generated_text_is_longer_on_small_models_and_reports_progress(decoder, 
     assert len(sc.generate(model, session.run, layout, fits=("hessian",), length=6)[0]) == sampled
     topped, how = sc.generate(model, session.run, layout, fits=("x_absmax", "x_sample"), length=6)
     assert len(topped) == sc.SMALL_MODEL_SEQUENCES  # SmoothQuant: topped up with random tokens
-    assert f"then {sc.SMALL_MODEL_SEQUENCES - sampled} of uniform random tokens" in how
+    assert f"then {sc.SMALL_MODEL_SEQUENCES - sampled} of random tokens (Zipf over the token ids)" in how
     assert topped[0]["input_ids"].tobytes() == samples[0]["input_ids"].tobytes()  # same seed: text first
     monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
     big, how = sc.generate(model, session.run, layout, fits=("x_absmax",), length=6)
@@ -195,12 +195,27 @@ def test_an_encoder_gets_many_random_token_sequences_for_fitting_algorithms(enco
     model = ir.load(encoder)
     session = OrtModel.from_ir(model)
     samples, how = sc.generate(model, session.run, fits=("hessian",))
-    assert len(samples) == sc.SMALL_MODEL_SEQUENCES and "uniform random tokens (the model has no" in how
+    assert len(samples) == sc.SMALL_MODEL_SEQUENCES and "random tokens (uniform; padded after" in how
     first = samples[0]
     assert first["input_ids"].shape == (1, sc.LENGTH) and first["input_ids"].max() < 100
-    assert (first["attention_mask"] == 1).all() and (first["token_type_ids"] == 0).all()
+    assert (first["token_type_ids"] == 0).all()
+    # padded: the mask is ones then zeros, the length log-uniform from 4 to 64 (median 16; 512 rows: 14-18)
+    masks = np.concatenate([s["attention_mask"] for s in samples])
+    lengths = masks.sum(axis=1)
+    np.testing.assert_array_equal(masks, np.arange(sc.LENGTH) < lengths[:, None])
+    assert lengths.min() >= sc.MIN_LENGTH and lengths.max() > 48 and 12 <= np.median(lengths) <= 20
     assert len({s["input_ids"].tobytes() for s in samples}) == len(samples)
     assert len(sc.generate(model, session.run)[0]) == sc.SEQUENCES  # ranges only (RTN): a few
+    # SmoothQuant: a Zipf law over the ids. On this 100-token table an offset of 1000 is nearly uniform;
+    # at offset 1, P(id < 10) = H(10) / H(100) = 0.565 against uniform's 0.10 (32768 draws: std 0.003)
+    monkeypatch.setattr(sc, "ZIPF_OFFSET", 1)
+    smoothed, how = sc.generate(model, session.run, fits=("x_absmax", "x_sample"))
+    assert len(smoothed) == sc.SMALL_MODEL_SEQUENCES and "(Zipf over the token ids;" in how
+
+    def below_10(generated):
+        return np.mean(np.concatenate([s["input_ids"].ravel() for s in generated]) < 10)
+
+    assert abs(below_10(samples) - 0.10) < 0.02 and abs(below_10(smoothed) - 0.565) < 0.02
     monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
     assert len(sc.generate(model, session.run, fits=("hessian",))[0]) == sc.SEQUENCES
     session.close()
@@ -216,4 +231,5 @@ def test_an_encoder_without_data_gets_the_defaults_fitted_to_random_tokens(
     recipe = json.loads((tmp_path / "q.recipe.json").read_text())
     assert recipe["algorithm"] == algorithm and bool(recipe.get("offsets")) == (preset == "w4a16")
     report = json.loads((tmp_path / "q.report.json").read_text())
-    assert any("uniform random tokens" in note for note in report["notes"]), report["notes"]
+    kind = "Zipf over the token ids" if algorithm == "smoothquant" else "uniform"
+    assert any(f"random tokens ({kind};" in note for note in report["notes"]), report["notes"]
