@@ -21,28 +21,20 @@ WITH_DATA = {
 GPTQ_OFFSETS = ("w4a16", "w4a8")
 
 WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
-# Without data, fitted to the samples qcompile generates (synthetic_calibration.generated_kind):
-# text sampled from a model with an output over its vocabulary, or random tokens for an encoder.
-# Sampled text carries the activation outliers SmoothQuant needs (SmolLM2 w8a8 perplexity, RTN 88.2;
-# SmoothQuant on 64 sampled sequences topped up with random tokens 35.7, on real text 35.3), and GPTQ
-# with offsets on it beats hqq at group 128 and 32. On 512 random-token sequences
-# (MiniLM) SmoothQuant beats RTN (0.9931 against 0.9868), GPTQ with offsets beats hqq (w4a16 0.9722
-# against 0.9629, w4a8 0.9708 against 0.9604) and GPTQ reaches w6a16's 0.998 (0.9981 against rtn's
-# 0.9974); on SmolLM2, sampling the text would break w6a16's two-minute budget. Only on models up to
-# SMALL_MODEL_WEIGHTS, where qcompile generates that many samples; above it only SmoothQuant on
-# sampled text (8 sequences), as sampling and GPTQ's Hessians cost minutes per billion weights.
+# Without data, the with-data defaults fitted to the samples qcompile generates
+# (synthetic_calibration.generated_kind): text sampled from a model with an output over its
+# vocabulary, or random tokens for an encoder. Sampled text carries the activation outliers
+# SmoothQuant needs (SmolLM2 w8a8 perplexity, RTN 88.2; SmoothQuant on 64 sampled sequences topped up
+# with random tokens 35.7, on real text 35.3), and GPTQ with offsets on it beats hqq at group 128 and
+# 32. On 512 random-token sequences (MiniLM) SmoothQuant beats RTN (0.9931 against 0.9868), GPTQ with
+# offsets beats hqq (w4a16 0.9722 against 0.9629, w4a8 0.9708 against 0.9604) and GPTQ reaches
+# w6a16's 0.998 (0.9981 against rtn's 0.9974); on SmolLM2, sampling the text would break w6a16's
+# two-minute budget. Only on models up to SMALL_MODEL_WEIGHTS, where qcompile generates that many
+# samples; above it only SmoothQuant on sampled text (8 sequences), as sampling and GPTQ's Hessians
+# cost minutes per billion weights.
 WITHOUT_DATA_GENERATED = {
-    "sampled": {
-        "w8a8": ("smoothquant", {"alpha": None}),
-        "w4a16": ("gptq", {"act_order": True}),
-        "w4a8": ("gptq", {"act_order": True}),
-    },
-    "random": {
-        "w8a8": ("smoothquant", {"alpha": None}),
-        "w4a16": ("gptq", {"act_order": True}),
-        "w4a8": ("gptq", {"act_order": True}),
-        "w6a16": ("gptq", {"act_order": True}),
-    },
+    "sampled": {p: chosen for p, chosen in WITH_DATA.items() if p != "w6a16"},
+    "random": WITH_DATA,
 }
 
 

@@ -247,9 +247,9 @@ def generate(
     zipf = _fits_activations(fits)
     padded = layout is None and "mask" in kinds.values()
     text = len(out)
-    for _ in range(-(-randoms // batch)):
-        tokens = _random_tokens(rng, vocab, (batch, length), zipf)
-        out += _rows(tokens.astype(dtype), dims, sampled + randoms - len(out))
+    tokens = _random_tokens(rng, vocab, (-(-randoms // batch) * batch, length), zipf).astype(dtype)
+    for start in range(0, len(tokens), batch):
+        out += _rows(tokens[start : start + batch], dims, sampled + randoms - len(out))
     valid = [None] * text + [_valid_lengths(rng, len(row), length) if padded else None for row in out[text:]]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
