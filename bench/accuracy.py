@@ -9,7 +9,8 @@ SmolLM2-135M-Instruct, perplexity on bench/texts/eval.txt (18 windows of 128 tok
 SmolLM2: its weights were stored as GGUF Q4_1, so 4-bit weight results on it are optimistic.
 Row syntax: `qc:PRESET[:key=value]...` (Recipe fields; numbers parsed; `opt.NAME=value` sets an
 algorithm option, `search` meaning None; `calib=none` compiles without calibration data, so
-qcompile generates its own, `calib=random` passes --calib random; `seq=true` calibrates block by
+qcompile generates its own, `calib=text` the same with a tokenizer.json beside a copy of the model,
+so qcompile calibrates on its own text, `calib=random` passes --calib random; `seq=true` calibrates block by
 block on the quantized blocks' outputs, --sequential), `ort:static:sym|asym`,
 `ort:nbits:RTN|GPTQ|HQQ|KQUANT:BLOCK`, `mo:awq_lite|awq_clip|rtn_dq:BLOCK` (NVIDIA ModelOpt's
 ONNX INT4 path) and `mo:int8|fp8:max|entropy` (its INT8 / FP8 Q/DQ of every MatMul); ModelOpt is
@@ -65,11 +66,13 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     from qcompile.recipe import Recipe
 
     fields = {"precision": spec[0], "holdout": 0.0, "algorithm_options": {}, "group_size": group_size}
-    calibration, sequential = bench.calib, False
+    calibration, sequential, model = bench.calib, False, bench.model
     for item in spec[1:]:
         key, value = item.split("=")
         if key == "calib":  # calib=none: qcompile generates its own; calib=random: --calib random
-            calibration = None if value == "none" else value
+            calibration = None if value in ("none", "text") else value
+            if value == "text":  # no data, a tokenizer.json beside the model: qcompile's own text
+                model = bench.with_tokenizer()
             continue
         if key == "seq":  # seq=true: --sequential (block i+1 calibrated on quantized block i's outputs)
             sequential = value == "true"
@@ -82,7 +85,7 @@ def _qcompile(bench, out: Path, spec: list[str], group_size: int) -> tuple[Path,
     recipe = Recipe(**fields)
     path = out / ("qc_" + "_".join(s.replace("=", "-") for s in spec) + ".onnx")
     artifacts = qcompile.compile(
-        bench.model, recipe, calibration, output=path, force=True, verify=False, sequential=sequential
+        model, recipe, calibration, output=path, force=True, verify=False, sequential=sequential
     )
     bits, share = _mean_bits(artifacts.report)
     if any(n.startswith("plugin") for n in (lr.emitted_as or "" for lr in artifacts.report.layers)):

@@ -1,9 +1,10 @@
 """SmolLM2 exported with its KV cache (Optimum's layout): qcompile's presets run as a user runs them
 (the command line, so the measured defaults apply), with a calibration file that holds only
 `input_ids` (qcompile completes the mask, positions and pasts) or with none (qcompile generates
-its own), scored on prefill and on decode.
+its own; `:text`, a tokenizer.json beside a copy of the model: qcompile's own text), scored on
+prefill and on decode.
 
-    python -m bench.kv_cache [--rows w4a16,w4a16:nocalib,w8a8,w8a8:nocalib,fp8] [--windows 8]
+    python -m bench.kv_cache [--rows w4a16,w4a16:nocalib,w8a8,w8a8:nocalib,w8a8:text,fp8] [--windows 8]
 
 Perplexity on bench/texts/eval.txt: windows of 128 tokens; prefill scores the last 64 predictions
 of one pass over a window; decode runs its first 64 tokens in one pass, then one token per step
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.models import smollm2, smollm2_kv
-from bench.tasks import OUT, lowered
+from bench.tasks import OUT, lowered, with_tokenizer
 
 PREFILL = 64
 QCOMPILE = [
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         path = out / f"kv.{row.replace(':', '_')}.onnx"
         command = [
             *QCOMPILE,
-            str(model),
+            str(with_tokenizer(model, lambda p: tokenizer.save(str(p))) if "text" in flags else model),
             "--precision",
             precision,
             "-o",
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
             "-q",
             "--no-verify",
         ]
-        if "nocalib" not in flags:
+        if "nocalib" not in flags and "text" not in flags:
             command += ["--calib", str(calib)]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
             continue
         scored = lowered(path) if _has_plugins(path) else path
         prefill, decode = smollm2_kv.perplexities(scored, windows, PREFILL, smollm2.session_options(False))
-        label = f"{precision} {'without data' if 'nocalib' in flags else 'input_ids file'}"
+        source = "input_ids file" if "nocalib" not in flags and "text" not in flags else "without data"
+        label = f"{precision} {source}{', text' if 'text' in flags else ''}"
         print(f"  {label:<34} {prefill:>12.3f} {decode:>11.3f}  {seconds:.0f}", flush=True)
     return 0
 

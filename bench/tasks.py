@@ -3,9 +3,25 @@ and the metric (onnxruntime on the CPU), built once under bench/out/<key>/."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 OUT = Path("bench/out")
+
+
+def with_tokenizer(model: Path, write_tokenizer) -> Path:
+    """A copy of `model` (and its external data) in a folder of its own with a tokenizer.json beside it,
+    as Hugging Face exports ship one: compiled without data, qcompile calibrates on its own text."""
+    folder = model.parent / "with_tokenizer"
+    copy = folder / model.name
+    if not copy.exists():
+        folder.mkdir(exist_ok=True)
+        write_tokenizer(folder / "tokenizer.json")
+        data = model.with_name(model.name + ".data")
+        if data.exists():
+            shutil.copyfile(data, folder / data.name)
+        shutil.copyfile(model, copy)
+    return copy
 
 
 class MiniLM:
@@ -35,6 +51,10 @@ class MiniLM:
 
     def baseline(self) -> float:
         return 1.0
+
+    def with_tokenizer(self) -> Path:
+        tokenizer = self.m.model_dir() / "tokenizer.json"
+        return with_tokenizer(self.model, lambda path: shutil.copyfile(tokenizer, path))
 
 
 class SmolLM2:
@@ -70,6 +90,9 @@ class SmolLM2:
 
     def baseline(self) -> float:
         return self.score(self.model, True)
+
+    def with_tokenizer(self) -> Path:
+        return with_tokenizer(self.model, lambda path: self.m.load_tokenizer().save(str(path)))
 
 
 def _sentences(eval_text: str) -> list[str]:

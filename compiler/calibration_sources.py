@@ -23,8 +23,15 @@ def _runner(model: ir.Model):
 
 
 def prepare_samples(
-    calibration, model: ir.Model, specs: list, needs_data: bool, progress=None, fits: tuple[str, ...] = ()
+    calibration,
+    model: ir.Model,
+    specs: list,
+    needs_data: bool,
+    progress=None,
+    fits: tuple[str, ...] = (),
+    folder=None,
 ) -> tuple[list, str, list[str]]:
+    """`folder`: where the model's file lies (a tokenizer.json there tokenizes qcompile's own text)."""
     layout = kv_cache.find_kv_layout(model)
     notes: list[str] = []
     if layout:
@@ -34,10 +41,15 @@ def prepare_samples(
         )
     random = isinstance(calibration, str) and calibration == calib.RANDOM
     if calibration is None and needs_data:
-        from qcompile.synthetic_calibration import generate
+        from qcompile import text_calibration
+        from qcompile.synthetic_calibration import generate, token_table_rows
 
+        text, unused = text_calibration.find(folder, token_table_rows(model))
+        if unused:
+            logger.warning("%s", unused)
+            notes.append(unused)
         session = _runner(model)
-        samples, how = generate(model, session.run, layout, fits=fits, progress=progress)
+        samples, how = generate(model, session.run, layout, fits=fits, progress=progress, text=text)
         if layout:
             samples = kv_cache.with_decode_samples(layout, samples, session.run)
         session.close()

@@ -396,7 +396,7 @@ def _generated_hint(model, settings) -> tuple[str | None, int]:
         return None, 0
     try:
         loaded = ir.load(model)  # weights stay on disk: ir.load reads them lazily
-        return generated_kind(loaded), gemm_weights(loaded)
+        return generated_kind(loaded, Path(model).parent), gemm_weights(loaded)
     except Exception:  # noqa: BLE001 - validation reports it with its one-line error
         return None, 0
 

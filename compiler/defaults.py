@@ -32,13 +32,20 @@ WITHOUT_DATA = {"w4a16": ("hqq", {}), "w4a8": ("hqq", {})}
 # two-minute budget. Only on models up to SMALL_MODEL_WEIGHTS, where qcompile generates that many
 # samples; above it only SmoothQuant on sampled text (8 sequences), as sampling and GPTQ's Hessians
 # cost minutes per billion weights.
+# qcompile's own text, tokenized by a tokenizer.json beside the model, is real language: the with-data
+# defaults, measured on it as well as on the bench's real calibration text (BENCHMARKS.md, eighth round).
 WITHOUT_DATA_GENERATED = {
+    "text": WITH_DATA,
     "sampled": {p: chosen for p, chosen in WITH_DATA.items() if p != "w6a16"},
     "random": WITH_DATA,
 }
 
 
-GENERATED_WORDS = {"sampled": "text sampled from the model", "random": "random tokens"}
+GENERATED_WORDS = {
+    "text": "qcompile's calibration text",
+    "sampled": "text sampled from the model",
+    "random": "random tokens",
+}
 
 
 def _on_generated(precision: str, generated: str | None, weights: int):
@@ -46,7 +53,7 @@ def _on_generated(precision: str, generated: str | None, weights: int):
     chosen = WITHOUT_DATA_GENERATED.get(generated, {}).get(precision)
     if chosen is None or weights <= SMALL_MODEL_WEIGHTS:
         return chosen
-    return chosen if generated == "sampled" and chosen[0] != "gptq" else None
+    return chosen if generated in ("text", "sampled") and chosen[0] != "gptq" else None
 
 
 def _chooses_weight_form(recipe: dict, precision: str) -> bool:
@@ -65,7 +72,8 @@ def measured_default(
 ) -> tuple[dict, str | None]:
     """`recipe` (Recipe fields) with the measured default algorithm for its preset when it names none,
     and a sentence saying what was chosen (None when nothing changed). `generated`: without data, what
-    qcompile generates for the model ("sampled" text, "random" tokens, or None: nothing),
+    qcompile generates for the model (its own "text", "sampled" text, "random" tokens, or None:
+    nothing),
     whose GEMMs hold `weights` weights."""
     if "algorithm" in recipe or recipe.get("algorithm_options"):
         return recipe, None

@@ -160,7 +160,8 @@ def compile(
         planned, kept = stages.run("plan", planning.plan, job.model, recipe, check=_check_plan)
         groups = layer_quantizer.make_groups(planned, recipe)
         with user_model_errors("the model on its calibration inputs"):
-            data = stages.run("data", _data, job.model, calibration, groups, recipe, progress)
+            folder = job.source.parent if job.source is not None else None
+            data = stages.run("data", _data, job.model, calibration, groups, recipe, progress, folder)
             ref = stages.run("blocks", _blocks, job, groups, verify, work)
             quantized = stages.run(
                 "calibrate+quantize",
@@ -236,10 +237,10 @@ def _load(model, output, report_path, calibration, force: bool) -> _Loaded:
     return _Loaded(ir_model, source, out, initializer_bytes(ir_model), paths)
 
 
-def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None) -> _Data:
+def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None, folder=None) -> _Data:
     fits = ALGORITHMS[recipe.algorithm].needs
     needs_data = any("act" in g.needs for g in groups) or bool(fits) or bool(recipe.lkd_steps)
-    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, fits, progress)
+    samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, fits, progress, folder)
     calib_set, held = calib.split_holdout(samples, recipe.holdout)
     eval_set = held[-VERIFY_SAMPLES:]
     if not eval_set:
@@ -341,7 +342,9 @@ def _write_outputs(
     return artifacts
 
 
-def _samples(calibration, model: ir.Model, needs_data: bool, fits: tuple[str, ...], progress=None):
+def _samples(
+    calibration, model: ir.Model, needs_data: bool, fits: tuple[str, ...], progress=None, folder=None
+):
     """(samples, evaluation source, report notes, whether random input shapes had to be guessed): the
     user's data, random inputs, or generated ones (as many as an algorithm fitted to `fits` wants)."""
     from qcompile.calibration_sources import prepare_samples
@@ -350,7 +353,7 @@ def _samples(calibration, model: ir.Model, needs_data: bool, fits: tuple[str, ..
     specs, guessed = input_specs(model), False
     if calibration is None or (isinstance(calibration, str) and calibration == calib.RANDOM):
         specs, guessed = random_specs(model, specs)
-    return (*prepare_samples(calibration, model, specs, needs_data, progress, fits), guessed)
+    return (*prepare_samples(calibration, model, specs, needs_data, progress, fits, folder), guessed)
 
 
 def _layers(qg) -> list[QuantizedLayer]:

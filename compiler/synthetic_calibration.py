@@ -1,7 +1,8 @@
 """Calibration data qcompile makes itself when none is given (LLM-QAT's data-free generation).
 
-Token-id inputs: sequences sampled from the model itself (a random first token, then each next
-token drawn from the model's own output distribution, batch by batch), on small models topped up
+Token-id inputs: qcompile's own text where a tokenizer.json for the model lies beside it
+(text_calibration); else sequences sampled from the model itself (a random first token, then each
+next token drawn from the model's own output distribution, batch by batch), on small models topped up
 with random tokens for algorithms fitted to activation statistics; when the model has no output over
 the vocabulary (an encoder), random tokens only: drawn by a Zipf law over the token ids for algorithms
 fitted to activation statistics, uniformly otherwise, and padded after a random length when the model
@@ -140,16 +141,28 @@ def _token_input(model: ir.Model, layout) -> tuple[ir.Value, list[ir.Value], dic
     return tokens[0], inputs, kinds
 
 
-def generated_kind(model: ir.Model) -> str | None:
-    """What generate() makes for `model`: "sampled" text (a model with logits over its token table),
-    "random" tokens (an encoder), or None where it refuses."""
+def generated_kind(model: ir.Model, folder=None) -> str | None:
+    """What generate() makes for `model`, whose file lies in `folder`: qcompile's "text" where a
+    tokenizer.json fit for the model lies beside it, else "sampled" text (a model with logits over its
+    token table), "random" tokens (an encoder), or None where it refuses."""
+    from qcompile import text_calibration
+
+    vocab = token_table_rows(model)
+    if vocab is None:
+        return None
+    if text_calibration.find(folder, vocab)[0] is not None:
+        return "text"
+    return "sampled" if _logits(model, vocab) else "random"
+
+
+def token_table_rows(model: ir.Model) -> int | None:
+    """Rows of the table the model's token-id input indexes; None where generate() refuses the model."""
     from qcompile import kv_cache
 
     try:
-        ids, _, _ = _token_input(model, kv_cache.find_kv_layout(model))
+        return table_rows(_token_input(model, kv_cache.find_kv_layout(model))[0])
     except CalibrationError:
         return None
-    return "sampled" if _logits(model, table_rows(ids)) else "random"
 
 
 def _counts(samples_text: bool, small: bool, fits: tuple[str, ...], cached: bool = False) -> tuple[int, int]:
@@ -186,11 +199,13 @@ def generate(
     seed: int = 0,
     length: int = LENGTH,
     progress=None,
+    text=None,
 ) -> tuple[list[dict], str]:
     """Samples (batch 1 each) for `model`'s inputs, sampled text first, and a sentence saying how
     they were made. `run(sample, names)` runs the original model; `layout` is its KV-cache layout, if
     any; `fits`: what the algorithm fits to them (_counts); `progress(stage, done, total)` counts
-    sampled tokens."""
+    sampled tokens; `text`: qcompile's text tokenized for the model (text_calibration.find), which
+    replaces both sampled text and random tokens."""
     from qcompile import kv_cache
 
     ids, inputs, kinds = _token_input(model, layout)
@@ -224,6 +239,26 @@ def generate(
 
     small = gemm_weights(model) <= SMALL_MODEL_WEIGHTS
     sampled, randoms = _counts(logits is not None, small, fits, cached=layout is not None)
+    padded = layout is None and "mask" in kinds.values()
+    if text is not None:
+        wanted = sampled + randoms
+        count = -(-wanted // batch) * batch
+        valid = _valid_lengths(rng, count, length) if padded else None
+        tokens = text.sentences(valid, length) if padded else text.windows(count, length)
+        rows, valids = [], []
+        for start in range(0, count, batch):
+            take = wanted - len(rows)
+            rows += _rows(tokens[start : start + batch].astype(dtype), dims, take)
+            valids += _rows(valid[start : start + batch], dims, take) if padded else []
+        valids = valids or [None] * len(rows)
+        low = min(MIN_LENGTH, length)
+        how = f"lines packed to log-uniform lengths of {low} to {length}, padded" if padded else "windows"
+        source = (
+            f"{len(rows)} sequences of {length} tokens of qcompile's calibration text, tokenized by the "
+            f"tokenizer.json beside the model ({how})"
+        )
+        logger.info("no calibration data: %s", source)
+        return [fill({ids.name: row}, v) for row, v in zip(rows, valids)], source
     steps = length - 1
     batches = -(-sampled // batch)
     out = []
@@ -245,7 +280,6 @@ def generate(
                 progress("sample calibration text", index * steps + step_index + 1, batches * steps)
         out += _rows(seq, dims, sampled - len(out))
     zipf = _fits_activations(fits)
-    padded = layout is None and "mask" in kinds.values()
     text = len(out)
     tokens = _random_tokens(rng, vocab, (-(-randoms // batch) * batch, length), zipf).astype(dtype)
     for start in range(0, len(tokens), batch):

@@ -55,7 +55,7 @@ def test_without_data_generated_samples_get_smoothquant():
 
 
 def test_without_data_small_models_get_gptq_with_offsets_on_generated_samples():
-    for generated in ("sampled", "random"):
+    for generated in ("text", "sampled", "random"):
         fields, note = measured_default({"precision": "w4a16"}, None, generated, 10**8)
         assert fields["algorithm"] == "gptq" and fields["offsets"] and "on " in note
         assert measured_default({"precision": "w4a8"}, None, generated, 10**8)[0]["algorithm"] == "gptq"
@@ -64,12 +64,16 @@ def test_without_data_small_models_get_gptq_with_offsets_on_generated_samples():
     assert measured_default({"precision": "w4a16"}, None, "random", big)[0]["algorithm"] == "hqq"
     assert measured_default({"precision": "w8a8"}, None, "sampled", big)[0]["algorithm"] == "smoothquant"
     assert measured_default({"precision": "w8a8"}, None, "random", big)[1] is None  # 8 random sequences: rtn
+    assert measured_default({"precision": "w4a16"}, None, "text", big)[0]["algorithm"] == "hqq"
+    fields, note = measured_default({"precision": "w8a8"}, None, "text", big)
+    assert fields["algorithm"] == "smoothquant" and "on qcompile's calibration text" in note
     assert measured_default({"precision": "w4a16"}, None, None, 10**8)[0]["algorithm"] == "hqq"
 
 
-def test_without_data_w6a16_runs_gptq_on_random_tokens_only():
-    fields = measured_default({"precision": "w6a16"}, None, "random", 10**7)[0]
-    assert fields["algorithm"] == "gptq" and "offsets" not in fields  # an offset moves FP6's dense middle
+def test_without_data_w6a16_runs_gptq_where_nothing_is_sampled():
+    for generated in ("random", "text"):
+        fields = measured_default({"precision": "w6a16"}, None, generated, 10**7)[0]
+        assert fields["algorithm"] == "gptq" and "offsets" not in fields  # an offset moves FP6's middle
     assert measured_default({"precision": "w6a16"}, None, "sampled", 10**7)[1] is None  # time budget: rtn
     assert measured_default({"precision": "w6a16"}, None, "random", SMALL_MODEL_WEIGHTS + 1)[1] is None
 

@@ -1,0 +1,98 @@
+"""Calibration rows cut from qcompile's own text (calibration_text.txt: everyday English prose,
+dialogue, instructions, figures, a little code and a few sentences of French, German and Spanish),
+tokenized by the `tokenizer.json` beside the model, as Hugging Face exports ship it. Real language
+without the user's data: on MiniLM it calibrates as well as the bench's real sentences, which random
+tokens do not (BENCHMARKS.md, "Defaults, eighth round").
+
+The tokenizer file is untrusted input: it is read only when it lies inside the model's folder, and
+a file that does not load or whose ids overrun the model's token table is passed over with the
+reason, never an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+TEXT = Path(__file__).with_name("calibration_text.txt")
+TOKENIZER_FILE = "tokenizer.json"
+PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
+
+
+class TextTokens:
+    """The bundled text, tokenized: its lines (rows for a model that runs padded batches) and the whole
+    text as one stream (fixed-length windows)."""
+
+    def __init__(self, tokenizer):
+        padding = tokenizer.padding
+        found = [tokenizer.token_to_id(t) for t in PAD_TOKENS]
+        self.pad_id = padding["pad_id"] if padding else next((i for i in found if i is not None), 0)
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
+        self.lines = [line for line in TEXT.read_text(encoding="utf-8").splitlines() if line.strip()]
+        self.stream = np.asarray(tokenizer.encode("\n".join(self.lines)).ids, np.int64)
+
+    def largest_id(self) -> int:
+        return int(max(self.stream.max(), self.pad_id))
+
+    def windows(self, count: int, length: int) -> np.ndarray:
+        """`count` windows of `length` tokens [count, length], starting at evenly spaced tokens of the
+        stream (overlapping once the text is used up; repeating it when shorter than a window)."""
+        stream = np.resize(self.stream, max(len(self.stream), length))
+        starts = np.linspace(0, len(stream) - length, count).round().astype(np.int64)
+        return np.stack([stream[s : s + length] for s in starts])
+
+    def sentences(self, lengths: np.ndarray, length: int) -> np.ndarray:
+        """A row per entry of `lengths` [rows, length]: consecutive lines from the next one on (cycling),
+        tokenized with the tokenizer's special tokens and cut to that many tokens, then padded."""
+        rows = np.full((len(lengths), length), self.pad_id, np.int64)
+        for row, wanted in enumerate(lengths):
+            first = row % len(self.lines)
+            text, ids = "", []
+            for line in self.lines[first:] + self.lines[:first]:
+                text = f"{text} {line}" if text else line
+                self._tokenizer.enable_truncation(int(wanted))
+                ids = self._tokenizer.encode(text).ids
+                if len(ids) >= wanted:
+                    break
+            rows[row, : len(ids)] = ids
+        self._tokenizer.no_truncation()
+        return rows
+
+
+def find(folder: Path | None, vocab: int | None) -> tuple[TextTokens | None, str | None]:
+    """The bundled text tokenized by `folder`/tokenizer.json, or None and why it is not used (None too
+    where there is no such file)."""
+    if folder is None:
+        return None, None
+    path = Path(folder) / TOKENIZER_FILE
+    if not path.exists():
+        return None, None
+    why = _unusable(path, Path(folder))
+    if why is None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            why = "the tokenizers package is not installed (pip install tokenizers)"
+    if why is None:
+        try:
+            text = TextTokens(Tokenizer.from_file(str(path)))
+        except Exception as exc:  # noqa: BLE001 - an untrusted file: any failure to load means "not used"
+            why = f"it does not load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        else:
+            if vocab is not None and text.largest_id() >= vocab:
+                why = f"it makes token ids up to {text.largest_id()}, the model's table has {vocab} rows"
+            else:
+                return text, None
+    return None, f"{TOKENIZER_FILE} beside the model not used: {why}"
+
+
+def _unusable(path: Path, folder: Path) -> str | None:
+    target = path.resolve()
+    if folder.resolve() not in target.parents:
+        return "it points outside the model's folder"
+    if not target.is_file():
+        return "it is not a regular file"
+    return None
