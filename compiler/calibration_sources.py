@@ -48,11 +48,13 @@ def prepare_samples(
         if unused:
             logger.warning("%s", unused)
             notes.append(unused)
-        session = _runner(model)
-        samples, how = generate(model, session.run, layout, fits=fits, progress=progress, text=text)
+        session = _runner(model) if text is None or layout else None  # text needs no run of the model
+        run = session.run if session else None
+        samples, how = generate(model, run, layout, fits=fits, progress=progress, text=text)
         if layout:
-            samples = kv_cache.with_decode_samples(layout, samples, session.run)
-        session.close()
+            samples = kv_cache.with_decode_samples(layout, samples, run)
+        if session:
+            session.close()
         notes.append(f"no calibration data given: qcompile generated its own ({how})")
         return samples, f"held-back generated samples ({how})", notes
     if calibration is None or random:

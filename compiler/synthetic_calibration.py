@@ -254,8 +254,8 @@ def generate(
         low = min(MIN_LENGTH, length)
         how = f"lines packed to log-uniform lengths of {low} to {length}, padded" if padded else "windows"
         source = (
-            f"{len(rows)} sequences of {length} tokens of qcompile's calibration text, tokenized by the "
-            f"tokenizer.json beside the model ({how})"
+            f"{len(rows)} sequences of {length} tokens of qcompile's calibration text ({how}), tokenized "
+            "by the tokenizer.json beside the model"
         )
         logger.info("no calibration data: %s", source)
         return [fill({ids.name: row}, v) for row, v in zip(rows, valids)], source

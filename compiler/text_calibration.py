@@ -54,7 +54,7 @@ class TextTokens:
             for line in self.lines[first:] + self.lines[:first]:
                 text = f"{text} {line}" if text else line
                 self._tokenizer.enable_truncation(int(wanted))
-                ids = self._tokenizer.encode(text).ids
+                ids = self._tokenizer.encode(text).ids[:wanted]  # a template may outgrow a tiny max
                 if len(ids) >= wanted:
                     break
             rows[row, : len(ids)] = ids
@@ -62,37 +62,35 @@ class TextTokens:
         return rows
 
 
+class _Unused(Exception):
+    """Why a tokenizer.json beside the model is not used."""
+
+
 def find(folder: Path | None, vocab: int | None) -> tuple[TextTokens | None, str | None]:
     """The bundled text tokenized by `folder`/tokenizer.json, or None and why it is not used (None too
     where there is no such file)."""
-    if folder is None:
+    if folder is None or not (Path(folder) / TOKENIZER_FILE).exists():
         return None, None
-    path = Path(folder) / TOKENIZER_FILE
-    if not path.exists():
-        return None, None
-    why = _unusable(path, Path(folder))
-    if why is None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            why = "the tokenizers package is not installed (pip install tokenizers)"
-    if why is None:
-        try:
-            text = TextTokens(Tokenizer.from_file(str(path)))
-        except Exception as exc:  # noqa: BLE001 - an untrusted file: any failure to load means "not used"
-            why = f"it does not load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        else:
-            if vocab is not None and text.largest_id() >= vocab:
-                why = f"it makes token ids up to {text.largest_id()}, the model's table has {vocab} rows"
-            else:
-                return text, None
-    return None, f"{TOKENIZER_FILE} beside the model not used: {why}"
+    try:
+        return _load(Path(folder) / TOKENIZER_FILE, Path(folder), vocab), None
+    except _Unused as exc:
+        return None, f"{TOKENIZER_FILE} beside the model not used: {exc}"
 
 
-def _unusable(path: Path, folder: Path) -> str | None:
+def _load(path: Path, folder: Path, vocab: int | None) -> TextTokens:
+    from tokenizers import Tokenizer
+
     target = path.resolve()
     if folder.resolve() not in target.parents:
-        return "it points outside the model's folder"
+        raise _Unused("it points outside the model's folder")
     if not target.is_file():
-        return "it is not a regular file"
-    return None
+        raise _Unused("it is not a regular file")
+    try:
+        text = TextTokens(Tokenizer.from_file(str(target)))
+    except Exception as exc:  # noqa: BLE001 - an untrusted file: any failure to load means "not used"
+        raise _Unused(f"it does not load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    if not len(text.stream):
+        raise _Unused("it makes no tokens of qcompile's text")
+    if vocab is not None and text.largest_id() >= vocab:
+        raise _Unused(f"it makes token ids up to {text.largest_id()}, the model's table has {vocab} rows")
+    return text

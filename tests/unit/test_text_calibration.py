@@ -82,7 +82,7 @@ def test_a_decoder_calibrates_on_windows_of_the_text(tmp_path):
     session = OrtModel.from_ir(model)
     samples, how = generate(model, session.run, find_kv_layout(model), fits=("hessian",), length=6, text=text)
     session.close()
-    assert len(samples) == SMALL_MODEL_SAMPLED_CACHED and "(windows)" in how
+    assert len(samples) == SMALL_MODEL_SAMPLED_CACHED and "calibration text (windows), tokenized" in how
     stream = text.stream
     windows = np.concatenate([s["input_ids"] for s in samples])
     starts = np.linspace(0, len(stream) - 6, len(samples)).round().astype(int)
@@ -102,7 +102,11 @@ def test_without_data_the_command_line_uses_the_text_and_says_so(encoder, tmp_pa
     recipe = json.loads(out.with_suffix(".recipe.json").read_text())
     assert recipe["algorithm"] == "gptq" and recipe["offsets"] is True
     notes = json.loads(out.with_suffix(".report.json").read_text())["notes"]
-    assert any("qcompile's calibration text, tokenized by the tokenizer.json" in n for n in notes), notes
+    assert any(
+        "qcompile's calibration text (lines packed to log-uniform lengths of 4 to 64, padded), "
+        "tokenized by the tokenizer.json beside the model" in n
+        for n in notes
+    ), notes
 
 
 def _corrupt(folder):
@@ -120,10 +124,15 @@ def _outside(folder):
     (folder / "tokenizer.json").symlink_to(outside / "tokenizer.json")
 
 
+def _directory(folder):
+    (folder / "tokenizer.json").mkdir()
+
+
 @pytest.mark.parametrize(
     "make, why",
     [
         (_corrupt, "it does not load"),
+        (_directory, "it is not a regular file"),
         (_too_large, "it makes token ids up to 199, the model's table has 100 rows"),
         (_outside, "it points outside the model's folder"),
     ],
