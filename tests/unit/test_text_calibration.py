@@ -149,3 +149,22 @@ def test_an_unusable_tokenizer_is_passed_over_with_its_reason(tmp_path, make, wh
     assert result.exit_code == 0, result.output
     notes = json.loads(out.with_suffix(".report.json").read_text())["notes"]
     assert any(why in n for n in notes) and any("random tokens" in n for n in notes), notes
+
+
+def test_the_text_shares_no_phrase_with_the_bench_texts():
+    """The bench compares qcompile's text against real calibration text and scores on held-out texts:
+    the text must not quote any of them (no run of five words in common)."""
+    from pathlib import Path
+
+    from bench.models import minilm
+
+    def phrases(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"\w+", text.lower())
+        return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+
+    texts = Path(__file__).resolve().parents[2] / "bench" / "texts"
+    bench = [p.read_text(encoding="utf-8") for p in sorted(texts.glob("*.txt"))]
+    bench += minilm.SENTENCES_CALIB + minilm.SENTENCES_EVAL
+    assert len(bench) > 100
+    ours = phrases(text_calibration.TEXT.read_text(encoding="utf-8"))
+    assert not ours & set().union(*map(phrases, bench))
