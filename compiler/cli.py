@@ -110,7 +110,8 @@ def main():
     "--calib",
     default=None,
     help="Calibration .npz (arrays named after the inputs, leading sample axis), a folder of them, "
-    "or 'random'.",
+    "or 'random'. Without it, a model taking token ids calibrates on qcompile's own text when a "
+    "tokenizer.json lies beside it, else on text sampled from the model or random tokens.",
 )
 @click.option(
     "--group-size",
