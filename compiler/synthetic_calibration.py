@@ -241,24 +241,9 @@ def generate(
     sampled, randoms = _counts(logits is not None, small, fits, cached=layout is not None)
     padded = layout is None and "mask" in kinds.values()
     if text is not None:
-        wanted = sampled + randoms
-        count = -(-wanted // batch) * batch
-        valid = _valid_lengths(rng, count, length) if padded else None
-        tokens = text.sentences(valid, length) if padded else text.windows(count, length)
-        rows, valids = [], []
-        for start in range(0, count, batch):
-            take = wanted - len(rows)
-            rows += _rows(tokens[start : start + batch].astype(dtype), dims, take)
-            valids += _rows(valid[start : start + batch], dims, take) if padded else []
-        valids = valids or [None] * len(rows)
-        low = min(MIN_LENGTH, length)
-        how = f"lines packed to log-uniform lengths of {low} to {length}, padded" if padded else "windows"
-        source = (
-            f"{len(rows)} sequences of {length} tokens of qcompile's calibration text ({how}), tokenized "
-            "by the tokenizer.json beside the model"
-        )
+        rows, valid, source = _text_rows(text, sampled + randoms, length, padded, dims, batch, rng)
         logger.info("no calibration data: %s", source)
-        return [fill({ids.name: row}, v) for row, v in zip(rows, valids)], source
+        return [fill({ids.name: row.astype(dtype)}, v) for row, v in zip(rows, valid)], source
     steps = length - 1
     batches = -(-sampled // batch)
     out = []
@@ -280,11 +265,13 @@ def generate(
                 progress("sample calibration text", index * steps + step_index + 1, batches * steps)
         out += _rows(seq, dims, sampled - len(out))
     zipf = _fits_activations(fits)
-    text = len(out)
+    sampled_rows = len(out)
     tokens = _random_tokens(rng, vocab, (-(-randoms // batch) * batch, length), zipf).astype(dtype)
     for start in range(0, len(tokens), batch):
         out += _rows(tokens[start : start + batch], dims, sampled + randoms - len(out))
-    valid = [None] * text + [_valid_lengths(rng, len(row), length) if padded else None for row in out[text:]]
+    valid = [None] * sampled_rows + [
+        _valid_lengths(rng, len(row), length) if padded else None for row in out[sampled_rows:]
+    ]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
         how = ["Zipf over the token ids" if zipf else "uniform"]
@@ -296,6 +283,25 @@ def generate(
     source = f"{len(out)} generated sequences of {length} tokens: {', then '.join(parts)}"
     logger.info("no calibration data: %s", source)
     return [fill({ids.name: row}, v) for row, v in zip(out, valid)], source
+
+
+def _text_rows(text, wanted: int, length: int, padded: bool, dims: list, batch: int, rng) -> tuple:
+    """`wanted` samples of qcompile's text (text_calibration.TextTokens), their unpadded lengths (None
+    each without padding) and a sentence saying what they are."""
+    count = -(-wanted // batch) * batch
+    lengths = _valid_lengths(rng, count, length) if padded else None
+    tokens = text.sentences(lengths, length) if padded else text.windows(count, length)
+    rows, valid = [], []
+    for start in range(0, count, batch):
+        take = wanted - len(rows)
+        rows += _rows(tokens[start : start + batch], dims, take)
+        valid += _rows(lengths[start : start + batch], dims, take) if padded else []
+    how = f"lines packed to log-uniform lengths of {min(MIN_LENGTH, length)} to {length}, padded"
+    source = (
+        f"{len(rows)} sequences of {length} tokens of qcompile's calibration text "
+        f"({how if padded else 'windows'}), tokenized by the tokenizer.json beside the model"
+    )
+    return rows, valid or [None] * len(rows), source
 
 
 def _valid_lengths(rng: np.random.Generator, rows: int, length: int) -> np.ndarray:
