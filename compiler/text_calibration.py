@@ -1,8 +1,8 @@
 """Calibration rows cut from qcompile's own text (calibration_text.txt: everyday English prose,
 dialogue, instructions, figures, a little code and a few sentences of French, German and Spanish),
 tokenized by the `tokenizer.json` beside the model, as Hugging Face exports ship it. Real language
-without the user's data: on MiniLM it calibrates as well as the bench's real sentences, which random
-tokens do not (BENCHMARKS.md, "Defaults, eighth round").
+without the user's data: on both bench models it calibrates about as well as their real calibration
+text, which random tokens do not (BENCHMARKS.md, "Defaults, eighth round").
 
 The tokenizer file is untrusted input: it is read only when it lies inside the model's folder, and
 a file that does not load or whose ids overrun the model's token table is passed over with the
