@@ -70,7 +70,8 @@ def main(argv=None) -> int:
             "-q",
             "--no-verify",
         ]
-        if "nocalib" not in flags and "text" not in flags:
+        without_data = "nocalib" in flags or "text" in flags
+        if not without_data:
             command += ["--calib", str(calib)]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
             continue
         scored = lowered(path) if _has_plugins(path) else path
         prefill, decode = smollm2_kv.perplexities(scored, windows, PREFILL, smollm2.session_options(False))
-        source = "input_ids file" if "nocalib" not in flags and "text" not in flags else "without data"
+        source = "without data" if without_data else "input_ids file"
         label = f"{precision} {source}{', text' if 'text' in flags else ''}"
         print(f"  {label:<34} {prefill:>12.3f} {decode:>11.3f}  {seconds:.0f}", flush=True)
     return 0

@@ -267,8 +267,7 @@ def generate(
     zipf = _fits_activations(fits)
     sampled_rows = len(out)
     tokens = _random_tokens(rng, vocab, (-(-randoms // batch) * batch, length), zipf).astype(dtype)
-    for start in range(0, len(tokens), batch):
-        out += _rows(tokens[start : start + batch], dims, sampled + randoms - len(out))
+    out += _split(tokens, dims, batch, randoms)
     valid = [None] * sampled_rows + [
         _valid_lengths(rng, len(row), length) if padded else None for row in out[sampled_rows:]
     ]
@@ -291,17 +290,14 @@ def _text_rows(text, wanted: int, length: int, padded: bool, dims: list, batch: 
     count = -(-wanted // batch) * batch
     lengths = _valid_lengths(rng, count, length) if padded else None
     tokens = text.sentences(lengths, length) if padded else text.windows(count, length)
-    rows, valid = [], []
-    for start in range(0, count, batch):
-        take = wanted - len(rows)
-        rows += _rows(tokens[start : start + batch], dims, take)
-        valid += _rows(lengths[start : start + batch], dims, take) if padded else []
+    rows = _split(tokens, dims, batch, wanted)
+    valid = _split(lengths, dims, batch, wanted) if padded else [None] * len(rows)
     how = f"lines packed to log-uniform lengths of {min(MIN_LENGTH, length)} to {length}, padded"
     source = (
         f"{len(rows)} sequences of {length} tokens of qcompile's calibration text "
         f"({how if padded else 'windows'}), tokenized by the tokenizer.json beside the model"
     )
-    return rows, valid or [None] * len(rows), source
+    return rows, valid, source
 
 
 def _valid_lengths(rng: np.random.Generator, rows: int, length: int) -> np.ndarray:
@@ -309,6 +305,14 @@ def _valid_lengths(rng: np.random.Generator, rows: int, length: int) -> np.ndarr
     `length`: as many short sequences as long ones on a log scale."""
     low = min(MIN_LENGTH, length)
     return np.minimum(np.exp(rng.uniform(np.log(low), np.log(length + 1), rows)).astype(np.int64), length)
+
+
+def _split(array: np.ndarray, dims: list, batch: int, wanted: int) -> list[np.ndarray]:
+    """Generated rows [count, ...] as samples, batch by batch (_rows), at most `wanted` of them."""
+    out = []
+    for start in range(0, len(array), batch):
+        out += _rows(array[start : start + batch], dims, wanted - len(out))
+    return out
 
 
 def _rows(seq: np.ndarray, dims: list, wanted: int) -> list[np.ndarray]:

@@ -51,9 +51,9 @@ class TextTokens:
         for row, wanted in enumerate(lengths):
             first = row % len(self.lines)
             text, ids = "", []
+            self._tokenizer.enable_truncation(int(wanted))
             for line in self.lines[first:] + self.lines[:first]:
                 text = f"{text} {line}" if text else line
-                self._tokenizer.enable_truncation(int(wanted))
                 ids = self._tokenizer.encode(text).ids[:wanted]  # a template may outgrow a tiny max
                 if len(ids) >= wanted:
                     break

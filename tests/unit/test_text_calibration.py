@@ -20,11 +20,10 @@ from qcompile.kv_cache import find_kv_layout
 from qcompile.ort_runner import OrtModel
 from qcompile.synthetic_calibration import SMALL_MODEL_SAMPLED_CACHED, SMALL_MODEL_SEQUENCES, generate
 
-pytest.importorskip("tokenizers", reason="the tokenizers package reads tokenizer.json")
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 
-def write_tokenizer(path, vocab: int, post_processor: bool = True) -> dict[str, int]:
+def write_tokenizer(path, vocab: int, post_processor: bool = True) -> None:
     """A word-level tokenizer over the bundled text's most common words, `vocab` ids in all."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
@@ -38,7 +37,6 @@ def write_tokenizer(path, vocab: int, post_processor: bool = True) -> dict[str, 
             single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
         )
     tokenizer.save(str(path))
-    return ids
 
 
 @pytest.fixture()
