@@ -135,36 +135,56 @@ class MinifloatFormat:
         name = _ML_DTYPES.get((self.exp_bits, self.man_bits, self.bias, self.special))
         return np.dtype(getattr(ml_dtypes, name)) if name else None
 
+    @functools.cached_property
+    def _values(self) -> np.ndarray:
+        """float32 value of every byte; the bits above the sign bit are ignored."""
+        mag = self._magnitudes.astype(np.float32)
+        return np.tile(np.concatenate([mag, -mag]), 256 // (2 * len(mag)))
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        codes = np.asarray(codes, np.uint8)
-        sign_bit = 1 << (self.exp_bits + self.man_bits)
-        mag = self._magnitudes[codes & (sign_bit - 1)].astype(np.float32)
-        return np.where(codes & sign_bit, -mag, mag)
+        return self._values[np.asarray(codes, np.uint8)]
+
+    @property
+    def _unread_bits(self) -> int:
+        return 23 - self.man_bits - 1
+
+    @functools.cached_property
+    def _rounding_table(self) -> np.ndarray:
+        """Magnitude code of every float32 magnitude, keyed by its exponent, its top man_bits + 1 mantissa
+        bits (the format's and the round bit) and a sticky bit (any lower bit set). Every grid value and
+        midpoint between two needs no lower bits, so all magnitudes that share a key round alike."""
+        low = self._unread_bits
+        keys = np.arange(1 << (32 - low), dtype=np.uint32)
+        mag = ((keys >> 1) << low | (keys & 1)).view(np.float32)  # a key's least magnitude
+        mag = np.minimum(np.where(np.isnan(mag), 0, mag), self.max)  # NaN codes are set by encode
+        finite = self._magnitudes[: self._finite_count]
+        hi = np.clip(np.searchsorted(finite, mag), 1, len(finite) - 1)
+        lo = hi - 1
+        d_lo, d_hi = mag - finite[lo], finite[hi] - mag
+        return np.where((d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0)), hi, lo).astype(np.uint8)
 
     def encode(self, x: np.ndarray, *, scratch: bool = False) -> np.ndarray:
         """Round to nearest, ties to the even code, saturating at +-max; -0 keeps its sign. (`scratch`:
         as IntFormat.encode; the table lookup here makes its own arrays.)"""
         x = np.asarray(x, np.float32)
-        if np.isnan(x).any():
-            if self.special == "none":
-                raise ValueError(f"NaN cannot be encoded in {self.name}: it has no NaN")
-        # float32 is exact here: neighbours on the grid are within a factor 2 (Sterbenz).
-        finite = self._magnitudes[: self._finite_count].astype(np.float32)
-        mag = np.minimum(np.abs(x), finite[-1])
-        hi = np.clip(np.searchsorted(finite, mag), 1, len(finite) - 1)
-        lo = hi - 1
-        d_lo, d_hi = mag - finite[lo], finite[hi] - mag
-        code = np.where((d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0)), hi, lo)
-        code = code.astype(np.uint8)
-        code = np.where(np.signbit(x), code | (1 << (self.exp_bits + self.man_bits)), code)
-        if self.special != "none":
+        nan = np.isnan(x)
+        has_nan = bool(nan.any())
+        if has_nan and self.special == "none":
+            raise ValueError(f"NaN cannot be encoded in {self.name}: it has no NaN")
+        bits = x.view(np.uint32)
+        low = np.uint32(self._unread_bits)
+        mag = bits & np.uint32(0x7FFFFFFF)
+        sticky = (mag & np.uint32((1 << int(low)) - 1)) != 0
+        code = self._rounding_table[(mag >> low) << np.uint32(1) | sticky]
+        code |= (bits >> np.uint32(31)).astype(np.uint8) << np.uint8(self.exp_bits + self.man_bits)
+        if has_nan:
             nan_code = (
                 (1 << (self.bits - 1)) - 1
                 if self.special == "fn"
                 else ((1 << (self.bits - 1)) - 1) ^ ((1 << (self.man_bits - 1)) - 1)
             )
-            code = np.where(np.isnan(x), nan_code, code)
-        return code.astype(np.uint8)
+            code = np.where(nan, nan_code, code)
+        return np.asarray(code, np.uint8)
 
     def grid(self) -> np.ndarray:
         """Every finite value, negative and positive, sorted (zero once)."""

@@ -249,8 +249,21 @@ def test_generic_exmy_every_midpoint_matches_the_reference():
     for e, m, bias, special in GENERIC:
         fmt, ref = _generic(e, m, bias, special)
         grid = fmt.grid().astype(np.float64)
-        x = ((grid[1:] + grid[:-1]) / 2).astype(np.float32)
+        mids = ((grid[1:] + grid[:-1]) / 2).astype(np.float32)
+        x = np.concatenate([mids, np.nextafter(mids, np.inf), np.nextafter(mids, -np.inf)])
         _codes_equal(fmt.encode(x), np.array([ref.encode(float(v)) for v in x], np.uint8), x)
+
+
+@pytest.mark.parametrize("name", ML_FLOATS)
+def test_encode_takes_any_layout_and_dtype(name):
+    fmt = FORMATS[name]
+    x = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32) * fmt.max / 2
+    whole = fmt.encode(x)
+    np.testing.assert_array_equal(fmt.encode(x[:, ::3]), whole[:, ::3])
+    np.testing.assert_array_equal(fmt.encode(x.T), whole.T)
+    np.testing.assert_array_equal(fmt.encode(x.astype(np.float64)), whole)
+    scalar = fmt.encode(x[1, 2])
+    assert scalar.shape == () and scalar.dtype == np.uint8 and scalar == whole[1, 2]
 
 
 def test_bias_shift_scales_the_grid_by_a_power_of_two():
