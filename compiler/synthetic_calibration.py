@@ -4,11 +4,11 @@ Token-id inputs: qcompile's own text where a tokenizer.json for the model lies b
 (text_calibration); else sequences sampled from the model itself (a random first token, then each
 next token drawn from the model's own output distribution, batch by batch), on small models topped up
 with random tokens for algorithms fitted to activation statistics; when the model has no output over
-the vocabulary (an encoder), random tokens only: drawn by a Zipf law over the token ids for algorithms
-fitted to activation statistics, uniformly otherwise, and padded after a random length when the model
-has an attention mask. Other integer inputs: a mask is ones (but for that padding), token-type /
-segment ids are zeros, an index into a constant table is uniform over its rows. Float inputs have no
-range qcompile can know: refused unless `--calib random`.
+the vocabulary (an encoder), random tokens only: drawn by a Zipf law over the ids of the token table's
+trained rows, and padded after a random length when the model has an attention mask. Other integer
+inputs: a mask is ones (but for that padding), token-type / segment ids are zeros, an index into a
+constant table is uniform over its rows. Float inputs have no range qcompile can know: refused unless
+`--calib random`.
 """
 
 from __future__ import annotations
@@ -42,14 +42,20 @@ SMALL_MODEL_SAMPLED = 64
 # prefill / decode perplexity (fp32 22.40; an `input_ids` file of real text 24.65 / 24.74): 64 sampled
 # 25.45 / 25.19, 128 sampled 24.16 / 24.46 (384 s to compile), 256 sampled 23.86 / 23.41.
 SMALL_MODEL_SAMPLED_CACHED = 128
-# Random tokens for algorithms fitted to activation statistics follow a Zipf law over the token ids,
-# p(id) ~ 1 / (id + ZIPF_OFFSET): tokenizers number their vocabularies roughly by frequency (BPE by merge
-# order, WordPiece and SentencePiece by count), so the draw mixes frequent and rare tokens as text does.
-# Measured on MiniLM w8a8 SmoothQuant, 512 sequences (real sentences 0.9969): uniform 0.9914 / 0.9926 (two
-# draws), Zipf 0.9947 / 0.9938 (offsets 30 / 100 / 300 / 3000: 0.9925 / 0.9941 / 0.9922 / 0.9935). GPTQ's
-# Hessian does as well or better on uniform draws, which reach every row of the embedding table (w4a8
-# 0.9695 / 0.9708 against Zipf 0.9679 / 0.9705; w4a16 0.9714 against 0.9703).
-ZIPF_OFFSET = 1000
+# Random tokens follow a Zipf law over the token ids, p ~ 1 / (rank + ZIPF_OFFSET), ranking only the rows of
+# the token table that training moved: tokenizers number their vocabularies roughly by frequency (BPE by
+# merge order, WordPiece and SentencePiece by count), and a row text never reached (BERT's [unused] tokens,
+# rare scripts) keeps about its initial norm, well under the trained rows' (MiniLM: 0.43-0.86 for [unused],
+# median 1.12); rows under UNTRAINED_NORM x the median row norm are left out (2102 of MiniLM's 30522).
+# What mattered on MiniLM was the tokens' frequencies, not their order: GPTQ w4a8 on 512 rows of tokens
+# drawn independently from the unigram frequencies of English text 0.9813, on real sentences 0.9812, on
+# uniform tokens 0.9740. Measured w4a8 (`eval`, 512 padded rows, seed 0 unless said): uniform 0.9740,
+# Zipf over all ids offset 1000 / 100 / 10 0.9748 / 0.9751 / 0.9730, uniform over the trained rows 0.9755,
+# Zipf over the trained rows offset 100 0.9767 (seeds 1, 2: 0.9762, 0.9777), offset 30 / 300 0.9762 /
+# 0.9762. Until then SmoothQuant took Zipf over all ids, offset 1000, GPTQ uniform tokens; now MiniLM w8a8
+# SmoothQuant 0.9972 (was 0.9966), SmolLM2's top-up 35.30 (35.49), KV export 24.40 / 24.56 (24.16 / 24.46).
+ZIPF_OFFSET = 100
+UNTRAINED_NORM = 0.5
 # A model with an attention mask runs padded batches, and the padded positions count in its per-tensor
 # activation ranges: random-token rows for such a model are padded after a random length (_valid_lengths).
 # Measured on MiniLM (512 sequences; real sentences of 9-14 tokens padded to 64; `eval` / `eval3`):
@@ -71,8 +77,8 @@ def _consumers(value: ir.Value, ops=("Cast", "Reshape", "Unsqueeze", "Squeeze", 
     return found
 
 
-def table_rows(value: ir.Value) -> int | None:
-    """Rows of the constant table a Gather indexes with `value` (the vocabulary of token ids)."""
+def token_table(value: ir.Value) -> ir.Value | None:
+    """The constant table a Gather indexes with `value` (the embedding of token ids)."""
     for node in _consumers(value):
         if (
             node.op_type == "Gather"
@@ -80,8 +86,14 @@ def table_rows(value: ir.Value) -> int | None:
             and node.inputs[0].const_value is not None
             and node.attributes.get_int("axis", 0) == 0
         ):
-            return int(node.inputs[0].shape[0])
+            return node.inputs[0]
     return None
+
+
+def table_rows(value: ir.Value) -> int | None:
+    """Rows of the table `value` indexes (the vocabulary of token ids)."""
+    table = token_table(value)
+    return None if table is None else int(table.shape[0])
 
 
 def _kind(value: ir.Value) -> str:
@@ -183,11 +195,23 @@ def _fits_activations(fits: tuple[str, ...]) -> bool:
     return bool(fits) and "hessian" not in fits
 
 
-def _random_tokens(rng: np.random.Generator, vocab: int, shape: tuple, zipf: bool) -> np.ndarray:
-    if not zipf:
-        return rng.integers(0, vocab, shape)
-    p = 1.0 / (np.arange(vocab) + ZIPF_OFFSET)
-    return rng.choice(vocab, size=shape, p=p / p.sum())
+def trained_rows(table: ir.Value, chunk: int = 4096) -> np.ndarray:
+    """Which rows of a token table look trained (norm at least UNTRAINED_NORM x the median row's); all where
+    the table holds no floats."""
+    data = table.const_value.numpy()
+    if data.ndim != 2 or not (data.dtype.kind == "f" or data.dtype.name == "bfloat16"):
+        return np.ones(len(data), bool)
+    norms = np.concatenate(
+        [np.linalg.norm(data[i : i + chunk].astype(np.float32), axis=1) for i in range(0, len(data), chunk)]
+    )
+    return norms >= UNTRAINED_NORM * np.median(norms)
+
+
+def _random_tokens(rng: np.random.Generator, trained: np.ndarray, shape: tuple) -> np.ndarray:
+    """Token ids by a Zipf law over the trained rows' ranks (ZIPF_OFFSET)."""
+    rank = np.cumsum(trained)
+    p = np.where(trained, 1.0 / (rank - 1 + ZIPF_OFFSET), 0.0)
+    return rng.choice(len(trained), size=shape, p=p / p.sum())
 
 
 def generate(
@@ -264,16 +288,21 @@ def generate(
             if progress:
                 progress("sample calibration text", index * steps + step_index + 1, batches * steps)
         out += _rows(seq, dims, sampled - len(out))
-    zipf = _fits_activations(fits)
     sampled_rows = len(out)
-    tokens = _random_tokens(rng, vocab, (-(-randoms // batch) * batch, length), zipf).astype(dtype)
-    out += _split(tokens, dims, batch, randoms)
+    if randoms:
+        trained = trained_rows(token_table(ids))
+        tokens = _random_tokens(rng, trained, (-(-randoms // batch) * batch, length)).astype(dtype)
+        out += _split(tokens, dims, batch, randoms)
     valid = [None] * sampled_rows + [
         _valid_lengths(rng, len(row), length) if padded else None for row in out[sampled_rows:]
     ]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
-        how = ["Zipf over the token ids" if zipf else "uniform"]
+        left_out = int(len(trained) - trained.sum())
+        how = [
+            "Zipf over the token ids"
+            + (f", {left_out} untrained rows of the table left out" if left_out else "")
+        ]
         if padded:
             how.append(f"padded after a log-uniform length of {min(MIN_LENGTH, length)} to {length}")
         if not sampled:

@@ -199,7 +199,10 @@ def test_an_encoder_gets_many_random_token_sequences_for_fitting_algorithms(enco
     model = ir.load(encoder)
     session = OrtModel.from_ir(model)
     samples, how = sc.generate(model, session.run, fits=("hessian",))
-    assert len(samples) == sc.SMALL_MODEL_SEQUENCES and "random tokens (uniform; padded after" in how
+    assert (
+        len(samples) == sc.SMALL_MODEL_SEQUENCES
+        and "random tokens (Zipf over the token ids; padded after" in how
+    )
     first = samples[0]
     assert first["input_ids"].shape == (1, sc.LENGTH) and first["input_ids"].max() < 100
     assert (first["token_type_ids"] == 0).all()
@@ -210,19 +213,46 @@ def test_an_encoder_gets_many_random_token_sequences_for_fitting_algorithms(enco
     assert lengths.min() >= sc.MIN_LENGTH and lengths.max() > 48 and 12 <= np.median(lengths) <= 20
     assert len({s["input_ids"].tobytes() for s in samples}) == len(samples)
     assert len(sc.generate(model, session.run)[0]) == sc.SEQUENCES  # ranges only (RTN): a few
-    # SmoothQuant: a Zipf law over the ids. On this 100-token table an offset of 1000 is nearly uniform;
-    # at offset 1, P(id < 10) = H(10) / H(100) = 0.565 against uniform's 0.10 (32768 draws: std 0.003)
-    monkeypatch.setattr(sc, "ZIPF_OFFSET", 1)
     smoothed, how = sc.generate(model, session.run, fits=("x_absmax", "x_sample"))
     assert len(smoothed) == sc.SMALL_MODEL_SEQUENCES and "(Zipf over the token ids;" in how
-
-    def below_10(generated):
-        return np.mean(np.concatenate([s["input_ids"].ravel() for s in generated]) < 10)
-
-    assert abs(below_10(samples) - 0.10) < 0.02 and abs(below_10(smoothed) - 0.565) < 0.02
+    # A Zipf law over the ids, p(id) ~ 1 / (id + offset): at offset 100 on this 100-row table P(id < 10) is
+    # 0.138, at offset 1 0.565, uniform 0.10 (32768 draws: std 0.003 at most)
+    assert abs(_share(samples, range(10)) - _zipf_share(range(10), 100, 100)) < 0.01
+    monkeypatch.setattr(sc, "ZIPF_OFFSET", 1)
+    steep = sc.generate(model, session.run, fits=("hessian",))[0]
+    assert abs(_share(steep, range(10)) - _zipf_share(range(10), 100, 1)) < 0.01
     monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
     assert len(sc.generate(model, session.run, fits=("hessian",))[0]) == sc.SEQUENCES
     session.close()
+
+
+def _share(samples: list[dict], ids) -> float:
+    return float(np.isin(np.concatenate([s["input_ids"].ravel() for s in samples]), list(ids)).mean())
+
+
+def _zipf_share(ids, rows: int, offset: int) -> float:
+    p = 1.0 / (np.arange(rows) + offset)
+    return float(p[list(ids)].sum() / p.sum())
+
+
+def test_random_tokens_leave_out_the_rows_training_never_moved(tmp_path):
+    """Rows whose norm is under half the median row's (BERT's [unused] tokens keep their initial norm) are
+    never drawn, and the Zipf ranks count the others only."""
+    from qcompile import synthetic_calibration as sc
+    from qcompile.ort_runner import OrtModel
+
+    proto = tiny_models.token_encoder()
+    embed = next(t for t in proto.graph.initializer if t.name == "embed")
+    table = onnx.numpy_helper.to_array(embed).copy()
+    table[:20] *= 0.05
+    embed.CopyFrom(onnx.numpy_helper.from_array(table, "embed"))
+    model = ir.from_proto(proto)
+    session = OrtModel.from_ir(model)
+    samples, how = sc.generate(model, session.run, fits=("hessian",))
+    session.close()
+    assert "(Zipf over the token ids, 20 untrained rows of the table left out; padded after" in how
+    assert _share(samples, range(20)) == 0
+    assert abs(_share(samples, range(20, 30)) - _zipf_share(range(10), 80, sc.ZIPF_OFFSET)) < 0.01
 
 
 @pytest.mark.parametrize("preset, algorithm", [("w4a16", "gptq"), ("w8a8", "smoothquant"), ("w6a16", "gptq")])
@@ -235,5 +265,4 @@ def test_an_encoder_without_data_gets_the_defaults_fitted_to_random_tokens(
     recipe = json.loads((tmp_path / "q.recipe.json").read_text())
     assert recipe["algorithm"] == algorithm and bool(recipe.get("offsets")) == (preset == "w4a16")
     report = json.loads((tmp_path / "q.report.json").read_text())
-    kind = "Zipf over the token ids" if algorithm == "smoothquant" else "uniform"
-    assert any(f"random tokens ({kind};" in note for note in report["notes"]), report["notes"]
+    assert any("random tokens (Zipf over the token ids;" in note for note in report["notes"]), report["notes"]
