@@ -233,7 +233,8 @@ def generate(
     from qcompile import kv_cache
 
     ids, inputs, kinds = _token_input(model, layout)
-    vocab = table_rows(ids)
+    table = token_table(ids)
+    vocab = int(table.shape[0])
     dims = list(ids.shape) if ids.shape is not None else [None, None]
     batch = dims[0] if isinstance(dims[0], int) else BATCH
     length = dims[1] if len(dims) > 1 and isinstance(dims[1], int) else length
@@ -290,7 +291,7 @@ def generate(
         out += _rows(seq, dims, sampled - len(out))
     sampled_rows = len(out)
     if randoms:
-        trained = trained_rows(token_table(ids))
+        trained = trained_rows(table)
         tokens = _random_tokens(rng, trained, (-(-randoms // batch) * batch, length)).astype(dtype)
         out += _split(tokens, dims, batch, randoms)
     valid = [None] * sampled_rows + [
