@@ -38,6 +38,8 @@ class _DefaultToCompile(click.Group):
 
         COMMITTED.clear()  # this command's outputs only
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = console.ReaderMayLeave(sys.stdout), console.ReaderMayLeave(sys.stderr)
         try:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
@@ -56,6 +58,7 @@ class _DefaultToCompile(click.Group):
         except QCompileError as exc:
             _fail(exc)
         finally:
+            sys.stdout, sys.stderr = streams
             signal.signal(signal.SIGTERM, previous)
 
 

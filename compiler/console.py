@@ -4,17 +4,49 @@ calls a progress callback; this module, used by cli.py alone, decides what reach
 On a terminal each stage gets a tqdm bar (count, rate, time left); elsewhere (CI, a log file)
 each finished run of a stage prints one line. qcompile's own INFO lines are shown unless quiet;
 the libraries' messages (onnx-ir's "Removed N unused nodes", Python warnings, onnxruntime's session
-warnings: see ort_runner) only with --verbose.
+warnings: see ort_runner) only with --verbose. A console whose reader goes away (`qcompile ... | head`)
+stops receiving output; the command still finishes its work (ReaderMayLeave).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import TextIO
 
 _MARK = "_qcompile_console"  # set on the handler this module installs, so a second call replaces it
+
+
+class ReaderMayLeave:
+    """stdout or stderr for one command: when its pipe's reader has gone, what is written from then on goes
+    to /dev/null, so that a compile whose log was cut short (`2>&1 | head -1`) still writes its outputs
+    instead of stopping at its next line of output."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self._stream.fileno())  # what the stream still buffers is flushed there too
+        os.close(null)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 class StageProgress:

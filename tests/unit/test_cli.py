@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -113,6 +114,17 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
         proc.stderr.strip().splitlines()[-1] == f"qcompile: error: model not found: {tmp_path / 'none.onnx'}"
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_a_console_whose_reader_left_does_not_stop_the_compile(workdir):
+    """`qcompile ... 2>&1 | head -1`: every write after the first line meets a closed pipe."""
+    read, write = os.pipe()
+    os.close(read)
+    args = [workdir / "mlp.onnx", "-p", "w8a8", "--calib", workdir / "calib.npz"]
+    proc = subprocess.run([sys.executable, "-m", "qcompile.cli", *map(str, args)], stdout=write, stderr=write)
+    os.close(write)
+    assert proc.returncode == 0
+    assert _outputs(workdir) == ["mlp.q.onnx", "mlp.q.recipe.json", "mlp.q.report.html", "mlp.q.report.json"]
 
 
 def test_print_python_is_runnable(workdir):
