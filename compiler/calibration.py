@@ -148,11 +148,18 @@ def _random_samples(inputs: list[InputSpec], count: int, seed: int) -> list[Samp
     return samples
 
 
+# The report verifies on at most this many held-back samples (verification keeps every sample's outputs: an
+# LLM's logits, 64 tokens x 49k vocabulary = 12.6 MB each, twice), so no more are held back: the rest
+# calibrate (512 generated samples: 480, where a quarter held back left 384).
+HELD_BACK_AT_MOST = 32
+
+
 def split_holdout(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
-    """(calibration, held back for the report); at least one of each when there are two or more."""
+    """(calibration, held back for the report): `fraction` of the samples, at most HELD_BACK_AT_MOST; at
+    least one of each when there are two or more."""
     if fraction <= 0 or len(samples) < 2:
         return samples, []
-    held = min(len(samples) - 1, max(1, round(len(samples) * fraction)))
+    held = min(len(samples) - 1, max(1, round(len(samples) * fraction)), HELD_BACK_AT_MOST)
     return samples[:-held], samples[-held:]
 
 

@@ -47,9 +47,6 @@ from qcompile.stream_save import save_streaming
 
 logger = logging.getLogger(__name__)
 STREAM_BYTES = 256 << 20  # a quantized model larger than this is saved with external data, tensor by tensor
-# The report verifies on at most this many held-back samples: verification keeps every sample's
-# outputs (an LLM's logits: 64 tokens x 49k vocabulary = 12.6 MB each, twice).
-VERIFY_SAMPLES = 32
 
 Progress = Callable[[str, int, int], None]
 
@@ -241,8 +238,7 @@ def _data(model: ir.Model, calibration, groups, recipe: Recipe, progress=None, f
     fits = ALGORITHMS[recipe.algorithm].needs
     needs_data = any("act" in g.needs for g in groups) or bool(fits) or bool(recipe.lkd_steps)
     samples, eval_source, notes, guessed = _samples(calibration, model, needs_data, fits, progress, folder)
-    calib_set, held = calib.split_holdout(samples, recipe.holdout)
-    eval_set = held[-VERIFY_SAMPLES:]
+    calib_set, eval_set = calib.split_holdout(samples, recipe.holdout)
     if not eval_set:
         eval_set = calib_set
         eval_source = (

@@ -104,7 +104,7 @@ class Recipe:
     # "preset" (the TOML spelling of None) keeps the preset's
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()  # (exact name or "re:pattern", precision)
-    holdout: float = 0.25
+    holdout: float = 0.25  # of the calibration samples, held back for the report (32 at most)
 
     def __post_init__(self):
         if self.scale_constraint == "preset":

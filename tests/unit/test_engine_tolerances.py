@@ -52,11 +52,11 @@ def test_report_tolerances_without_or_with_a_bad_report(tmp_path):
 
 
 def test_report_verifies_on_at_most_32_held_back_samples(tmp_path):
-    from qcompile.pipeline import VERIFY_SAMPLES
+    from qcompile.calibration import HELD_BACK_AT_MOST
 
     path = tmp_path / "mlp.onnx"
     onnx.save(tiny_models.mlp(), path)
-    calib = tiny_models.calibration(samples=200)  # a quarter held back: 50
+    calib = tiny_models.calibration(samples=200)  # a quarter would be 50
     qcompile.compile(path, "w8a8", calib, output=tmp_path / "q.onnx", report_path=tmp_path / "q.report.json")
     report = json.loads((tmp_path / "q.report.json").read_text())
-    assert report["eval_samples"] == VERIFY_SAMPLES == 32
+    assert report["eval_samples"] == HELD_BACK_AT_MOST == 32

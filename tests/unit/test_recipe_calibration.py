@@ -62,6 +62,8 @@ def test_calibration_folder_and_holdout(tmp_path):
     assert len(samples) == 12 and samples[0]["x"].shape == (2, 8)
     calib, held = split_holdout(samples, 0.25)
     assert len(calib) == 9 and len(held) == 3
+    calib, held = split_holdout(samples * 20, 0.25)  # a quarter would be 60: the rest calibrate
+    assert len(calib) == 240 - 32 and len(held) == 32 and held == (samples * 20)[-32:]
 
 
 def test_calibration_refuses_mismatch(tmp_path):
