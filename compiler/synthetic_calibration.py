@@ -5,10 +5,10 @@ Token-id inputs: qcompile's own text where a tokenizer.json for the model lies b
 next token drawn from the model's own output distribution, batch by batch), on small models topped up
 with random tokens for algorithms fitted to activation statistics; when the model has no output over
 the vocabulary (an encoder), random tokens only: drawn by a Zipf law over the ids of the token table's
-trained rows, and padded after a random length when the model has an attention mask. Other integer
-inputs: a mask is ones (but for that padding), token-type / segment ids are zeros, an index into a
-constant table is uniform over its rows. Float inputs have no range qcompile can know: refused unless
-`--calib random`.
+rows, weighted by how far training moved each row, and padded after a random length when the model
+has an attention mask. Other integer inputs: a mask is ones (but for that padding), token-type /
+segment ids are zeros, an index into a constant table is uniform over its rows. Float inputs have no
+range qcompile can know: refused unless `--calib random`.
 """
 
 from __future__ import annotations
@@ -42,18 +42,22 @@ SMALL_MODEL_SAMPLED = 64
 # prefill / decode perplexity (fp32 22.40; an `input_ids` file of real text 24.65 / 24.74): 64 sampled
 # 25.45 / 25.19, 128 sampled 24.16 / 24.46 (384 s to compile), 256 sampled 23.86 / 23.41.
 SMALL_MODEL_SAMPLED_CACHED = 128
-# Random tokens follow a Zipf law over the token ids, p ~ 1 / (rank + ZIPF_OFFSET), ranking only the rows of
-# the token table that training moved: tokenizers number their vocabularies roughly by frequency (BPE by
-# merge order, WordPiece and SentencePiece by count), and a row text never reached (BERT's [unused] tokens,
-# rare scripts) keeps about its initial norm, well under the trained rows' (MiniLM: 0.43-0.86 for [unused],
-# median 1.12); rows under UNTRAINED_NORM x the median row norm are left out (2102 of MiniLM's 30522).
-# What mattered on MiniLM was the tokens' frequencies, not their order: GPTQ w4a8 on 512 rows of tokens
-# drawn independently from the unigram frequencies of English text 0.9813, on real sentences 0.9812, on
-# uniform tokens 0.9740. Measured w4a8 (`eval`, 512 padded rows, seed 0 unless said): uniform 0.9740,
-# Zipf over all ids offset 1000 / 100 / 10 0.9748 / 0.9751 / 0.9730, uniform over the trained rows 0.9755,
-# Zipf over the trained rows offset 100 0.9767 (seeds 1, 2: 0.9762, 0.9777), offset 30 / 300 0.9762 /
-# 0.9762. Until then SmoothQuant took Zipf over all ids, offset 1000, GPTQ uniform tokens; now MiniLM w8a8
-# SmoothQuant 0.9972 (was 0.9966), SmolLM2's top-up 35.30 (35.49), KV export 24.40 / 24.56 (24.16 / 24.46).
+# Random tokens follow a Zipf law over the token ids, p ~ w / (rank + ZIPF_OFFSET), each row weighted by how
+# far training moved it (row_weights; the rank counts the weights of the rows before it): tokenizers number
+# their vocabularies roughly by frequency (BPE by merge order, WordPiece and SentencePiece by count), and a
+# row text never reached (BERT's [unused] tokens, rare scripts) keeps about its initial norm, well under the
+# trained rows' (MiniLM: 0.43-0.86 for [unused], median 1.12). Rows under UNTRAINED_NORM x the median row
+# norm are left out (2102 of MiniLM's 30522); where there are such rows, the norms between them and the
+# median measure how much training a row saw, and its weight rises linearly from 0 to 1 over that range
+# (most of MiniLM's block of single characters, ordered by code point, not frequency, lies there: its 552
+# rows kept took 32 % of the draws, where English text has 14 %; weighted, 19 %). A
+# table with no untrained rows gives no such scale (SmolLM2's rarest tokens have its largest norms): every
+# row weighs 1. What mattered on MiniLM was the tokens' frequencies, not their order: GPTQ w4a8 on 512 rows
+# of tokens drawn independently from the unigram frequencies of English text 0.9813, on real sentences
+# 0.9812, on uniform tokens 0.9740. Measured w4a8 (`eval`, 512 padded rows, seed 0 unless said): uniform
+# 0.9740, Zipf over all ids offset 1000 / 100 / 10 0.9748 / 0.9751 / 0.9730, Zipf over the rows not left
+# out (weights 0 or 1) offset 100 0.9748 (seeds 1-3: 0.9772, 0.9763, 0.9765; on another draw 0.9767, and
+# offset 30 / 300 0.9762 / 0.9762); weighted, offset 100 0.9779 (seeds 1-3: 0.9776, 0.9769, 0.9769).
 ZIPF_OFFSET = 100
 UNTRAINED_NORM = 0.5
 # A model with an attention mask runs padded batches, and the padded positions count in its per-tensor
@@ -195,23 +199,27 @@ def _fits_activations(fits: tuple[str, ...]) -> bool:
     return bool(fits) and "hessian" not in fits
 
 
-def trained_rows(table: ir.Value, chunk: int = 4096) -> np.ndarray:
-    """Which rows of a token table look trained (norm at least UNTRAINED_NORM x the median row's); all where
-    the table holds no floats."""
+def row_weights(table: ir.Value, chunk: int = 4096) -> np.ndarray:
+    """How much each row of a token table counts in the random-token law: 0 under UNTRAINED_NORM x the
+    median row norm, rising linearly to 1 at the median where the table has such untrained rows; 1 for
+    every row where it has none, or holds no floats."""
     data = table.const_value.numpy()
     if data.ndim != 2 or not (data.dtype.kind == "f" or data.dtype.name == "bfloat16"):
-        return np.ones(len(data), bool)
+        return np.ones(len(data))
     norms = np.concatenate(
         [np.linalg.norm(data[i : i + chunk].astype(np.float32), axis=1) for i in range(0, len(data), chunk)]
     )
-    return norms >= UNTRAINED_NORM * np.median(norms)
+    ratio = norms / np.median(norms)
+    if not (ratio < UNTRAINED_NORM).any():
+        return np.ones(len(data))
+    return np.clip((ratio - UNTRAINED_NORM) / (1 - UNTRAINED_NORM), 0.0, 1.0)
 
 
-def _random_tokens(rng: np.random.Generator, trained: np.ndarray, shape: tuple) -> np.ndarray:
-    """Token ids by a Zipf law over the trained rows' ranks (ZIPF_OFFSET)."""
-    rank = np.cumsum(trained)
-    p = np.where(trained, 1.0 / (rank - 1 + ZIPF_OFFSET), 0.0)
-    return rng.choice(len(trained), size=shape, p=p / p.sum())
+def _random_tokens(rng: np.random.Generator, weights: np.ndarray, shape: tuple) -> np.ndarray:
+    """Token ids by the weighted Zipf law (ZIPF_OFFSET; row_weights)."""
+    rank = np.cumsum(weights) - weights
+    p = weights / (rank + ZIPF_OFFSET)
+    return rng.choice(len(weights), size=shape, p=p / p.sum())
 
 
 def generate(
@@ -291,18 +299,22 @@ def generate(
         out += _rows(seq, dims, sampled - len(out))
     sampled_rows = len(out)
     if randoms:
-        trained = trained_rows(table)
-        tokens = _random_tokens(rng, trained, (-(-randoms // batch) * batch, length)).astype(dtype)
+        weights = row_weights(table)
+        tokens = _random_tokens(rng, weights, (-(-randoms // batch) * batch, length)).astype(dtype)
         out += _split(tokens, dims, batch, randoms)
     valid = [None] * sampled_rows + [
         _valid_lengths(rng, len(row), length) if padded else None for row in out[sampled_rows:]
     ]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
-        left_out = int(len(trained) - trained.sum())
+        left_out = int((weights == 0).sum())
         how = [
             "Zipf over the token ids"
-            + (f", {left_out} untrained rows of the table left out" if left_out else "")
+            + (
+                f" weighted by how far training moved each row, {left_out} untrained rows left out"
+                if left_out
+                else ""
+            )
         ]
         if padded:
             how.append(f"padded after a log-uniform length of {min(MIN_LENGTH, length)} to {length}")
