@@ -50,11 +50,11 @@ SMALL_MODEL_SAMPLED_CACHED = 128
 # norm are left out (2102 of MiniLM's 30522); where there are such rows, the norms between them and the
 # median measure how much training a row saw, and its weight rises linearly from 0 to 1 over that range
 # (most of MiniLM's block of single characters, ordered by code point, not frequency, lies there: its 552
-# rows kept took 32 % of the draws, where English text has 14 %; weighted, 19 %). A
-# table with no untrained rows gives no such scale (SmolLM2's rarest tokens have its largest norms): every
-# row weighs 1. What mattered on MiniLM was the tokens' frequencies, not their order: GPTQ w4a8 on 512 rows
-# of tokens drawn independently from the unigram frequencies of English text 0.9813, on real sentences
-# 0.9812, on uniform tokens 0.9740. Measured w4a8 (`eval`, 512 padded rows, seed 0 unless said): uniform
+# rows kept took 32 % of the draws, where English text has 14 %; weighted, 19 %). A table with no untrained
+# rows gives no such scale (SmolLM2's rarest tokens have its largest norms): every row weighs 1. What
+# mattered on MiniLM was the tokens' frequencies, not their order: GPTQ w4a8 on 512 rows of tokens drawn
+# independently from the unigram frequencies of English text 0.9813, on real sentences 0.9812, on uniform
+# tokens 0.9740. Measured w4a8 (`eval`, 512 padded rows, seed 0 unless said): uniform
 # 0.9740, Zipf over all ids offset 1000 / 100 / 10 0.9748 / 0.9751 / 0.9730, Zipf over the rows not left
 # out (weights 0 or 1) offset 100 0.9748 (seeds 1-3: 0.9772, 0.9763, 0.9765; on another draw 0.9767, and
 # offset 30 / 300 0.9762 / 0.9762); weighted, offset 100 0.9779 (seeds 1-3: 0.9776, 0.9769, 0.9769).
