@@ -307,15 +307,11 @@ def generate(
     ]
     parts = [f"{sampled} sampled from the model's own next-token distribution (LLM-QAT)"] if sampled else []
     if randoms:
+        law = "Zipf over the token ids"
         left_out = int((weights == 0).sum())
-        how = [
-            "Zipf over the token ids"
-            + (
-                f" weighted by how far training moved each row, {left_out} untrained rows left out"
-                if left_out
-                else ""
-            )
-        ]
+        if left_out:
+            law += f" weighted by how far training moved each row, {left_out} untrained rows left out"
+        how = [law]
         if padded:
             how.append(f"padded after a log-uniform length of {min(MIN_LENGTH, length)} to {length}")
         if not sampled:

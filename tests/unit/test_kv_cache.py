@@ -217,10 +217,10 @@ def test_an_encoder_gets_many_random_token_sequences_for_fitting_algorithms(enco
     assert len(smoothed) == sc.SMALL_MODEL_SEQUENCES and "(Zipf over the token ids;" in how
     # A Zipf law over the ids, p(id) ~ 1 / (id + offset): at offset 100 on this 100-row table P(id < 10) is
     # 0.138, at offset 1 0.565, uniform 0.10 (32768 draws: std 0.003 at most)
-    assert abs(_share(samples, range(10)) - _zipf_share(range(10), 100, 100)) < 0.01
+    assert abs(_share(samples, range(10)) - _zipf_share(range(10), np.ones(100), 100)) < 0.01
     monkeypatch.setattr(sc, "ZIPF_OFFSET", 1)
     steep = sc.generate(model, session.run, fits=("hessian",))[0]
-    assert abs(_share(steep, range(10)) - _zipf_share(range(10), 100, 1)) < 0.01
+    assert abs(_share(steep, range(10)) - _zipf_share(range(10), np.ones(100), 1)) < 0.01
     monkeypatch.setattr(sc, "SMALL_MODEL_WEIGHTS", sc.gemm_weights(model) - 1)
     assert len(sc.generate(model, session.run, fits=("hessian",))[0]) == sc.SEQUENCES
     session.close()
@@ -230,8 +230,9 @@ def _share(samples: list[dict], ids) -> float:
     return float(np.isin(np.concatenate([s["input_ids"].ravel() for s in samples]), list(ids)).mean())
 
 
-def _zipf_share(ids, rows: int, offset: int) -> float:
-    p = 1.0 / (np.arange(rows) + offset)
+def _zipf_share(ids, weight: np.ndarray, offset: int) -> float:
+    """P(id in ids) by the law p ~ weight / (the weights of the rows before it + offset)."""
+    p = weight / (np.cumsum(weight) - weight + offset)
     return float(p[list(ids)].sum() / p.sum())
 
 
@@ -257,12 +258,11 @@ def test_random_tokens_weigh_rows_by_how_far_training_moved_them(tmp_path):
         "padded after" in how
     )
     weight = np.concatenate([np.zeros(20), np.full(10, 0.5), np.ones(70)])  # (0.75 - 0.5) / (1 - 0.5)
-    p = weight / (np.cumsum(weight) - weight + sc.ZIPF_OFFSET)
     assert _share(samples, range(20)) == 0
     # P(20 <= id < 30) = 0.087 by the law (unweighted 0.162, uniform over the rows kept 0.125); 32768 draws:
     # std 0.002
-    assert abs(_share(samples, range(20, 30)) - p[20:30].sum() / p.sum()) < 0.01
-    assert abs(_share(samples, range(30, 40)) - p[30:40].sum() / p.sum()) < 0.01
+    assert abs(_share(samples, range(20, 30)) - _zipf_share(range(20, 30), weight, sc.ZIPF_OFFSET)) < 0.01
+    assert abs(_share(samples, range(30, 40)) - _zipf_share(range(30, 40), weight, sc.ZIPF_OFFSET)) < 0.01
 
 
 @pytest.mark.parametrize("preset, algorithm", [("w4a16", "gptq"), ("w8a8", "smoothquant"), ("w6a16", "gptq")])
